@@ -1,0 +1,193 @@
+//! Configuration: `tern.toml` → [`raw::RawConfig`] (serde, `deny_unknown_fields`,
+//! spans kept) → validated [`Config`]. Everything downstream takes a `Config` and
+//! never re-checks it ("parse, don't validate"). Errors carry `file:line:col` and
+//! what was expected ([`ConfigError`]).
+//!
+//! The reference file `config/tern.toml` documents every key; the embedded default
+//! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
+
+mod error;
+mod raw;
+mod units;
+mod validate;
+
+pub use error::ConfigError;
+pub use units::{parse_duration, parse_size};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration `tern serve` runs with when no `--config` is given: listens on
+/// 127.0.0.1:2525, keeps its data in `./tern-data`, serves domain `localhost` with
+/// one user `me`, and generates a self-signed certificate on first start.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// A validated configuration. Construct with [`Config::load`] or [`Config::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Our name in the banner, EHLO replies, `Received:` and Maildir file names.
+    pub hostname: String,
+    /// Root of the spool, the Maildirs and generated certificates.
+    pub data_dir: PathBuf,
+    pub listeners: Vec<Listener>,
+    pub tls: TlsConfig,
+    /// Local domains, lowercase, without trailing dot. Never empty.
+    pub domains: Vec<String>,
+    /// Local users by lowercase name. Never empty.
+    pub users: BTreeMap<String, User>,
+    /// The user that `postmaster@` each local domain reaches unless an alias says
+    /// otherwise (RFC 5321 §4.5.1). Always a key of `users`.
+    pub postmaster: String,
+    pub aliases: Vec<Alias>,
+    /// Plus-addressing separator: `me+tag@` reaches `me`. `None` turns it off.
+    pub recipient_delimiter: Option<char>,
+    pub limits: Limits,
+}
+
+/// One listening socket and the role it plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub role: Role,
+}
+
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: mail from the world for our domains. STARTTLS offered.
+    Mx,
+    /// Port 587: STARTTLS, then AUTH, then relay (RFC 6409).
+    Submission,
+    /// Port 465: implicit TLS from the first byte (RFC 8314).
+    Submissions,
+}
+
+/// Where the server certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsConfig {
+    /// PEM files given by the owner.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generate a self-signed certificate for `hostname` under
+    /// `data_dir/tls/` on first start, reuse it afterwards.
+    SelfSigned,
+}
+
+/// A local user: one Maildir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Lowercase login name; also the local part it receives at every local domain.
+    pub name: String,
+    /// The Maildir (containing tmp/, new/, cur/).
+    pub maildir: PathBuf,
+}
+
+/// One alias line: mail for `source` goes to every target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub source: AliasSource,
+    pub targets: Vec<AliasTarget>,
+}
+
+/// The addresses an alias matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasSource {
+    /// `name@domain`: exactly that address (domain is local).
+    Address { local: String, domain: String },
+    /// `name`: that local part at every local domain.
+    LocalPart(String),
+    /// `@domain`: catch-all for anything else at that local domain.
+    CatchAll(String),
+}
+
+/// Where aliased mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasTarget {
+    /// A local user (key of `Config::users`).
+    User(String),
+    /// Any address outside our domains (handed to the outbound relay).
+    Remote(String),
+}
+
+/// Every limit the server enforces (DESIGN invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub message_size: u64,
+    /// Recipients per transaction; more get 452 4.5.3.
+    pub recipients: usize,
+    /// Concurrent connections in all; more get 421 4.7.0.
+    pub connections: usize,
+    /// Concurrent connections from one IP address; more get 421 4.7.0.
+    pub connections_per_ip: usize,
+    /// Error replies per session before 421 4.7.0 and disconnect.
+    pub errors: usize,
+    /// Longest command line, CRLF included; longer get 500 5.5.2.
+    pub line_length: usize,
+    /// Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7: 5 min).
+    pub command_timeout: Duration,
+    /// Idle time allowed between reads of message data (RFC 5321 §4.5.3.2.6: 3 min).
+    pub data_timeout: Duration,
+    /// Total time one connection may last.
+    pub session_timeout: Duration,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text`; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw = raw::RawConfig::from_toml(text, origin)?;
+        validate::validate(raw, text, origin)
+    }
+
+    /// The embedded default (see [`DEFAULT_TOML`]).
+    pub fn default_config() -> Config {
+        Config::parse(DEFAULT_TOML, Path::new("<embedded default>"))
+            .expect("the embedded default config is valid")
+    }
+
+    /// Is `domain` (any case) one of ours?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// A one-line summary for `tern config check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "ok: {} as {}, {} listener(s), {} domain(s), {} user(s), {} alias(es), data in {}",
+            self.hostname,
+            self.listeners
+                .iter()
+                .map(|l| format!("{}={}", l.role.name(), l.address))
+                .collect::<Vec<_>>()
+                .join(" "),
+            self.listeners.len(),
+            self.domains.len(),
+            self.users.len(),
+            self.aliases.len(),
+            self.data_dir.display()
+        )
+    }
+
+    /// Directory of the durable spool.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+}
+
+impl Role {
+    /// The name used in tern.toml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Mx => "mx",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+}
