@@ -2,4 +2,5 @@
 //!
 //! Layout (see DESIGN.md for the message flow):
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
-pub mod config;
+// pub mod config; (being written on branch wt-config)
+pub mod smtp;

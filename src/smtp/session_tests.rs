@@ -1,0 +1,373 @@
+//! Unit tests of the session state machine: the same client input, split into
+//! chunks of every size, must give the same replies and the same queued messages.
+
+use super::*;
+use crate::smtp::envelope::Route;
+
+/// A minimal driver: answers checks for domain example.org with user `me`,
+/// queues messages in memory, records everything written.
+struct Harness {
+    session: Session,
+    output: Vec<u8>,
+    body: Vec<u8>,
+    queued: Vec<(Transaction, Vec<u8>)>,
+    tls_started: usize,
+    closed: bool,
+}
+
+fn config() -> Arc<SessionConfig> {
+    Arc::new(SessionConfig {
+        hostname: "mx.example.org".into(),
+        max_message_size: 1000,
+        max_recipients: 3,
+        max_errors: 5,
+        max_line_length: 512,
+        starttls: true,
+    })
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            session: Session::new(config(), "192.0.2.1".parse().unwrap(), None),
+            output: Vec::new(),
+            body: Vec::new(),
+            queued: Vec::new(),
+            tls_started: 0,
+            closed: false,
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Some(action) = self.session.next_action() {
+            match action {
+                Action::Reply(r) => r.write_to(&mut self.output),
+                Action::Body(b) => self.body.extend_from_slice(&b),
+                Action::DiscardBody => self.body.clear(),
+                Action::Check(Check::Sender { .. }) => self.session.answer(Answer::SenderOk),
+                Action::Check(Check::Recipient { to }) => {
+                    let answer = match to {
+                        None => Answer::RecipientOk(vec![Recipient {
+                            original: "postmaster".into(),
+                            route: Route::Local("me".into()),
+                        }]),
+                        Some(a)
+                            if a.domain.as_str() == "example.org"
+                                && a.local.eq_ignore_ascii_case("me") =>
+                        {
+                            Answer::RecipientOk(vec![Recipient {
+                                original: a.to_string(),
+                                route: Route::Local("me".into()),
+                            }])
+                        }
+                        Some(a) if a.domain.as_str() == "example.org" => {
+                            Answer::Rejected(Reply::NO_SUCH_USER)
+                        }
+                        Some(_) => Answer::Rejected(Reply::RELAY_DENIED),
+                    };
+                    self.session.answer(answer);
+                }
+                Action::Enqueue(tx) => {
+                    let body = std::mem::take(&mut self.body);
+                    self.queued.push((*tx, body));
+                    let id = format!("Q{}", self.queued.len());
+                    self.session.queued(Ok(id));
+                }
+                Action::StartTls => {
+                    self.tls_started += 1;
+                    self.session.tls_established("TLSv1.3 test".into());
+                }
+                Action::Close => self.closed = true,
+            }
+        }
+    }
+
+    /// Runs `input` split into pieces of `step` bytes.
+    fn run(input: &[u8], step: usize) -> Harness {
+        let mut h = Harness::new();
+        h.pump();
+        for piece in input.chunks(step.max(1)) {
+            if h.closed {
+                break;
+            }
+            h.session.feed(piece);
+            h.pump();
+        }
+        h
+    }
+
+    fn replies(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.output)
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The reply code of every final reply line, greeting included.
+    fn codes(&self) -> Vec<String> {
+        self.replies()
+            .into_iter()
+            .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+            .map(|l| l[..3].to_string())
+            .collect()
+    }
+}
+
+/// Runs `input` whole and split at every size up to 16, and at 64; asserts the
+/// outcomes agree, returns the whole-input run.
+fn run_all_splits(input: &str) -> Harness {
+    let whole = Harness::run(input.as_bytes(), input.len());
+    for step in (1..=16).chain([64]) {
+        let split = Harness::run(input.as_bytes(), step);
+        assert_eq!(
+            split.output, whole.output,
+            "replies differ when split every {step} bytes"
+        );
+        assert_eq!(
+            split.queued, whole.queued,
+            "queued messages differ when split every {step} bytes"
+        );
+    }
+    whole
+}
+
+#[test]
+fn a_complete_transaction() {
+    let h = run_all_splits(
+        "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<me@example.org>\r\nDATA\r\n\
+         Subject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "354", "250", "221"]);
+    assert!(h
+        .replies()
+        .iter()
+        .any(|l| l == "250 2.0.0 Ok: queued as Q1"));
+    assert_eq!(h.queued.len(), 1);
+    let (tx, body) = &h.queued[0];
+    assert_eq!(body, b"Subject: hi\r\n\r\n.dot\r\n");
+    assert_eq!(
+        tx.envelope.sender.as_ref().unwrap().to_string(),
+        "a@b.example"
+    );
+    assert_eq!(tx.envelope.recipients[0].route, Route::Local("me".into()));
+    assert_eq!(tx.trace.helo, "client.example");
+    assert!(h.closed);
+}
+
+#[test]
+fn ehlo_advertises_the_extensions() {
+    let h = Harness::run(b"EHLO c\r\n", 100);
+    let r = h.replies();
+    for ext in [
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
+        assert!(r.iter().any(|l| l[4..] == *ext), "{ext} missing from {r:?}");
+    }
+    assert!(r[0].starts_with("220 mx.example.org ESMTP"));
+}
+
+#[test]
+fn bare_lf_command_lines_work() {
+    let h =
+        run_all_splits("HELO c\nMAIL FROM:<>\nRCPT TO:<me@example.org>\nDATA\nx\r\n.\r\nQUIT\n");
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "354", "250", "221"]);
+}
+
+#[test]
+fn sequence_errors() {
+    let h = run_all_splits("MAIL FROM:<a@b.example>\r\nEHLO c\r\nRCPT TO:<me@example.org>\r\nDATA\r\nMAIL FROM:<>\r\nMAIL FROM:<>\r\nDATA\r\nQUIT\r\n");
+    assert_eq!(
+        h.codes(),
+        ["220", "503", "250", "503", "503", "250", "503", "554", "221"]
+    );
+}
+
+#[test]
+fn relay_and_unknown_users_are_refused_and_data_needs_a_valid_recipient() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@elsewhere.example>\r\nRCPT TO:<nobody@example.org>\r\nDATA\r\nQUIT\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "250", "554", "550", "554", "221"]);
+    assert!(h
+        .replies()
+        .contains(&"550 5.1.1 No such user here".to_string()));
+    assert!(h
+        .replies()
+        .contains(&"554 5.7.1 Relay access denied".to_string()));
+}
+
+#[test]
+fn too_many_recipients_gets_452() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nRCPT TO:<Me@example.org>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<me@example.org>\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        h.codes(),
+        ["220", "250", "250", "250", "250", "250", "452", "221"]
+    );
+}
+
+#[test]
+fn duplicate_routes_are_delivered_once() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nRCPT TO:<postmaster>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(h.queued[0].0.envelope.recipients.len(), 1);
+}
+
+#[test]
+fn smuggled_commands_after_a_fake_end_are_swallowed() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<me@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\n.\n\
+         MAIL FROM:<evil@b.example>\r\nRCPT TO:<me@example.org>\r\nDATA\r\nevil\r\n.\r\nQUIT\r\n",
+    );
+    assert!(h.queued.is_empty(), "nothing may be queued: {:?}", h.queued);
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "354", "550", "221"]);
+    assert!(h.body.is_empty());
+}
+
+#[test]
+fn oversize_data_is_refused_after_its_end() {
+    let big = "x".repeat(1200);
+    let h = run_all_splits(&format!(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nDATA\r\n{big}\r\n.\r\nNOOP\r\n"
+    ));
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "354", "552", "250"]);
+    assert!(h.queued.is_empty());
+    assert!(h.body.is_empty());
+}
+
+#[test]
+fn mail_size_parameter_over_the_limit() {
+    let h = run_all_splits("EHLO c\r\nMAIL FROM:<> SIZE=1001\r\nMAIL FROM:<> SIZE=1000\r\n");
+    assert_eq!(h.codes(), ["220", "250", "552", "250"]);
+}
+
+#[test]
+fn long_lines_get_500_and_the_session_continues() {
+    let long = "NOOP ".to_string() + &"a".repeat(600);
+    let h = run_all_splits(&format!("{long}\r\nNOOP\r\n{long}\nNOOP\n"));
+    assert_eq!(h.codes(), ["220", "500", "250", "500", "250"]);
+    assert!(h.replies().contains(&"500 5.5.2 Line too long".to_string()));
+}
+
+#[test]
+fn too_many_errors_end_the_session_with_421() {
+    let h = run_all_splits("BAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nNOOP\r\n");
+    assert_eq!(h.codes(), ["220", "500", "500", "500", "500", "500", "421"]);
+    assert!(h.closed);
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext_and_resets() {
+    let h = Harness::run(
+        b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@b.example>\r\n",
+        1000,
+    );
+    assert_eq!(h.tls_started, 1);
+    assert_eq!(h.codes(), ["220", "250", "220"]);
+    let mut h = h;
+    h.session
+        .feed(b"RCPT TO:<me@example.org>\r\nMAIL FROM:<>\r\nEHLO c\r\nSTARTTLS\r\n");
+    h.pump();
+    // No transaction survived; EHLO is needed again; STARTTLS no longer offered.
+    assert_eq!(h.codes(), ["220", "250", "220", "503", "503", "250", "503"]);
+    let offers = h
+        .replies()
+        .iter()
+        .filter(|l| l.starts_with("250") && l.ends_with("STARTTLS"))
+        .count();
+    assert_eq!(offers, 1, "STARTTLS must not be offered again after TLS");
+}
+
+#[test]
+fn bdat_transaction() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nBDAT 5\r\nab\r\ncBDAT 3 LAST\r\nd\r\nQUIT\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "250", "250", "221"]);
+    assert_eq!(h.queued[0].1, b"ab\r\ncd\r\n");
+}
+
+#[test]
+fn bdat_without_transaction_consumes_its_chunk() {
+    let h = run_all_splits("EHLO c\r\nBDAT 12 LAST\r\nQUIT\r\nQUIT\r\nNOOP\r\n");
+    // The twelve bytes "QUIT\r\nQUIT\r\n" are data, not commands.
+    assert_eq!(h.codes(), ["220", "250", "503", "250"]);
+}
+
+#[test]
+fn bdat_bare_lf_and_oversize() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nBDAT 5 LAST\r\na\nb\r\nNOOP\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "550", "250"]);
+    assert!(h.queued.is_empty());
+    let big = "y".repeat(1001);
+    let h = run_all_splits(&format!(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nBDAT 1001\r\n{big}BDAT 0 LAST\r\nNOOP\r\n"
+    ));
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "552", "503", "250"]);
+    assert!(h.queued.is_empty());
+    assert!(h.body.is_empty());
+}
+
+#[test]
+fn bdat_then_data_is_refused() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nBDAT 4\r\nab\r\nDATA\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "250", "503"]);
+}
+
+#[test]
+fn non_ascii_addresses_need_smtputf8() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<jürgen@b.example>\r\nMAIL FROM:<jürgen@b.example> SMTPUTF8\r\nRCPT TO:<me@example.org>\r\n",
+    );
+    assert_eq!(h.codes(), ["220", "250", "553", "250", "250"]);
+}
+
+#[test]
+fn helo_sessions_take_no_parameters() {
+    let h = run_all_splits("HELO c\r\nMAIL FROM:<> BODY=8BITMIME\r\nMAIL FROM:<>\r\n");
+    assert_eq!(h.codes(), ["220", "250", "555", "250"]);
+}
+
+#[test]
+fn rset_vrfy_help_noop() {
+    let h = run_all_splits("EHLO c\r\nMAIL FROM:<>\r\nRSET\r\nRCPT TO:<me@example.org>\r\nVRFY me\r\nHELP\r\nNOOP\r\nEXPN x\r\n");
+    assert_eq!(
+        h.codes(),
+        ["220", "250", "250", "250", "503", "252", "214", "250", "502"]
+    );
+}
+
+#[test]
+fn every_reply_after_the_greeting_and_ehlo_has_an_enhanced_code() {
+    let h = run_all_splits(
+        "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@elsewhere.example>\r\nRCPT TO:<me@example.org>\r\nDATA\r\nx\r\n.\r\nFOO\r\nVRFY\r\nHELP\r\nRSET\r\nNOOP\r\nQUIT\r\n",
+    );
+    let replies = h.replies();
+    for line in replies.iter().filter(|l| {
+        !l.starts_with("220 mx")
+            && !l.starts_with("250-")
+            && !l.starts_with("250 CHUNKING")
+            && !l.starts_with("250 STARTTLS")
+            && !l.starts_with("354")
+    }) {
+        let code = line[4..].split(' ').next().unwrap_or("");
+        let parts: Vec<&str> = code.split('.').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u16>().is_ok()),
+            "no enhanced code: {line}"
+        );
+    }
+}
