@@ -4,3 +4,6 @@
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
 // pub mod config; (being written on branch wt-config)
 pub mod smtp;
+pub mod clock;
+pub mod queue;
+pub mod local;

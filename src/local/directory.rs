@@ -1,0 +1,210 @@
+//! Who lives here: resolves a recipient address to the routes it expands to,
+//! using the users, aliases, catch-alls and plus-addressing of the config.
+//!
+//! Order, for `local@domain` at one of our domains (local part compared without
+//! case): an alias for exactly `local@domain`; an alias for `local` at every
+//! domain; a user named `local`; the same three for the part before the
+//! recipient delimiter (`me+tag` → `me`); `postmaster` (RFC 5321 §4.5.1: it
+//! always exists); the domain's catch-all alias. Anything else is unknown.
+//! Alias targets are not expanded further.
+
+use crate::config::{AliasSource, AliasTarget, Config};
+use crate::smtp::{Address, Recipient, Route};
+
+/// The outcome of looking up a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// One of ours; deliver to these routes.
+    Local(Vec<Recipient>),
+    /// At one of our domains, but nobody by that name.
+    Unknown,
+    /// Not one of our domains (or an address literal): relaying.
+    NotLocal,
+}
+
+/// Looks up `to` (`None`: the bare `<Postmaster>`).
+pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
+    let Some(addr) = to else {
+        let routes = postmaster_routes(config, None);
+        return Resolution::Local(recipients("postmaster", routes));
+    };
+    let Some(domain) = addr.domain.name() else {
+        // An address literal is never one of our domain names.
+        return Resolution::NotLocal;
+    };
+    if !config.is_local_domain(domain) {
+        return Resolution::NotLocal;
+    }
+    let original = addr.to_string();
+    let local = addr.local.to_lowercase();
+    if let Some(routes) = lookup(config, &local, domain) {
+        return Resolution::Local(recipients(&original, routes));
+    }
+    if let Some(delim) = config.recipient_delimiter {
+        if let Some((base, _tag)) = local.split_once(delim) {
+            if let Some(routes) = lookup(config, base, domain) {
+                return Resolution::Local(recipients(&original, routes));
+            }
+        }
+    }
+    if local == "postmaster" {
+        return Resolution::Local(recipients(&original, postmaster_routes(config, Some(domain))));
+    }
+    for alias in &config.aliases {
+        if matches!(&alias.source, AliasSource::CatchAll(d) if d == domain) {
+            return Resolution::Local(recipients(&original, routes_of(&alias.targets)));
+        }
+    }
+    Resolution::Unknown
+}
+
+/// Aliases for the exact address, then for the local part, then a user.
+fn lookup(config: &Config, local: &str, domain: &str) -> Option<Vec<Route>> {
+    let exact = config.aliases.iter().find(|a| {
+        matches!(&a.source, AliasSource::Address { local: l, domain: d } if l == local && d == domain)
+    });
+    let any_domain = || {
+        config
+            .aliases
+            .iter()
+            .find(|a| matches!(&a.source, AliasSource::LocalPart(l) if l == local))
+    };
+    if let Some(alias) = exact.or_else(any_domain) {
+        return Some(routes_of(&alias.targets));
+    }
+    config
+        .users
+        .contains_key(local)
+        .then(|| vec![Route::Local(local.to_string())])
+}
+
+fn postmaster_routes(config: &Config, domain: Option<&str>) -> Vec<Route> {
+    let domain = domain.unwrap_or_else(|| config.domains[0].as_str());
+    lookup(config, "postmaster", domain).unwrap_or_else(|| vec![Route::Local(config.postmaster.clone())])
+}
+
+fn routes_of(targets: &[AliasTarget]) -> Vec<Route> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            AliasTarget::User(u) => Some(Route::Local(u.clone())),
+            AliasTarget::Remote(a) => match Address::parse(a) {
+                Ok(addr) => Some(Route::Remote(addr)),
+                Err(e) => {
+                    log::error!("alias target {a:?} is not a valid address ({e}); skipped");
+                    None
+                }
+            },
+        })
+        .collect()
+}
+
+fn recipients(original: &str, routes: Vec<Route>) -> Vec<Recipient> {
+    routes
+        .into_iter()
+        .map(|route| Recipient {
+            original: original.to_string(),
+            route,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+hostname = "mx.example.org"
+data_dir = "/tmp/tern-test"
+domains = ["example.org", "example.net"]
+[[listener]]
+address = "127.0.0.1:2525"
+role = "mx"
+[[user]]
+name = "me"
+[[user]]
+name = "bob"
+[aliases]
+"info@example.org" = "bob"
+"sales" = ["me", "bob"]
+"@example.net" = "me"
+"friends@example.org" = ["me", "pal@elsewhere.example"]
+"#,
+            Path::new("test.toml"),
+        )
+        .unwrap()
+    }
+
+    fn routes(s: &str) -> Resolution {
+        let addr = Address::parse(s).unwrap();
+        match resolve(&config(), Some(&addr)) {
+            Resolution::Local(rs) => {
+                assert!(rs.iter().all(|r| r.original == addr.to_string()));
+                Resolution::Local(rs)
+            }
+            other => other,
+        }
+    }
+
+    fn local(names: &[&str]) -> Vec<Route> {
+        names.iter().map(|n| Route::Local(n.to_string())).collect()
+    }
+
+    fn route_list(r: Resolution) -> Vec<Route> {
+        match r {
+            Resolution::Local(rs) => rs.into_iter().map(|r| r.route).collect(),
+            other => panic!("expected local, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn users_at_every_domain_any_case() {
+        assert_eq!(route_list(routes("me@example.org")), local(&["me"]));
+        assert_eq!(route_list(routes("ME@EXAMPLE.ORG")), local(&["me"]));
+        assert_eq!(route_list(routes("bob@example.net")), local(&["bob"]));
+    }
+
+    #[test]
+    fn aliases_and_plus_addressing() {
+        assert_eq!(route_list(routes("info@example.org")), local(&["bob"]));
+        assert_eq!(route_list(routes("sales@example.net")), local(&["me", "bob"]));
+        assert_eq!(route_list(routes("me+lists@example.org")), local(&["me"]));
+        assert_eq!(route_list(routes("sales+x@example.org")), local(&["me", "bob"]));
+        let friends = route_list(routes("friends@example.org"));
+        assert_eq!(friends[0], Route::Local("me".into()));
+        assert_eq!(friends[1], Route::Remote(Address::parse("pal@elsewhere.example").unwrap()));
+    }
+
+    #[test]
+    fn postmaster_always_exists() {
+        assert_eq!(route_list(routes("postmaster@example.org")), local(&["me"]));
+        assert_eq!(route_list(routes("PostMaster@example.net")), local(&["me"]));
+        assert_eq!(route_list(resolve(&config(), None)), local(&["me"]));
+    }
+
+    #[test]
+    fn catch_all_only_for_its_domain() {
+        assert_eq!(route_list(routes("anything@example.net")), local(&["me"]));
+        assert_eq!(routes("anything@example.org"), Resolution::Unknown);
+    }
+
+    #[test]
+    fn relay_tricks_stay_local_or_unknown() {
+        for trick in [
+            "pal%elsewhere.example@example.org",
+            "elsewhere.example!pal@example.org",
+            "\"pal@elsewhere.example\"@example.org",
+            "me%elsewhere.example@example.org",
+        ] {
+            assert_eq!(routes(trick), Resolution::Unknown, "{trick}");
+        }
+        assert_eq!(routes("me@[127.0.0.1]"), Resolution::NotLocal);
+        assert_eq!(routes("me@example.org.evil.example"), Resolution::NotLocal);
+        assert_eq!(routes("me@elsewhere.example"), Resolution::NotLocal);
+        // At a catch-all domain the trick is just a local address.
+        assert_eq!(route_list(routes("pal%elsewhere.example@example.net")), local(&["me"]));
+    }
+}

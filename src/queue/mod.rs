@@ -1,0 +1,23 @@
+//! The durable queue: everything between "the client sent a message" and "it
+//! is delivered, or bounced to its sender".
+//!
+//! - [`id`]: queue ids.
+//! - [`record`]: the binary records of the spool log.
+//! - [`log`]: segment files, the group-commit writer thread, recovery scan.
+//! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
+//! - [`spool`]: the index of queued messages over the log; the API the rest of
+//!   tern uses (enqueue, update, load, lease).
+//! - [`scheduler`]: picks due messages and hands each recipient to its
+//!   delivery agent; records the outcome.
+
+pub mod body;
+pub mod id;
+pub mod log;
+pub mod record;
+pub mod scheduler;
+pub mod spool;
+
+pub use body::{Body, BodyBuffer};
+pub use id::QueueId;
+pub use record::{RcptStatus, Record};
+pub use spool::{Entry, Loaded, Spool, SpoolError, SpoolOptions};

@@ -1,0 +1,407 @@
+//! The on-disk records of the spool log and their binary encoding.
+//!
+//! A segment file is the 8-byte magic [`SEGMENT_MAGIC`] followed by frames:
+//!
+//! ```text
+//! frame   = len:u32le  crc:u32le  payload[len]      crc = CRC-32 of payload
+//! payload = kind:u8  fields...
+//! ```
+//!
+//! A [`Record::Message`] frame is followed directly by the message body
+//! (`body_len` bytes, checked by `body_crc`), so bodies are never copied into
+//! memory at recovery. Integers are little-endian; strings are `len:u32le` bytes.
+
+use crate::smtp::{Address, Envelope, Recipient, Route};
+
+use super::id::QueueId;
+
+/// The first bytes of every segment file.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"TERNLOG1";
+/// Bytes before a frame's payload.
+pub const FRAME_HEADER: usize = 8;
+/// No single frame payload (envelope and trace headers, not the body) is larger.
+pub const MAX_PAYLOAD: usize = 16 << 20;
+
+const KIND_MESSAGE: u8 = 1;
+const KIND_RECIPIENT: u8 = 2;
+const KIND_DONE: u8 = 3;
+const KIND_ATTEMPT: u8 = 4;
+const KIND_HOLD: u8 = 5;
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptStatus {
+    /// Not yet delivered.
+    Pending,
+    /// Delivered (local Maildir or accepted by the remote server); the text says
+    /// where, e.g. the remote reply.
+    Delivered(String),
+    /// Failed for good; the text is the reason (the remote's reply). Bounced.
+    Failed(String),
+}
+
+impl RcptStatus {
+    /// Delivered or failed: nothing more will be tried.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, RcptStatus::Pending)
+    }
+}
+
+/// The envelope and trace of one message; its body follows it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: QueueId,
+    /// Milliseconds since the epoch when the message was accepted.
+    pub received_at: u64,
+    pub envelope: Envelope,
+    /// Parallel to `envelope.recipients`.
+    pub statuses: Vec<RcptStatus>,
+    /// Header lines we add in front of the body (`Received:`, later DKIM).
+    pub prepend: Vec<u8>,
+    pub body_len: u64,
+    pub body_crc: u32,
+}
+
+/// One entry of the spool log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Message(MessageRecord),
+    /// A recipient reached a final state.
+    Recipient { id: QueueId, index: u32, status: RcptStatus },
+    /// The message is finished (every recipient final, bounces queued) and is
+    /// forgotten at recovery.
+    Done { id: QueueId },
+    /// A delivery attempt failed temporarily: the next one is not before
+    /// `next_attempt` (ms since epoch).
+    Attempt { id: QueueId, attempts: u32, next_attempt: u64, error: String },
+    /// Held (true) or released (false) by the administrator.
+    Hold { id: QueueId, held: bool },
+}
+
+/// A frame that does not decode (torn write or corruption).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record truncated")]
+    Truncated,
+    #[error("record checksum mismatch")]
+    Checksum,
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("bad field: {0}")]
+    BadField(&'static str),
+}
+
+impl Record {
+    /// The message the record is about.
+    pub fn id(&self) -> QueueId {
+        match self {
+            Record::Message(m) => m.id,
+            Record::Recipient { id, .. }
+            | Record::Done { id }
+            | Record::Attempt { id, .. }
+            | Record::Hold { id, .. } => *id,
+        }
+    }
+
+    /// The frame: header and payload (for a message, without its body).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(vec![0; FRAME_HEADER]);
+        match self {
+            Record::Message(m) => {
+                w.u8(KIND_MESSAGE);
+                w.u64(m.id.0);
+                w.u64(m.received_at);
+                w.u8(u8::from(m.envelope.eight_bit) | (u8::from(m.envelope.smtputf8) << 1));
+                w.str(&m.envelope.sender.as_ref().map(Address::to_string).unwrap_or_default());
+                w.u32(m.envelope.recipients.len() as u32);
+                for (r, status) in m.envelope.recipients.iter().zip(&m.statuses) {
+                    w.str(&r.original);
+                    match &r.route {
+                        Route::Local(user) => {
+                            w.u8(0);
+                            w.str(user);
+                        }
+                        Route::Remote(addr) => {
+                            w.u8(1);
+                            w.str(&addr.to_string());
+                        }
+                    }
+                    w.status(status);
+                }
+                w.bytes(&m.prepend);
+                w.u64(m.body_len);
+                w.u32(m.body_crc);
+            }
+            Record::Recipient { id, index, status } => {
+                w.u8(KIND_RECIPIENT);
+                w.u64(id.0);
+                w.u32(*index);
+                w.status(status);
+            }
+            Record::Done { id } => {
+                w.u8(KIND_DONE);
+                w.u64(id.0);
+            }
+            Record::Attempt {
+                id,
+                attempts,
+                next_attempt,
+                error,
+            } => {
+                w.u8(KIND_ATTEMPT);
+                w.u64(id.0);
+                w.u32(*attempts);
+                w.u64(*next_attempt);
+                w.str(error);
+            }
+            Record::Hold { id, held } => {
+                w.u8(KIND_HOLD);
+                w.u64(id.0);
+                w.u8(u8::from(*held));
+            }
+        }
+        let mut frame = w.0;
+        let payload_len = (frame.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+        frame[0..4].copy_from_slice(&payload_len.to_le_bytes());
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        frame
+    }
+
+    /// Decodes a payload whose checksum is `crc`.
+    pub fn decode(payload: &[u8], crc: u32) -> Result<Record, DecodeError> {
+        if crc32fast::hash(payload) != crc {
+            return Err(DecodeError::Checksum);
+        }
+        let mut r = Reader(payload);
+        let record = match r.u8()? {
+            KIND_MESSAGE => {
+                let id = QueueId(r.u64()?);
+                let received_at = r.u64()?;
+                let flags = r.u8()?;
+                let sender = r.str()?;
+                let sender = if sender.is_empty() {
+                    None
+                } else {
+                    Some(Address::parse(&sender).map_err(|_| DecodeError::BadField("sender"))?)
+                };
+                let count = r.u32()? as usize;
+                let mut recipients = Vec::with_capacity(count.min(1024));
+                let mut statuses = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    let original = r.str()?;
+                    let route = match r.u8()? {
+                        0 => Route::Local(r.str()?),
+                        1 => Route::Remote(
+                            Address::parse(&r.str()?).map_err(|_| DecodeError::BadField("recipient"))?,
+                        ),
+                        _ => return Err(DecodeError::BadField("route")),
+                    };
+                    recipients.push(Recipient { original, route });
+                    statuses.push(r.status()?);
+                }
+                let prepend = r.bytes()?.to_vec();
+                let body_len = r.u64()?;
+                let body_crc = r.u32()?;
+                Record::Message(MessageRecord {
+                    id,
+                    received_at,
+                    envelope: Envelope {
+                        sender,
+                        recipients,
+                        eight_bit: flags & 1 != 0,
+                        smtputf8: flags & 2 != 0,
+                    },
+                    statuses,
+                    prepend,
+                    body_len,
+                    body_crc,
+                })
+            }
+            KIND_RECIPIENT => Record::Recipient {
+                id: QueueId(r.u64()?),
+                index: r.u32()?,
+                status: r.status()?,
+            },
+            KIND_DONE => Record::Done { id: QueueId(r.u64()?) },
+            KIND_ATTEMPT => Record::Attempt {
+                id: QueueId(r.u64()?),
+                attempts: r.u32()?,
+                next_attempt: r.u64()?,
+                error: r.str()?,
+            },
+            KIND_HOLD => Record::Hold {
+                id: QueueId(r.u64()?),
+                held: r.u8()? != 0,
+            },
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        if !r.0.is_empty() {
+            return Err(DecodeError::BadField("trailing bytes"));
+        }
+        Ok(record)
+    }
+}
+
+/// Reads a frame header: (payload length, crc).
+pub fn frame_header(bytes: &[u8; FRAME_HEADER]) -> (usize, u32) {
+    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (len, crc)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+    fn status(&mut self, s: &RcptStatus) {
+        match s {
+            RcptStatus::Pending => self.u8(0),
+            RcptStatus::Delivered(t) => {
+                self.u8(1);
+                self.str(t);
+            }
+            RcptStatus::Failed(t) => {
+                self.u8(2);
+                self.str(t);
+            }
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::BadField("utf-8"))
+    }
+    fn status(&mut self) -> Result<RcptStatus, DecodeError> {
+        match self.u8()? {
+            0 => Ok(RcptStatus::Pending),
+            1 => Ok(RcptStatus::Delivered(self.str()?)),
+            2 => Ok(RcptStatus::Failed(self.str()?)),
+            _ => Err(DecodeError::BadField("status")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record::Message(MessageRecord {
+            id: QueueId(42),
+            received_at: 1_800_000_000_000,
+            envelope: Envelope {
+                sender: Some(Address::parse("\"odd sender\"@b.example").unwrap()),
+                recipients: vec![
+                    Recipient {
+                        original: "Me@example.org".into(),
+                        route: Route::Local("me".into()),
+                    },
+                    Recipient {
+                        original: "friend@[192.0.2.1]".into(),
+                        route: Route::Remote(Address::parse("friend@[192.0.2.1]").unwrap()),
+                    },
+                ],
+                eight_bit: true,
+                smtputf8: false,
+            },
+            statuses: vec![RcptStatus::Pending, RcptStatus::Failed("550 no".into())],
+            prepend: b"Received: x\r\n".to_vec(),
+            body_len: 1234,
+            body_crc: 99,
+        })
+    }
+
+    fn round_trip(record: &Record) -> Result<Record, DecodeError> {
+        let frame = record.encode();
+        let header: [u8; FRAME_HEADER] = frame[..FRAME_HEADER].try_into().unwrap();
+        let (len, crc) = frame_header(&header);
+        assert_eq!(len, frame.len() - FRAME_HEADER);
+        Record::decode(&frame[FRAME_HEADER..], crc)
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let id = QueueId(7);
+        for record in [
+            sample(),
+            Record::Recipient {
+                id,
+                index: 3,
+                status: RcptStatus::Delivered("maildir".into()),
+            },
+            Record::Done { id },
+            Record::Attempt {
+                id,
+                attempts: 2,
+                next_attempt: 5,
+                error: "451 later".into(),
+            },
+            Record::Hold { id, held: true },
+        ] {
+            assert_eq!(round_trip(&record).as_ref(), Ok(&record));
+        }
+    }
+
+    #[test]
+    fn any_flipped_bit_is_detected() {
+        let frame = sample().encode();
+        let header: [u8; FRAME_HEADER] = frame[..FRAME_HEADER].try_into().unwrap();
+        let (_, crc) = frame_header(&header);
+        for i in FRAME_HEADER..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x10;
+            assert!(Record::decode(&bad[FRAME_HEADER..], crc).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn truncation_is_detected() {
+        let frame = Record::Done { id: QueueId(1) }.encode();
+        let short = &frame[FRAME_HEADER..frame.len() - 1];
+        assert!(Record::decode(short, crc32fast::hash(short)).is_err());
+    }
+}

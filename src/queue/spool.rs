@@ -1,0 +1,473 @@
+//! The durable spool: the in-memory index of queued messages over the on-disk
+//! log (`log.rs`). Every change is appended to the log and flushed *before* the
+//! index changes, so the index never claims more than the disk holds, and
+//! recovery (replaying the log) rebuilds exactly what was acknowledged.
+//!
+//! Layout of `data_dir/spool/`: `NNNNNNNNNNNN.log` segment files, and `tmp/`
+//! for spilled bodies (unlinked at once, so never left behind).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::clock::Clock;
+use crate::smtp::Envelope;
+
+use super::body::Body;
+use super::id::{IdGenerator, QueueId};
+use super::log::{list_segments, scan_segment, Append, BodyData, Location, Log, LogOptions};
+use super::record::{MessageRecord, RcptStatus, Record};
+
+/// Why the spool could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("no message {0} in the queue")]
+    NotFound(QueueId),
+    #[error("message {0} is damaged on disk (checksum mismatch)")]
+    Damaged(QueueId),
+}
+
+/// One queued message, as the scheduler and `tern queue` see it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub message: MessageRecord,
+    location: Location,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this time (ms since epoch); 0 = at once.
+    pub next_attempt: u64,
+    pub last_error: Option<String>,
+    pub held: bool,
+}
+
+/// A message read back for delivery: envelope, state and body.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub entry: Entry,
+    /// The prepended trace headers followed by the body as received.
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    messages: BTreeMap<QueueId, Entry>,
+    /// Live messages per segment; every segment on disk has a key.
+    segments: BTreeMap<u64, usize>,
+    /// Messages handed to a delivery worker and not yet given back.
+    leased: HashSet<QueueId>,
+}
+
+/// Spool settings.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolOptions {
+    pub log: LogOptions,
+}
+
+/// The durable queue store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    log: Log,
+    ids: IdGenerator,
+    clock: Arc<dyn Clock>,
+    index: Mutex<Index>,
+    /// Woken whenever a message becomes deliverable.
+    wake: tokio::sync::Notify,
+}
+
+/// Milliseconds since the epoch.
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The time `ms` milliseconds after the epoch.
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir`, recovering every message
+    /// the log holds.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>, options: SpoolOptions) -> Result<Spool, SpoolError> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        for leftover in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(leftover?.path());
+        }
+        let segments = list_segments(dir)?;
+        let mut index = Index::default();
+        let mut max_id = 0;
+        for (i, &seq) in segments.iter().enumerate() {
+            index.segments.insert(seq, 0);
+            let newest = i + 1 == segments.len();
+            scan_segment(dir, seq, newest, |found| {
+                max_id = max_id.max(found.record.id().0);
+                index.apply(found.record, found.location);
+            })?;
+        }
+        let next_seq = segments.last().map_or(1, |s| s + 1);
+        index.segments.insert(next_seq, 0);
+        let log = Log::start(dir, next_seq, options.log)?;
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                log,
+                ids: IdGenerator::starting_after(max_id),
+                clock,
+                index: Mutex::new(index),
+                wake: tokio::sync::Notify::new(),
+            }),
+        };
+        let recovered = spool.lock().messages.len();
+        if recovered > 0 {
+            log::info!("spool: recovered {recovered} queued message(s) from {}", dir.display());
+        }
+        spool.delete_finished_segments();
+        Ok(spool)
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Where spilled bodies go.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.inner.dir.join("tmp")
+    }
+
+    /// The clock the spool runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// A fresh queue id (used in the `Received:` header before queueing).
+    pub fn new_id(&self) -> QueueId {
+        self.inner.ids.next(self.inner.clock.now())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes a message durable. When this returns `Ok`, the message survives a
+    /// crash; only then may the client hear 250.
+    pub async fn enqueue(&self, id: QueueId, envelope: Envelope, prepend: Vec<u8>, body: Body) -> Result<(), SpoolError> {
+        let (record, append) = self.message_append(id, envelope, prepend, body);
+        let locations = self.inner.log.append(vec![append]).await?;
+        self.insert(record, locations[0]);
+        Ok(())
+    }
+
+    /// [`Spool::enqueue`] for callers outside the async runtime.
+    pub fn enqueue_blocking(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+        body: Body,
+    ) -> Result<(), SpoolError> {
+        let (record, append) = self.message_append(id, envelope, prepend, body);
+        let locations = self.inner.log.append_blocking(vec![append])?;
+        self.insert(record, locations[0]);
+        Ok(())
+    }
+
+    fn message_append(&self, id: QueueId, envelope: Envelope, prepend: Vec<u8>, body: Body) -> (MessageRecord, Append) {
+        let record = MessageRecord {
+            id,
+            received_at: millis(self.inner.clock.now()),
+            statuses: vec![RcptStatus::Pending; envelope.recipients.len()],
+            envelope,
+            prepend,
+            body_len: body.len,
+            body_crc: body.crc,
+        };
+        let append = Append {
+            frame: Record::Message(record.clone()).encode(),
+            body: Some((body.data, body.len)),
+        };
+        (record, append)
+    }
+
+    fn insert(&self, record: MessageRecord, location: Location) {
+        self.lock().apply(Record::Message(record), location);
+        self.inner.wake.notify_one();
+    }
+
+    /// Appends state records durably, then applies them to the index.
+    pub fn update_blocking(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        let appends = records
+            .iter()
+            .map(|r| Append {
+                frame: r.encode(),
+                body: None,
+            })
+            .collect();
+        let locations = self.inner.log.append_blocking(appends)?;
+        self.apply_all(records, locations);
+        Ok(())
+    }
+
+    /// [`Spool::update_blocking`] from async code.
+    pub async fn update(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        let appends = records
+            .iter()
+            .map(|r| Append {
+                frame: r.encode(),
+                body: None,
+            })
+            .collect();
+        let locations = self.inner.log.append(appends).await?;
+        self.apply_all(records, locations);
+        Ok(())
+    }
+
+    fn apply_all(&self, records: Vec<Record>, locations: Vec<Location>) {
+        let wake = records.iter().any(|r| matches!(r, Record::Hold { held: false, .. }));
+        {
+            let mut index = self.lock();
+            for (record, location) in records.into_iter().zip(locations) {
+                index.apply(record, location);
+            }
+        }
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        self.delete_finished_segments();
+    }
+
+    /// Deletes the oldest segments while nothing in them is queued.
+    fn delete_finished_segments(&self) {
+        let mut index = self.lock();
+        let newest = index.segments.keys().next_back().copied().unwrap_or(0);
+        while let Some((&seq, &live)) = index.segments.first_key_value() {
+            if live > 0 || seq >= newest {
+                break;
+            }
+            index.segments.remove(&seq);
+            self.inner.log.delete_segment(seq);
+        }
+    }
+
+    /// Reads a message's envelope, state and content. Blocking.
+    pub fn load(&self, id: QueueId) -> Result<Loaded, SpoolError> {
+        let entry = self.lock().messages.get(&id).cloned().ok_or(SpoolError::NotFound(id))?;
+        let body = self.inner.log.read_at(entry.location, entry.message.body_len)?;
+        if crc32fast::hash(&body) != entry.message.body_crc {
+            log::error!("spool: message {id} is damaged on disk; it stays queued");
+            return Err(SpoolError::Damaged(id));
+        }
+        let mut content = Vec::with_capacity(entry.message.prepend.len() + body.len());
+        content.extend_from_slice(&entry.message.prepend);
+        content.extend_from_slice(&body);
+        Ok(Loaded { entry, content })
+    }
+
+    /// A copy of one entry.
+    pub fn entry(&self, id: QueueId) -> Option<Entry> {
+        self.lock().messages.get(&id).cloned()
+    }
+
+    /// Copies of every entry, oldest first.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock().messages.values().cloned().collect()
+    }
+
+    /// How many messages are queued.
+    pub fn len(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Leases up to `max` messages that are due at `now` (not held, not leased);
+    /// the caller must [`Spool::release`] each one.
+    pub fn lease_due(&self, now: SystemTime, max: usize) -> Vec<QueueId> {
+        let now = millis(now);
+        let mut index = self.lock();
+        let due: Vec<QueueId> = index
+            .messages
+            .values()
+            .filter(|e| !e.held && e.next_attempt <= now && !index.leased.contains(&e.message.id))
+            .map(|e| e.message.id)
+            .take(max)
+            .collect();
+        index.leased.extend(due.iter().copied());
+        due
+    }
+
+    /// Gives a leased message back to the scheduler.
+    pub fn release(&self, id: QueueId) {
+        self.lock().leased.remove(&id);
+    }
+
+    /// The earliest `next_attempt` of any message that is not held or leased.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        let index = self.lock();
+        index
+            .messages
+            .values()
+            .filter(|e| !e.held && !index.leased.contains(&e.message.id))
+            .map(|e| e.next_attempt)
+            .min()
+            .map(from_millis)
+    }
+
+    /// Waits until something may have become deliverable.
+    pub async fn changed(&self) {
+        self.inner.wake.notified().await
+    }
+
+    /// Wakes the scheduler (for example after `tern queue flush`).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Segment files currently on disk (for tests and `tern queue` stats).
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Rewrites the messages still queued in the oldest segment into the newest
+    /// one, so the oldest can be deleted: a message deferred for days must not
+    /// pin every segment written after it. Blocking. Returns how many moved.
+    pub fn compact_oldest(&self) -> Result<usize, SpoolError> {
+        let (oldest, ids) = {
+            let index = self.lock();
+            let Some((&oldest, _)) = index.segments.first_key_value() else {
+                return Ok(0);
+            };
+            let ids: Vec<QueueId> = index
+                .messages
+                .values()
+                .filter(|e| e.location.segment == oldest && !index.leased.contains(&e.message.id))
+                .map(|e| e.message.id)
+                .collect();
+            (oldest, ids)
+        };
+        let mut moved = 0;
+        for id in ids {
+            let loaded = match self.load(id) {
+                Ok(l) => l,
+                Err(SpoolError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let entry = loaded.entry;
+            let body = loaded.content[entry.message.prepend.len()..].to_vec();
+            let mut appends = vec![Append {
+                frame: Record::Message(entry.message.clone()).encode(),
+                body: Some((BodyData::Memory(body), entry.message.body_len)),
+            }];
+            let mut extra = Vec::new();
+            if entry.attempts > 0 || entry.next_attempt > 0 {
+                extra.push(Record::Attempt {
+                    id,
+                    attempts: entry.attempts,
+                    next_attempt: entry.next_attempt,
+                    error: entry.last_error.clone().unwrap_or_default(),
+                });
+            }
+            if entry.held {
+                extra.push(Record::Hold { id, held: true });
+            }
+            appends.extend(extra.iter().map(|r| Append {
+                frame: r.encode(),
+                body: None,
+            }));
+            let locations = self.inner.log.append_blocking(appends)?;
+            let mut index = self.lock();
+            // Only if nothing changed it meanwhile (a delivery may have finished it).
+            if index.messages.get(&id).is_some_and(|e| e.location.segment == oldest) {
+                let mut records = vec![Record::Message(entry.message)];
+                records.extend(extra);
+                for (record, location) in records.into_iter().zip(locations) {
+                    index.apply(record, location);
+                }
+                moved += 1;
+            }
+        }
+        self.delete_finished_segments();
+        log::debug!("spool: compacted segment {oldest}, moved {moved} message(s)");
+        Ok(moved)
+    }
+}
+
+impl Index {
+    /// Applies one durable record.
+    fn apply(&mut self, record: Record, location: Location) {
+        self.segments.entry(location.segment).or_insert(0);
+        match record {
+            Record::Message(message) => {
+                let id = message.id;
+                if let Some(old) = self.messages.remove(&id) {
+                    self.release_segment(old.location.segment);
+                }
+                *self.segments.entry(location.segment).or_insert(0) += 1;
+                self.messages.insert(
+                    id,
+                    Entry {
+                        message,
+                        location,
+                        attempts: 0,
+                        next_attempt: 0,
+                        last_error: None,
+                        held: false,
+                    },
+                );
+            }
+            Record::Recipient { id, index, status } => {
+                if let Some(slot) = self
+                    .messages
+                    .get_mut(&id)
+                    .and_then(|e| e.message.statuses.get_mut(index as usize))
+                {
+                    *slot = status;
+                }
+            }
+            Record::Attempt {
+                id,
+                attempts,
+                next_attempt,
+                error,
+            } => {
+                if let Some(e) = self.messages.get_mut(&id) {
+                    e.attempts = attempts;
+                    e.next_attempt = next_attempt;
+                    e.last_error = Some(error).filter(|s| !s.is_empty());
+                }
+            }
+            Record::Hold { id, held } => {
+                if let Some(e) = self.messages.get_mut(&id) {
+                    e.held = held;
+                }
+            }
+            Record::Done { id } => {
+                if let Some(old) = self.messages.remove(&id) {
+                    self.release_segment(old.location.segment);
+                }
+            }
+        }
+    }
+
+    fn release_segment(&mut self, seq: u64) {
+        if let Some(live) = self.segments.get_mut(&seq) {
+            *live = live.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "spool_tests.rs"]
+mod tests;
