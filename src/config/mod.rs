@@ -7,6 +7,7 @@
 //! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
 
 mod error;
+mod names;
 mod raw;
 mod units;
 mod validate;
@@ -140,7 +141,8 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Validates `text`; `origin` names the file in error messages.
+    /// Validates `text`; `origin` names the file in error messages, and relative
+    /// paths in the text resolve against its directory.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let raw = raw::RawConfig::from_toml(text, origin)?;
         validate::validate(raw, text, origin)
@@ -157,21 +159,25 @@ impl Config {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    /// A one-line summary for `tern config check`.
-    pub fn summary(&self) -> String {
+    /// A one-line summary for `tern config check`, naming the file it came from:
+    /// `ok: /etc/tern/tern.toml: hostname mail.example.org, 3 listeners (mx
+    /// 0.0.0.0:25, submission 0.0.0.0:587, submissions 0.0.0.0:465), 2 domains,
+    /// 2 users, 3 aliases`.
+    pub fn summary(&self, origin: &Path) -> String {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|l| format!("{} {}", l.role.name(), l.address))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "ok: {} as {}, {} listener(s), {} domain(s), {} user(s), {} alias(es), data in {}",
+            "ok: {}: hostname {}, {} ({listeners}), {}, {}, {}",
+            origin.display(),
             self.hostname,
-            self.listeners
-                .iter()
-                .map(|l| format!("{}={}", l.role.name(), l.address))
-                .collect::<Vec<_>>()
-                .join(" "),
-            self.listeners.len(),
-            self.domains.len(),
-            self.users.len(),
-            self.aliases.len(),
-            self.data_dir.display()
+            count(self.listeners.len(), "listener", "listeners"),
+            count(self.domains.len(), "domain", "domains"),
+            count(self.users.len(), "user", "users"),
+            count(self.aliases.len(), "alias", "aliases"),
         )
     }
 
@@ -179,6 +185,11 @@ impl Config {
     pub fn spool_dir(&self) -> PathBuf {
         self.data_dir.join("spool")
     }
+}
+
+/// `1 user`, `2 users`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl Role {

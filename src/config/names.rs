@@ -1,0 +1,199 @@
+//! Syntax of the names `tern.toml` holds: DNS names (hostname, domains), user
+//! names and the local parts of addresses. Each check returns `None` for a good
+//! name or the reason it is bad, phrased to follow `… is not a valid …: `.
+
+/// RFC 5322 §3.2.3 `atext` besides letters and digits: what may appear in an
+/// unquoted local part (RFC 5321 §4.1.2 `Dot-string`).
+pub const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+
+/// Longest local part (RFC 5321 §4.5.3.1.1).
+const MAX_LOCAL_PART: usize = 64;
+
+/// Why `name` is not a DNS name we accept, or `None` if it is fine.
+///
+/// Letters, digits and hyphens in dot-separated labels of 1–63 characters, no
+/// label starting or ending with a hyphen, at most 253 characters in all
+/// (RFC 1035 §2.3.1, RFC 1123 §2.1). No trailing dot, no non-ASCII (use the
+/// `xn--` form), and the last label may not be all digits (that is an IP address,
+/// RFC 3696 §2).
+pub fn dns_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if !name.is_ascii() {
+        return Some("it has non-ASCII characters; write the xn-- form".into());
+    }
+    if name.ends_with('.') {
+        return Some("it ends with a dot; write it without the trailing dot".into());
+    }
+    if name.len() > 253 {
+        return Some("it is longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!("label \"{label}\" is longer than 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Some(format!(
+                "label \"{label}\" may hold only letters, digits and hyphens"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label \"{label}\" starts or ends with a hyphen"));
+        }
+    }
+    let last = name.rsplit('.').next().unwrap_or(name);
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("it looks like an IP address; expected a name".into());
+    }
+    None
+}
+
+/// Why `name` (already lowercased) is not a user name, or `None`.
+///
+/// ASCII letters, digits, `.`, `_` and `-`; not starting or ending with `.`, no
+/// two dots in a row (RFC 5321 §4.1.2 `Dot-string`), at most 64 characters.
+pub fn user_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some("it may hold only ASCII letters, digits, '.', '_' and '-'".into());
+    }
+    dots_and_length_problem(name)
+}
+
+/// Why `local` is not an unquoted local part (RFC 5321 §4.1.2 `Dot-string`), or
+/// `None`. Quoted local parts are refused on purpose.
+pub fn local_part_problem(local: &str) -> Option<String> {
+    if local.is_empty() {
+        return Some("the part before '@' is empty".into());
+    }
+    if !local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || ATEXT_SPECIALS.contains(c))
+    {
+        return Some(format!(
+            "the part before '@' may hold only ASCII letters, digits, '.' and {ATEXT_SPECIALS}"
+        ));
+    }
+    dots_and_length_problem(local)
+}
+
+/// The rules user names and local parts share.
+fn dots_and_length_problem(s: &str) -> Option<String> {
+    if s.starts_with('.') || s.ends_with('.') || s.contains("..") {
+        return Some("it starts or ends with '.', or has two in a row".into());
+    }
+    if s.len() > MAX_LOCAL_PART {
+        return Some(format!(
+            "it is longer than {MAX_LOCAL_PART} characters (RFC 5321 §4.5.3.1.1)"
+        ));
+    }
+    None
+}
+
+/// Splits `address` into local part and domain at its one `@`, checking both.
+/// Returns the reason when it is not `local@domain`.
+pub fn split_address(address: &str) -> Result<(&str, &str), String> {
+    let Some((local, domain)) = address.split_once('@') else {
+        return Err("it has no '@'".into());
+    };
+    if domain.contains('@') {
+        return Err("it has more than one '@'".into());
+    }
+    if let Some(problem) = local_part_problem(local) {
+        return Err(problem);
+    }
+    if let Some(problem) = dns_name_problem(domain) {
+        return Err(format!("domain \"{domain}\": {problem}"));
+    }
+    Ok((local, domain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_dns_names() {
+        for name in [
+            "localhost",
+            "mail.example.org",
+            "a-b.c0.example",
+            "xn--bcher-kva.example",
+        ] {
+            assert_eq!(dns_name_problem(name), None, "{name}");
+        }
+        assert_eq!(
+            dns_name_problem(&["a".repeat(63), "org".into()].join(".")),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_dns_names() {
+        let long_label = format!("{}.org", "a".repeat(64));
+        let long_name = vec!["a".repeat(63); 4].join(".") + ".org";
+        for (name, reason) in [
+            ("", "empty"),
+            ("example.org.", "trailing dot"),
+            ("bücher.example", "xn--"),
+            ("mail..example.org", "empty label"),
+            (".example.org", "empty label"),
+            ("mail_x.example.org", "letters, digits and hyphens"),
+            ("mail example.org", "letters, digits and hyphens"),
+            ("-mail.example.org", "hyphen"),
+            ("mail-.example.org", "hyphen"),
+            ("192.0.2.1", "IP address"),
+            (long_label.as_str(), "longer than 63"),
+            (long_name.as_str(), "longer than 253"),
+        ] {
+            let problem = dns_name_problem(name).unwrap_or_default();
+            assert!(problem.contains(reason), "{name}: {problem}");
+        }
+    }
+
+    #[test]
+    fn user_names() {
+        for name in ["alice", "john.doe", "a_b-c", "postmaster", "x1"] {
+            assert_eq!(user_name_problem(name), None, "{name}");
+        }
+        for name in [
+            "", "al ice", "al+ice", ".alice", "alice.", "a..b", "\"a\"", "ä",
+        ] {
+            assert!(user_name_problem(name).is_some(), "{name}");
+        }
+        assert!(user_name_problem(&"a".repeat(65)).is_some());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            split_address("info@example.org"),
+            Ok(("info", "example.org"))
+        );
+        assert_eq!(split_address("a+b=c@x.example"), Ok(("a+b=c", "x.example")));
+        for bad in [
+            "info",
+            "a@b@c",
+            "@example.org",
+            "a b@example.org",
+            "\"a\"@example.org",
+            "a@",
+            "a@exa mple.org",
+            "a.@example.org",
+        ] {
+            assert!(split_address(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! [`RawConfig`]: the shape of `tern.toml` exactly as written, before validation.
+//!
+//! serde checks the structure (known keys only, via `deny_unknown_fields`; the right
+//! TOML types); every value whose meaning `validate` can still reject keeps its byte
+//! span ([`Spanned`]) so that error can name `file:line:col`. Required keys are
+//! `Option` here on purpose: `validate` reports a missing key in its own words.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// The whole file. Field names are the TOML keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub hostname: Option<Spanned<String>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub domains: Option<Spanned<Vec<Spanned<String>>>>,
+    pub postmaster: Option<Spanned<String>>,
+    pub recipient_delimiter: Option<Spanned<String>>,
+    /// `[[listener]]` tables, in file order.
+    pub listener: Option<Spanned<Vec<Spanned<RawListener>>>>,
+    pub tls: Option<Spanned<RawTls>>,
+    /// `[[user]]` tables, in file order.
+    pub user: Option<Spanned<Vec<Spanned<RawUser>>>>,
+    #[serde(default)]
+    pub aliases: RawAliases,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// One `[[listener]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[listener]] table with address and role"
+)]
+pub struct RawListener {
+    pub address: Option<Spanned<String>>,
+    pub role: Option<Spanned<String>>,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [tls] table with cert and key")]
+pub struct RawTls {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+}
+
+/// One `[[user]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[user]] table with name and optionally maildir"
+)]
+pub struct RawUser {
+    pub name: Option<Spanned<String>>,
+    pub maildir: Option<Spanned<String>>,
+}
+
+/// The `[limits]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+pub struct RawLimits {
+    pub message_size: Option<Spanned<RawSize>>,
+    pub recipients: Option<Spanned<RawCount>>,
+    pub connections: Option<Spanned<RawCount>>,
+    pub connections_per_ip: Option<Spanned<RawCount>>,
+    pub errors: Option<Spanned<RawCount>>,
+    pub line_length: Option<Spanned<RawCount>>,
+    pub command_timeout: Option<Spanned<RawDuration>>,
+    pub data_timeout: Option<Spanned<RawDuration>>,
+    pub session_timeout: Option<Spanned<RawDuration>>,
+}
+
+/// The `[aliases]` table: `(source, targets)` pairs in file order.
+#[derive(Debug, Default)]
+pub struct RawAliases(pub Vec<(Spanned<String>, Spanned<RawTargets>)>);
+
+/// The value of one alias: a single target or an array of them.
+#[derive(Debug)]
+pub enum RawTargets {
+    /// `"info" = "alice"`; its span is the span of the enclosing `Spanned`.
+    One(String),
+    /// `"info" = ["alice", "bob"]`.
+    Many(Vec<Spanned<String>>),
+}
+
+/// A TOML value that may be an integer or a string, such as `25M` or `"25M"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrText {
+    Int(i64),
+    Text(String),
+}
+
+/// A size: bytes as an integer, or a string with a unit (see `units::parse_size`).
+#[derive(Debug)]
+pub struct RawSize(pub IntOrText);
+
+/// A duration: seconds as an integer, or a string with units (`units::parse_duration`).
+#[derive(Debug)]
+pub struct RawDuration(pub IntOrText);
+
+/// A count: an integer, range-checked by `validate`.
+#[derive(Debug)]
+pub struct RawCount(pub i64);
+
+impl RawConfig {
+    /// Parses `text` as TOML into the raw schema. Syntax errors, unknown keys and
+    /// values of the wrong type become a [`ConfigError`] at their `line:col`.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end();
+            match e.span() {
+                Some(span) => {
+                    let found = text.get(span.clone()).unwrap_or("");
+                    ConfigError::at(origin, text, span, house_style(message, found))
+                }
+                None => ConfigError::whole_file(origin, house_style(message, "")),
+            }
+        })
+    }
+}
+
+/// Rewrites the few toml/serde messages that name things in Rust terms or leave
+/// out the offending key: serde's "unknown field `x`, expected one of `a`, `b`"
+/// becomes `unknown key "x", expected one of: a, b`, and toml's bare "duplicate
+/// key" names the key (`found` is the text at the error's span). Also "a
+/// sequence" becomes "an array", as TOML calls it.
+fn house_style(message: &str, found: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let mut names = rest.split('`').step_by(2).filter(|n| !n.is_empty());
+        if let Some(key) = names.next() {
+            let known: Vec<&str> = names.collect();
+            return if known.is_empty() {
+                format!("unknown key \"{key}\": this table takes no keys")
+            } else {
+                format!(
+                    "unknown key \"{key}\", expected one of: {}",
+                    known.join(", ")
+                )
+            };
+        }
+    }
+    if message == "duplicate key" && !found.is_empty() {
+        let key = found.trim_matches(|c| c == '"' || c == '\'');
+        return format!("duplicate key \"{key}\": each key may appear once per table");
+    }
+    // serde names a Vec "a sequence" and a too-large integer "… as i128".
+    message
+        .replace("expected a sequence", "expected an array")
+        .replace(" as i128", "")
+}
+
+impl<'de> Deserialize<'de> for RawAliases {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AliasesVisitor;
+        impl<'de> Visitor<'de> for AliasesVisitor {
+            type Value = RawAliases;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of alias = target(s)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAliases, A::Error> {
+                let mut entries: Vec<(Spanned<String>, Spanned<RawTargets>)> = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                // The deserializer may hand keys over sorted; file order reads better
+                // in messages and summaries, and the spans tell it.
+                entries.sort_by_key(|(key, _)| key.span().start);
+                Ok(RawAliases(entries))
+            }
+        }
+        deserializer.deserialize_map(AliasesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTargets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TargetsVisitor;
+        impl<'de> Visitor<'de> for TargetsVisitor {
+            type Value = RawTargets;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a user name or address, or an array of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTargets, E> {
+                Ok(RawTargets::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawTargets, A::Error> {
+                let mut targets = Vec::new();
+                while let Some(target) = seq.next_element()? {
+                    targets.push(target);
+                }
+                Ok(RawTargets::Many(targets))
+            }
+        }
+        deserializer.deserialize_any(TargetsVisitor)
+    }
+}
+
+/// Accepts an integer or a string; `expecting` names what the key wants.
+struct IntOrTextVisitor {
+    expecting: &'static str,
+}
+
+impl<'de> Visitor<'de> for IntOrTextVisitor {
+    type Value = IntOrText;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntOrText, E> {
+        Ok(IntOrText::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntOrText, E> {
+        i64::try_from(v)
+            .map(IntOrText::Int)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IntOrText, E> {
+        Ok(IntOrText::Text(v.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expecting = "a size: a number of bytes, or a string like \"25M\"";
+        deserializer
+            .deserialize_any(IntOrTextVisitor { expecting })
+            .map(RawSize)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expecting = "a duration: a number of seconds, or a string like \"5m\"";
+        deserializer
+            .deserialize_any(IntOrTextVisitor { expecting })
+            .map(RawDuration)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expecting = "a whole number";
+        match deserializer.deserialize_any(IntOrTextVisitor { expecting })? {
+            IntOrText::Int(n) => Ok(RawCount(n)),
+            IntOrText::Text(s) => Err(de::Error::invalid_type(de::Unexpected::Str(&s), &expecting)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        RawConfig::from_toml(text, Path::new("tern.toml"))
+            .expect_err(text)
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_known_ones() {
+        assert_eq!(
+            error("hostname = \"x\"\n[tls]\ncrt = \"a\"\n"),
+            "tern.toml:3:1: unknown key \"crt\", expected one of: cert, key"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        assert_eq!(
+            error("hostname = \"x\"\nhostname = \"y\"\n"),
+            "tern.toml:2:1: duplicate key \"hostname\": each key may appear once per table"
+        );
+    }
+
+    #[test]
+    fn wrong_types_say_what_the_key_wants() {
+        assert_eq!(
+            error("tls = 5\n"),
+            "tern.toml:1:7: invalid type: integer `5`, expected a [tls] table with cert and key"
+        );
+        assert_eq!(
+            error("[limits]\nrecipients = \"many\"\n"),
+            "tern.toml:2:14: invalid type: string \"many\", expected a whole number"
+        );
+        assert_eq!(
+            error("[limits]\ndata_timeout = 1.5\n"),
+            "tern.toml:2:16: invalid type: floating point `1.5`, \
+             expected a duration: a number of seconds, or a string like \"5m\""
+        );
+    }
+
+    #[test]
+    fn aliases_keep_file_order_and_spans() {
+        let raw = RawConfig::from_toml(
+            "[aliases]\nzed = \"a\"\n\"@x.org\" = [\"b\", \"c\"]\nabc = \"d\"\n",
+            Path::new("tern.toml"),
+        )
+        .expect("valid");
+        let keys: Vec<&str> = raw
+            .aliases
+            .0
+            .iter()
+            .map(|(k, _)| k.get_ref().as_str())
+            .collect();
+        assert_eq!(keys, ["zed", "@x.org", "abc"]);
+        match raw.aliases.0[1].1.get_ref() {
+            RawTargets::Many(t) => assert_eq!(t.len(), 2),
+            RawTargets::One(_) => panic!("expected an array"),
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_take_integers_or_strings() {
+        let raw = RawConfig::from_toml(
+            "[limits]\nmessage_size = 1024\ncommand_timeout = \"5m\"\n",
+            Path::new("tern.toml"),
+        )
+        .expect("valid");
+        let size = raw.limits.message_size.expect("present");
+        assert_eq!(size.get_ref().0, IntOrText::Int(1024));
+        let timeout = raw.limits.command_timeout.expect("present");
+        assert_eq!(timeout.get_ref().0, IntOrText::Text("5m".into()));
+    }
+}

@@ -1,0 +1,298 @@
+//! The `[limits]` table (DESIGN invariant 5): every key optional, each with its
+//! default and lower bound, plus the two rules across keys
+//! (`connections_per_ip <= connections`, `session_timeout >= command_timeout`).
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Checker;
+use crate::config::raw::{IntOrText, RawCount, RawDuration, RawLimits, RawSize};
+use crate::config::units::{parse_duration, parse_size};
+use crate::config::{ConfigError, Limits};
+
+/// Default `message_size`: 25 MiB.
+const DEFAULT_MESSAGE_SIZE: u64 = 25 << 20;
+/// Smallest `message_size`: 1 KiB.
+const MIN_MESSAGE_SIZE: u64 = 1 << 10;
+
+impl Checker<'_> {
+    pub(super) fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
+        let message_size = match &raw.message_size {
+            Some(size) => self.size("message_size", size, MIN_MESSAGE_SIZE, "1K")?,
+            None => DEFAULT_MESSAGE_SIZE,
+        };
+        let recipients = self.count("recipients", raw.recipients.as_ref(), 100, 1, "")?;
+        let connections = self.count("connections", raw.connections.as_ref(), 100, 1, "")?;
+        let connections_per_ip = self.count(
+            "connections_per_ip",
+            raw.connections_per_ip.as_ref(),
+            10,
+            1,
+            "",
+        )?;
+        let errors = self.count("errors", raw.errors.as_ref(), 10, 1, "")?;
+        // RFC 5321 §4.5.3.1.4: a command line may be 512 octets; we must take that.
+        let line_length = self.count(
+            "line_length",
+            raw.line_length.as_ref(),
+            2048,
+            512,
+            " (RFC 5321 §4.5.3.1.4)",
+        )?;
+        // RFC 5321 §4.5.3.2.6-7: 3 minutes between data blocks, 5 per command.
+        let command_timeout =
+            self.duration("command_timeout", raw.command_timeout.as_ref(), 300)?;
+        let data_timeout = self.duration("data_timeout", raw.data_timeout.as_ref(), 180)?;
+        let session_timeout =
+            self.duration("session_timeout", raw.session_timeout.as_ref(), 1800)?;
+        if connections_per_ip > connections {
+            return Err(self.at_either(
+                raw.connections_per_ip.as_ref(),
+                raw.connections.as_ref(),
+                format!(
+                    "limits.connections_per_ip ({connections_per_ip}) is more than \
+                     limits.connections ({connections}): expected at most {connections}"
+                ),
+            ));
+        }
+        if session_timeout < command_timeout {
+            return Err(self.at_either(
+                raw.session_timeout.as_ref(),
+                raw.command_timeout.as_ref(),
+                format!(
+                    "limits.session_timeout ({}s) is shorter than limits.command_timeout \
+                     ({}s): expected at least as long",
+                    session_timeout.as_secs(),
+                    command_timeout.as_secs()
+                ),
+            ));
+        }
+        Ok(Limits {
+            message_size,
+            recipients,
+            connections,
+            connections_per_ip,
+            errors,
+            line_length,
+            command_timeout,
+            data_timeout,
+            session_timeout,
+        })
+    }
+
+    /// An error at the first of two keys that is present (one of them is, or the
+    /// defaults would have been consistent).
+    fn at_either<A, B>(
+        &self,
+        first: Option<&Spanned<A>>,
+        second: Option<&Spanned<B>>,
+        message: String,
+    ) -> ConfigError {
+        match (first, second) {
+            (Some(a), _) => self.at(a, message),
+            (None, Some(b)) => self.at(b, message),
+            (None, None) => self.missing(message),
+        }
+    }
+
+    fn size(
+        &self,
+        key: &str,
+        size: &Spanned<RawSize>,
+        min: u64,
+        min_written: &str,
+    ) -> Result<u64, ConfigError> {
+        let bytes = match &size.get_ref().0 {
+            IntOrText::Int(n) => u64::try_from(*n).map_err(|_| {
+                self.at(
+                    size,
+                    format!("limits.{key} {n} is negative: expected at least {min_written}"),
+                )
+            })?,
+            IntOrText::Text(text) => parse_size(text).map_err(|expected| {
+                self.at(
+                    size,
+                    format!("limits.{key} \"{text}\" is not a size: {expected}"),
+                )
+            })?,
+        };
+        if bytes < min {
+            return Err(self.at(
+                size,
+                format!(
+                    "limits.{key} {} is too small: expected at least {min_written} ({min} bytes)",
+                    written(&size.get_ref().0)
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn count(
+        &self,
+        key: &str,
+        count: Option<&Spanned<RawCount>>,
+        default: usize,
+        min: usize,
+        why: &str,
+    ) -> Result<usize, ConfigError> {
+        let Some(spanned) = count else {
+            return Ok(default);
+        };
+        let RawCount(n) = *spanned.get_ref();
+        match usize::try_from(n) {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(self.at(
+                spanned,
+                format!("limits.{key} {n} is too small: expected at least {min}{why}"),
+            )),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        duration: Option<&Spanned<RawDuration>>,
+        default_secs: u64,
+    ) -> Result<Duration, ConfigError> {
+        let Some(spanned) = duration else {
+            return Ok(Duration::from_secs(default_secs));
+        };
+        let value = match &spanned.get_ref().0 {
+            // A negative number is reported as too short below.
+            IntOrText::Int(n) => Duration::from_secs(u64::try_from(*n).unwrap_or(0)),
+            IntOrText::Text(text) => parse_duration(text).map_err(|expected| {
+                self.at(
+                    spanned,
+                    format!("limits.{key} \"{text}\" is not a duration: {expected}"),
+                )
+            })?,
+        };
+        if value < Duration::from_secs(1) {
+            return Err(self.at(
+                spanned,
+                format!(
+                    "limits.{key} {} is too short: expected at least 1 second",
+                    written(&spanned.get_ref().0)
+                ),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// A value as the owner wrote it: `25` or `"25M"`.
+fn written(value: &IntOrText) -> String {
+    match value {
+        IntOrText::Int(n) => n.to_string(),
+        IntOrText::Text(text) => format!("\"{text}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::tests::{err, ok, with};
+
+    #[test]
+    fn limits_take_sizes_durations_and_counts() {
+        let limits = ok(&with(
+            "[limits]\nmessage_size = \"10MiB\"\nrecipients = 5\nconnections = 20\n\
+             connections_per_ip = 20\nerrors = 3\nline_length = 512\ncommand_timeout = 60\n\
+             data_timeout = \"90s\"\nsession_timeout = \"1h30m\"\n",
+        ))
+        .limits;
+        assert_eq!(limits.message_size, 10 << 20);
+        assert_eq!(
+            (
+                limits.recipients,
+                limits.connections,
+                limits.connections_per_ip
+            ),
+            (5, 20, 20)
+        );
+        assert_eq!((limits.errors, limits.line_length), (3, 512));
+        assert_eq!(limits.command_timeout, Duration::from_secs(60));
+        assert_eq!(limits.data_timeout, Duration::from_secs(90));
+        assert_eq!(limits.session_timeout, Duration::from_secs(5400));
+        let limits = ok(&with("[limits]\nmessage_size = 2048\n")).limits;
+        assert_eq!(limits.message_size, 2048);
+    }
+
+    #[test]
+    fn limit_mistakes() {
+        let cases = [
+            (
+                "message_size = \"25X\"",
+                "tern.toml:15:16: limits.message_size \"25X\" is not \
+              a size: expected a whole number of bytes, optionally followed by K, M or G \
+              (powers of 1024; KiB/MiB/GiB and KB/MB/GB mean the same), e.g. \"25M\"",
+            ),
+            (
+                "message_size = 1000",
+                "tern.toml:15:16: limits.message_size 1000 is too small: \
+              expected at least 1K (1024 bytes)",
+            ),
+            (
+                "message_size = -5",
+                "tern.toml:15:16: limits.message_size -5 is negative: \
+              expected at least 1K",
+            ),
+            (
+                "recipients = 0",
+                "tern.toml:15:14: limits.recipients 0 is too small: expected \
+              at least 1",
+            ),
+            (
+                "errors = -1",
+                "tern.toml:15:10: limits.errors -1 is too small: expected at \
+              least 1",
+            ),
+            (
+                "line_length = 511",
+                "tern.toml:15:15: limits.line_length 511 is too small: \
+              expected at least 512 (RFC 5321 §4.5.3.1.4)",
+            ),
+            (
+                "data_timeout = \"5 minutes\"",
+                "tern.toml:15:16: limits.data_timeout \
+              \"5 minutes\" is not a duration: expected a whole number of seconds, or whole \
+              numbers each followed by s, m, h or d, e.g. \"90s\", \"5m\", \"1h30m\"",
+            ),
+            (
+                "command_timeout = 0",
+                "tern.toml:15:19: limits.command_timeout 0 is too short: \
+              expected at least 1 second",
+            ),
+            (
+                "connections_per_ip = 101",
+                "tern.toml:15:22: limits.connections_per_ip (101) \
+              is more than limits.connections (100): expected at most 100",
+            ),
+            (
+                "connections = 5",
+                "tern.toml:15:15: limits.connections_per_ip (10) is more \
+              than limits.connections (5): expected at most 5",
+            ),
+            (
+                "session_timeout = \"4m\"",
+                "tern.toml:15:19: limits.session_timeout (240s) is \
+              shorter than limits.command_timeout (300s): expected at least as long",
+            ),
+            (
+                "command_timeout = \"1h\"",
+                "tern.toml:15:19: limits.session_timeout (1800s) is \
+              shorter than limits.command_timeout (3600s): expected at least as long",
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(
+                err(&with(&format!("[limits]\n{line}\n"))),
+                expected,
+                "{line}"
+            );
+        }
+    }
+}
