@@ -2,7 +2,7 @@
 //!
 //! Layout (see DESIGN.md for the message flow):
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
-// pub mod config; (being written on branch wt-config)
+pub mod config;
 pub mod smtp;
 pub mod clock;
 pub mod queue;

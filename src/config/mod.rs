@@ -7,12 +7,14 @@
 //! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
 
 mod error;
+mod live;
 mod names;
 mod raw;
 mod units;
 mod validate;
 
 pub use error::ConfigError;
+pub use live::Live;
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;

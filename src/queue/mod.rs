@@ -14,6 +14,7 @@ pub mod body;
 pub mod id;
 pub mod log;
 pub mod record;
+pub mod retry;
 pub mod scheduler;
 pub mod spool;
 

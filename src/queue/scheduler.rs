@@ -1,1 +1,302 @@
-//! placeholder
+//! The scheduler: takes due messages from the spool, hands each pending
+//! recipient to its delivery agent (local Maildir, or the remote relay), and
+//! records every outcome durably: delivered, failed (bounced), or deferred with
+//! the next attempt time. A message leaves the queue only when every recipient
+//! is final.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Live;
+use crate::local;
+use crate::smtp::Route;
+
+use super::record::{RcptStatus, Record};
+use super::retry::RetryPolicy;
+use super::spool::{millis, Loaded, Spool, SpoolError};
+use super::QueueId;
+
+/// What one delivery attempt did for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; the text says where (for the log and `tern queue show`).
+    Delivered(String),
+    /// Will never work (5xx): bounce. The text is the reason, with its code.
+    Failed(String),
+    /// Did not work now (4xx, timeouts): try again later.
+    Deferred(String),
+}
+
+/// A boxed future, for the agent trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Delivers to recipients on other servers (the outbound relay).
+pub trait RemoteAgent: Send + Sync + 'static {
+    /// Attempts delivery of `loaded` to the recipients at `indices` (all with
+    /// remote routes); returns an outcome for each.
+    fn deliver<'a>(&'a self, loaded: &'a Loaded, indices: Vec<usize>) -> BoxFuture<'a, Vec<(usize, Outcome)>>;
+}
+
+/// Turns a finished message with failed recipients into a bounce.
+pub trait Bouncer: Send + Sync + 'static {
+    /// Queues the delivery status notification for `loaded` whose recipients
+    /// at `failed` failed; returns once it is durable.
+    fn bounce<'a>(&'a self, loaded: &'a Loaded, failed: Vec<usize>) -> BoxFuture<'a, Result<(), SpoolError>>;
+}
+
+/// Runs deliveries; see the module docs.
+#[derive(Clone)]
+pub struct Scheduler {
+    spool: Spool,
+    config: Arc<Live>,
+    remote: Option<Arc<dyn RemoteAgent>>,
+    bouncer: Option<Arc<dyn Bouncer>>,
+    retry: RetryPolicy,
+    concurrency: usize,
+}
+
+impl Scheduler {
+    /// A scheduler delivering locally only, `concurrency` messages at a time.
+    pub fn new(spool: Spool, config: Arc<Live>, retry: RetryPolicy, concurrency: usize) -> Scheduler {
+        Scheduler {
+            spool,
+            config,
+            remote: None,
+            bouncer: None,
+            retry,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Adds the agent for remote recipients.
+    pub fn with_remote(mut self, remote: Arc<dyn RemoteAgent>) -> Scheduler {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Adds the bounce generator.
+    pub fn with_bouncer(mut self, bouncer: Arc<dyn Bouncer>) -> Scheduler {
+        self.bouncer = Some(bouncer);
+        self
+    }
+
+    /// Delivers until `shutdown` turns true, then waits (up to `grace`) for the
+    /// deliveries in progress.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        'outer: loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            };
+            loop {
+                if *shutdown.borrow() {
+                    break 'outer;
+                }
+                let now = self.spool.clock().now();
+                if let Some(id) = self.spool.lease_due(now, 1).pop() {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.process(id).await;
+                        drop(permit);
+                    });
+                    break;
+                }
+                let wait = self
+                    .spool
+                    .next_due()
+                    .map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
+                    .unwrap_or(Duration::from_secs(60))
+                    .clamp(Duration::from_millis(1), Duration::from_secs(60));
+                tokio::select! {
+                    _ = self.spool.changed() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => break 'outer,
+                }
+            }
+        }
+        let all = self.concurrency as u32;
+        if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+            log::warn!("scheduler: deliveries still running at shutdown; they will be retried after restart");
+        }
+    }
+
+    /// One delivery attempt for every pending recipient of message `id`, which
+    /// the caller has leased; gives the lease back.
+    pub async fn process(&self, id: QueueId) {
+        self.process_leased(id).await;
+        self.spool.release(id);
+    }
+
+    async fn process_leased(&self, id: QueueId) {
+        let spool = self.spool.clone();
+        let loaded = match tokio::task::spawn_blocking(move || spool.load(id)).await {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(SpoolError::NotFound(_))) => return,
+            Ok(Err(SpoolError::Damaged(_))) => {
+                // Keep it for the administrator rather than deliver garbage.
+                if let Err(e) = self.spool.update(vec![Record::Hold { id, held: true }]).await {
+                    log::error!("queue_id={id} cannot hold damaged message: {e}");
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                log::error!("queue_id={id} cannot read message: {e}");
+                let attempts = self.spool.entry(id).map_or(0, |e| e.attempts);
+                return self.retry_later(id, attempts, &e.to_string()).await;
+            }
+            Err(e) => {
+                log::error!("queue_id={id} delivery task failed: {e}");
+                return;
+            }
+        };
+        let outcomes = self.attempt(&loaded).await;
+        self.record(loaded, outcomes).await;
+    }
+
+    /// Runs the agents for the pending recipients.
+    async fn attempt(&self, loaded: &Loaded) -> Vec<(usize, Outcome)> {
+        let message = &loaded.entry.message;
+        let pending = message.statuses.iter().enumerate().filter(|(_, s)| !s.is_final());
+        let (mut locals, mut remotes) = (Vec::new(), Vec::new());
+        for (i, _) in pending {
+            match &message.envelope.recipients[i].route {
+                Route::Local(user) => locals.push((i, user.clone())),
+                Route::Remote(_) => remotes.push(i),
+            }
+        }
+        let mut outcomes = Vec::new();
+        if !locals.is_empty() {
+            let config = self.config.get();
+            let loaded = loaded.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                locals
+                    .into_iter()
+                    .map(|(i, user)| {
+                        let outcome = match local::deliver(&config, &loaded, i, &user) {
+                            Ok(detail) => Outcome::Delivered(detail),
+                            Err(e) if e.is_permanent() => Outcome::Failed(crate::smtp::Reply::from(&e).to_string()),
+                            Err(e) => Outcome::Deferred(e.to_string()),
+                        };
+                        (i, outcome)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match result {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => log::error!("queue_id={} local delivery task failed: {e}", message.id),
+            }
+        }
+        if !remotes.is_empty() {
+            match &self.remote {
+                Some(agent) => outcomes.extend(agent.deliver(loaded, remotes).await),
+                None => outcomes.extend(
+                    remotes
+                        .into_iter()
+                        .map(|i| (i, Outcome::Deferred("no outbound relay is running".into()))),
+                ),
+            }
+        }
+        outcomes
+    }
+
+    /// Writes the outcomes; finishes the message or schedules the next attempt.
+    async fn record(&self, loaded: Loaded, outcomes: Vec<(usize, Outcome)>) {
+        let id = loaded.entry.message.id;
+        let now = self.spool.clock().now();
+        let expired = self.retry.expired(loaded.entry.message.received_at, now);
+        let mut statuses = loaded.entry.message.statuses.clone();
+        let mut records = Vec::new();
+        let mut deferred = Vec::new();
+        for (i, outcome) in outcomes {
+            let rcpt = &loaded.entry.message.envelope.recipients[i];
+            let status = match outcome {
+                Outcome::Delivered(detail) => {
+                    log::info!("queue_id={id} to=<{}> status=sent ({detail})", rcpt.original);
+                    RcptStatus::Delivered(detail)
+                }
+                Outcome::Failed(reason) => {
+                    log::info!("queue_id={id} to=<{}> status=bounced ({reason})", rcpt.original);
+                    RcptStatus::Failed(reason)
+                }
+                Outcome::Deferred(reason) if expired => {
+                    log::info!("queue_id={id} to=<{}> status=expired ({reason})", rcpt.original);
+                    RcptStatus::Failed(format!("delivery time expired; last error: {reason}"))
+                }
+                Outcome::Deferred(reason) => {
+                    log::info!("queue_id={id} to=<{}> status=deferred ({reason})", rcpt.original);
+                    deferred.push(reason);
+                    continue;
+                }
+            };
+            statuses[i] = status.clone();
+            records.push(Record::Recipient {
+                id,
+                index: i as u32,
+                status,
+            });
+        }
+        // Persist what happened before acting on it (bounces, removal).
+        if !records.is_empty() {
+            if let Err(e) = self.spool.update(records).await {
+                log::error!("queue_id={id} cannot record delivery results: {e}");
+                return self.retry_later(id, loaded.entry.attempts, &e.to_string()).await;
+            }
+        }
+        if statuses.iter().all(RcptStatus::is_final) {
+            let failed: Vec<usize> = (0..statuses.len())
+                .filter(|&i| matches!(statuses[i], RcptStatus::Failed(_)))
+                .collect();
+            if !failed.is_empty() {
+                let mut finished = loaded.clone();
+                finished.entry.message.statuses = statuses;
+                if let Err(e) = self.bounce(&finished, failed).await {
+                    log::error!("queue_id={id} cannot queue bounce: {e}");
+                    return self.retry_later(id, loaded.entry.attempts, &e.to_string()).await;
+                }
+            }
+            match self.spool.update(vec![Record::Done { id }]).await {
+                Ok(()) => log::info!("queue_id={id} removed"),
+                Err(e) => log::error!("queue_id={id} cannot mark done: {e}"),
+            }
+        } else if !deferred.is_empty() {
+            self.retry_later(id, loaded.entry.attempts, &deferred.join("; ")).await;
+        }
+    }
+
+    async fn bounce(&self, loaded: &Loaded, failed: Vec<usize>) -> Result<(), SpoolError> {
+        match &self.bouncer {
+            Some(b) => b.bounce(loaded, failed).await,
+            None => {
+                log::warn!("queue_id={} failed recipients, and no bouncer configured", loaded.entry.message.id);
+                Ok(())
+            }
+        }
+    }
+
+    async fn retry_later(&self, id: QueueId, attempts: u32, error: &str) {
+        let now = self.spool.clock().now();
+        let next = now + self.retry.delay(attempts + 1);
+        let record = Record::Attempt {
+            id,
+            attempts: attempts + 1,
+            next_attempt: millis(next),
+            error: error.chars().take(1000).collect(),
+        };
+        if let Err(e) = self.spool.update(vec![record]).await {
+            log::error!("queue_id={id} cannot record the next attempt: {e}");
+            // Do not spin on a broken disk.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// How long ago `received_at` (ms) was, at `now`.
+pub fn age(received_at: u64, now: SystemTime) -> Duration {
+    Duration::from_millis(millis(now).saturating_sub(received_at))
+}
