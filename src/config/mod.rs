@@ -12,7 +12,7 @@ mod raw;
 mod units;
 mod validate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Position};
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;
