@@ -13,7 +13,7 @@ mod raw;
 mod units;
 mod validate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Position};
 pub use live::Live;
 pub use units::{parse_duration, parse_size};
 

@@ -132,7 +132,7 @@ impl RawConfig {
 /// out the offending key: serde's "unknown field `x`, expected one of `a`, `b`"
 /// becomes `unknown key "x", expected one of: a, b`, and toml's bare "duplicate
 /// key" names the key (`found` is the text at the error's span). Also "a
-/// sequence" becomes "an array", as TOML calls it.
+/// sequence" becomes "an array", as TOML calls it; a string left open says so.
 fn house_style(message: &str, found: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let mut names = rest.split('`').step_by(2).filter(|n| !n.is_empty());
@@ -151,6 +151,16 @@ fn house_style(message: &str, found: &str) -> String {
     if message == "duplicate key" && !found.is_empty() {
         let key = found.trim_matches(|c| c == '"' || c == '\'');
         return format!("duplicate key \"{key}\": each key may appear once per table");
+    }
+    // The toml parser reports a string left open at the end of its line.
+    match message {
+        "invalid basic string, expected `\"`" => {
+            return "string is not closed: expected `\"` before the end of the line".into()
+        }
+        "invalid literal string, expected `'`" => {
+            return "string is not closed: expected `'` before the end of the line".into()
+        }
+        _ => {}
     }
     // serde names a Vec "a sequence" and a too-large integer "… as i128".
     message
@@ -278,6 +288,18 @@ mod tests {
         assert_eq!(
             error("hostname = \"x\"\nhostname = \"y\"\n"),
             "tern.toml:2:1: duplicate key \"hostname\": each key may appear once per table"
+        );
+    }
+
+    #[test]
+    fn unclosed_strings_say_so() {
+        assert_eq!(
+            error("hostname = \"x\ndata_dir = 'y\n"),
+            "tern.toml:1:14: string is not closed: expected `\"` before the end of the line"
+        );
+        assert_eq!(
+            error("data_dir = 'y\n"),
+            "tern.toml:1:14: string is not closed: expected `'` before the end of the line"
         );
     }
 

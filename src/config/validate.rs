@@ -156,8 +156,9 @@ impl Checker<'_> {
             _ => Err(self.at(
                 spanned,
                 format!(
-                    "recipient_delimiter \"{value}\" is not one of the characters allowed \
-                     in an address: expected one of {ATEXT_SPECIALS}. or \"\" for none"
+                    "recipient_delimiter \"{value}\" is not one character allowed in \
+                     addresses: expected one of {}, or \"\" to turn plus-addressing off",
+                    delimiter_choices()
                 ),
             )),
         }
@@ -345,6 +346,13 @@ impl Checker<'_> {
             ),
         ))
     }
+}
+
+/// The characters `recipient_delimiter` may be, for its error message.
+fn delimiter_choices() -> String {
+    let mut all: Vec<String> = ATEXT_SPECIALS.chars().map(String::from).collect();
+    all.push(".".into());
+    all.join(" ")
 }
 
 /// The user names, for "expected one of" messages.
