@@ -2,8 +2,12 @@
 //!
 //! Layout (see DESIGN.md for the message flow):
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
-pub mod config;
-pub mod smtp;
 pub mod clock;
-pub mod queue;
+pub mod config;
+pub mod daemon;
+pub mod inbound;
 pub mod local;
+pub mod queue;
+pub mod smtp;
+pub mod systemd;
+pub mod tls;

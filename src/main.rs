@@ -1,6 +1,5 @@
 //! The `tern` command line: parses arguments (clap) and hands off to the library.
-//! Only `tern config check [PATH]` exists so far; `serve`, `queue …`, `dkim …` and
-//! `user …` join `Command` as they are built.
+//! `tern serve` runs the daemon; `tern config check` validates a tern.toml.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +21,13 @@ struct Cli {
 /// The top-level subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the mail server in the foreground (systemd runs it this way).
+    Serve {
+        /// The configuration file [default: the embedded default config: a test
+        /// instance on 127.0.0.1:2525 with data in ./tern-data]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Inspect the configuration file.
     Config {
         #[command(subcommand)]
@@ -42,9 +48,42 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Serve { config } => serve(config.as_deref()),
         Command::Config {
             cmd: ConfigCmd::Check { path },
         } => config_check(path.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG_PATH))),
+    }
+}
+
+/// `tern serve`: runs until SIGTERM or SIGINT.
+fn serve(path: Option<&Path>) -> ExitCode {
+    tern::systemd::init_logging();
+    let config = match path {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default_config(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tern: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tern::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -23,7 +23,10 @@ impl Live {
 
     /// The configuration in force now.
     pub fn get(&self) -> Arc<Config> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Puts `config` in force for everything that starts from now on.

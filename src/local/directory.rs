@@ -48,7 +48,10 @@ pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
         }
     }
     if local == "postmaster" {
-        return Resolution::Local(recipients(&original, postmaster_routes(config, Some(domain))));
+        return Resolution::Local(recipients(
+            &original,
+            postmaster_routes(config, Some(domain)),
+        ));
     }
     for alias in &config.aliases {
         if matches!(&alias.source, AliasSource::CatchAll(d) if d == domain) {
@@ -80,7 +83,8 @@ fn lookup(config: &Config, local: &str, domain: &str) -> Option<Vec<Route>> {
 
 fn postmaster_routes(config: &Config, domain: Option<&str>) -> Vec<Route> {
     let domain = domain.unwrap_or_else(|| config.domains[0].as_str());
-    lookup(config, "postmaster", domain).unwrap_or_else(|| vec![Route::Local(config.postmaster.clone())])
+    lookup(config, "postmaster", domain)
+        .unwrap_or_else(|| vec![Route::Local(config.postmaster.clone())])
 }
 
 fn routes_of(targets: &[AliasTarget]) -> Vec<Route> {
@@ -170,12 +174,21 @@ name = "bob"
     #[test]
     fn aliases_and_plus_addressing() {
         assert_eq!(route_list(routes("info@example.org")), local(&["bob"]));
-        assert_eq!(route_list(routes("sales@example.net")), local(&["me", "bob"]));
+        assert_eq!(
+            route_list(routes("sales@example.net")),
+            local(&["me", "bob"])
+        );
         assert_eq!(route_list(routes("me+lists@example.org")), local(&["me"]));
-        assert_eq!(route_list(routes("sales+x@example.org")), local(&["me", "bob"]));
+        assert_eq!(
+            route_list(routes("sales+x@example.org")),
+            local(&["me", "bob"])
+        );
         let friends = route_list(routes("friends@example.org"));
         assert_eq!(friends[0], Route::Local("me".into()));
-        assert_eq!(friends[1], Route::Remote(Address::parse("pal@elsewhere.example").unwrap()));
+        assert_eq!(
+            friends[1],
+            Route::Remote(Address::parse("pal@elsewhere.example").unwrap())
+        );
     }
 
     #[test]
@@ -205,6 +218,9 @@ name = "bob"
         assert_eq!(routes("me@example.org.evil.example"), Resolution::NotLocal);
         assert_eq!(routes("me@elsewhere.example"), Resolution::NotLocal);
         // At a catch-all domain the trick is just a local address.
-        assert_eq!(route_list(routes("pal%elsewhere.example@example.net")), local(&["me"]));
+        assert_eq!(
+            route_list(routes("pal%elsewhere.example@example.net")),
+            local(&["me"])
+        );
     }
 }

@@ -61,7 +61,12 @@ impl Maildir {
     }
 
     /// The file name for one recipient of one queued message.
-    pub fn file_name(received_secs: u64, queue_id: &str, recipient: usize, hostname: &str) -> String {
+    pub fn file_name(
+        received_secs: u64,
+        queue_id: &str,
+        recipient: usize,
+        hostname: &str,
+    ) -> String {
         // Maildir: '/' and ':' in the host part are written as octal escapes.
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
         format!("{received_secs}.Q{queue_id}R{recipient}.{host}")
@@ -110,13 +115,20 @@ mod tests {
         let md = Maildir::new(dir.path().join("me"));
         let name = Maildir::file_name(1_800_000_000, "ABC", 0, "mx.example.org");
         assert_eq!(name, "1800000000.QABCR0.mx.example.org");
-        let got = md.deliver(&name, &[b"Return-Path: <>\r\n", b"body\r\n"]).unwrap();
-        let Delivered::New(path) = got else { panic!("expected a new file") };
+        let got = md
+            .deliver(&name, &[b"Return-Path: <>\r\n", b"body\r\n"])
+            .unwrap();
+        let Delivered::New(path) = got else {
+            panic!("expected a new file")
+        };
         assert_eq!(fs::read(&path).unwrap(), b"Return-Path: <>\r\nbody\r\n");
         assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         assert!(md.root().join("cur").is_dir());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -124,13 +136,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::new(dir.path().join("me"));
         let name = Maildir::file_name(1, "X", 2, "h");
-        assert!(matches!(md.deliver(&name, &[b"one"]).unwrap(), Delivered::New(_)));
-        assert!(matches!(md.deliver(&name, &[b"two"]).unwrap(), Delivered::AlreadyThere(_)));
+        assert!(matches!(
+            md.deliver(&name, &[b"one"]).unwrap(),
+            Delivered::New(_)
+        ));
+        assert!(matches!(
+            md.deliver(&name, &[b"two"]).unwrap(),
+            Delivered::AlreadyThere(_)
+        ));
         assert_eq!(fs::read(md.root().join("new").join(&name)).unwrap(), b"one");
     }
 
     #[test]
     fn host_part_is_escaped() {
-        assert_eq!(Maildir::file_name(1, "Q", 0, "a/b:c"), "1.QQR0.a\\057b\\072c");
+        assert_eq!(
+            Maildir::file_name(1, "Q", 0, "a/b:c"),
+            "1.QQR0.a\\057b\\072c"
+        );
     }
 }

@@ -44,7 +44,12 @@ impl From<&LocalError> for Reply {
 /// Delivers recipient `index` of `loaded` (a local route to `user`) into the
 /// user's Maildir, with `Return-Path:` and `Delivered-To:` in front (RFC 5321
 /// §4.4). Blocking. Returns where it went.
-pub fn deliver(config: &Config, loaded: &Loaded, index: usize, user: &str) -> Result<String, LocalError> {
+pub fn deliver(
+    config: &Config,
+    loaded: &Loaded,
+    index: usize,
+    user: &str,
+) -> Result<String, LocalError> {
     let account = config
         .users
         .get(user)
@@ -59,7 +64,12 @@ pub fn deliver(config: &Config, loaded: &Loaded, index: usize, user: &str) -> Re
     let original = &message.envelope.recipients[index].original;
     let header = format!("Return-Path: <{return_path}>\r\nDelivered-To: {original}\r\n");
     let maildir = Maildir::new(&account.maildir);
-    let name = Maildir::file_name(message.received_at / 1000, &message.id.to_string(), index, &config.hostname);
+    let name = Maildir::file_name(
+        message.received_at / 1000,
+        &message.id.to_string(),
+        index,
+        &config.hostname,
+    );
     let io_error = |source| LocalError::Io {
         path: account.maildir.display().to_string(),
         source,

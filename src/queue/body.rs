@@ -127,7 +127,9 @@ impl BodyBuffer {
     /// A temporary file that has no name: nothing is left behind by a crash.
     fn spill_file(&self) -> io::Result<File> {
         let n = SPILL_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = self.tmp_dir.join(format!("body-{}-{n}", std::process::id()));
+        let path = self
+            .tmp_dir
+            .join(format!("body-{}-{n}", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -59,10 +59,12 @@ impl IdGenerator {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = micros.max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, candidate, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(
+                last,
+                candidate,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return QueueId(candidate),
                 Err(actual) => last = actual,
             }

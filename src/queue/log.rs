@@ -46,10 +46,13 @@ pub struct Append {
     pub body: Option<(BodyData, u64)>,
 }
 
+/// Where the writer sends the outcome of an append.
+type ReplyTo = tokio::sync::oneshot::Sender<io::Result<Vec<Location>>>;
+
 enum Request {
     Append {
         appends: Vec<Append>,
-        reply: tokio::sync::oneshot::Sender<io::Result<Vec<Location>>>,
+        reply: ReplyTo,
     },
     Delete(u64),
 }
@@ -91,7 +94,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(seq) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(seq) = name
+            .strip_suffix(".log")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             seqs.push(seq);
         }
     }
@@ -144,7 +150,10 @@ impl Log {
 
     /// Deletes segment `seq` (after everything queued in it is finished).
     pub fn delete_segment(&self, seq: u64) {
-        self.readers.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq);
         let _ = self.send(Request::Delete(seq));
     }
 
@@ -187,7 +196,10 @@ impl Segment {
     /// entry durable.
     fn create(dir: &Path, seq: u64) -> io::Result<Segment> {
         let path = segment_path(dir, seq);
-        let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
         file.write_all(SEGMENT_MAGIC)?;
         file.sync_all()?;
         sync_dir(dir)?;
@@ -237,7 +249,7 @@ impl Writer {
     }
 
     /// Writes a batch and flushes it once; then answers every request.
-    fn commit(&mut self, batch: Vec<(Vec<Append>, tokio::sync::oneshot::Sender<io::Result<Vec<Location>>>)>) {
+    fn commit(&mut self, batch: Vec<(Vec<Append>, ReplyTo)>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut failed: Option<io::Error> = None;
@@ -265,7 +277,10 @@ impl Writer {
                 }
             }
             Some(e) => {
-                log::error!("spool write failed, {} request(s) refused: {e}", replies.len());
+                log::error!(
+                    "spool write failed, {} request(s) refused: {e}",
+                    replies.len()
+                );
                 for reply in replies {
                     let _ = reply.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
@@ -284,7 +299,10 @@ impl Writer {
         if needs_rotation {
             self.rotate()?;
         }
-        let seg = self.active.as_mut().ok_or_else(|| io::Error::other("no segment"))?;
+        let seg = self
+            .active
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no segment"))?;
         let mut locations = Vec::with_capacity(appends.len());
         for append in appends {
             seg.out.write_all(&append.frame)?;
@@ -297,7 +315,10 @@ impl Writer {
                         file.seek(SeekFrom::Start(0))?;
                         let copied = io::copy(&mut (&mut file).take(len), &mut seg.out)?;
                         if copied != len {
-                            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spilled body shrank"));
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "spilled body shrank",
+                            ));
                         }
                     }
                 }
@@ -345,7 +366,12 @@ pub struct Found {
 /// whose tail may be a write cut short by a crash) the file is truncated
 /// there, and body checksums are verified, since only this segment can hold
 /// writes that were never acknowledged.
-pub fn scan_segment(dir: &Path, seq: u64, repair: bool, mut found: impl FnMut(Found)) -> io::Result<()> {
+pub fn scan_segment(
+    dir: &Path,
+    seq: u64,
+    repair: bool,
+    mut found: impl FnMut(Found),
+) -> io::Result<()> {
     let path = segment_path(dir, seq);
     let mut file = OpenOptions::new().read(true).write(repair).open(&path)?;
     let file_len = file.metadata()?.len();
@@ -358,7 +384,10 @@ pub fn scan_segment(dir: &Path, seq: u64, repair: bool, mut found: impl FnMut(Fo
             file.sync_all()?;
             return Ok(());
         }
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a spool segment", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a spool segment", path.display()),
+        ));
     }
     let mut reader = io::BufReader::with_capacity(256 << 10, file);
     let mut pos = SEGMENT_MAGIC.len() as u64;

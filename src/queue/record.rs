@@ -67,15 +67,29 @@ pub struct MessageRecord {
 pub enum Record {
     Message(MessageRecord),
     /// A recipient reached a final state.
-    Recipient { id: QueueId, index: u32, status: RcptStatus },
+    Recipient {
+        id: QueueId,
+        index: u32,
+        status: RcptStatus,
+    },
     /// The message is finished (every recipient final, bounces queued) and is
     /// forgotten at recovery.
-    Done { id: QueueId },
+    Done {
+        id: QueueId,
+    },
     /// A delivery attempt failed temporarily: the next one is not before
     /// `next_attempt` (ms since epoch).
-    Attempt { id: QueueId, attempts: u32, next_attempt: u64, error: String },
+    Attempt {
+        id: QueueId,
+        attempts: u32,
+        next_attempt: u64,
+        error: String,
+    },
     /// Held (true) or released (false) by the administrator.
-    Hold { id: QueueId, held: bool },
+    Hold {
+        id: QueueId,
+        held: bool,
+    },
 }
 
 /// A frame that does not decode (torn write or corruption).
@@ -112,7 +126,13 @@ impl Record {
                 w.u64(m.id.0);
                 w.u64(m.received_at);
                 w.u8(u8::from(m.envelope.eight_bit) | (u8::from(m.envelope.smtputf8) << 1));
-                w.str(&m.envelope.sender.as_ref().map(Address::to_string).unwrap_or_default());
+                w.str(
+                    &m.envelope
+                        .sender
+                        .as_ref()
+                        .map(Address::to_string)
+                        .unwrap_or_default(),
+                );
                 w.u32(m.envelope.recipients.len() as u32);
                 for (r, status) in m.envelope.recipients.iter().zip(&m.statuses) {
                     w.str(&r.original);
@@ -193,7 +213,8 @@ impl Record {
                     let route = match r.u8()? {
                         0 => Route::Local(r.str()?),
                         1 => Route::Remote(
-                            Address::parse(&r.str()?).map_err(|_| DecodeError::BadField("recipient"))?,
+                            Address::parse(&r.str()?)
+                                .map_err(|_| DecodeError::BadField("recipient"))?,
                         ),
                         _ => return Err(DecodeError::BadField("route")),
                     };
@@ -223,7 +244,9 @@ impl Record {
                 index: r.u32()?,
                 status: r.status()?,
             },
-            KIND_DONE => Record::Done { id: QueueId(r.u64()?) },
+            KIND_DONE => Record::Done {
+                id: QueueId(r.u64()?),
+            },
             KIND_ATTEMPT => Record::Attempt {
                 id: QueueId(r.u64()?),
                 attempts: r.u32()?,
@@ -394,7 +417,10 @@ mod tests {
         for i in FRAME_HEADER..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 0x10;
-            assert!(Record::decode(&bad[FRAME_HEADER..], crc).is_err(), "flip at {i}");
+            assert!(
+                Record::decode(&bad[FRAME_HEADER..], crc).is_err(),
+                "flip at {i}"
+            );
         }
     }
 

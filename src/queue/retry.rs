@@ -74,9 +74,15 @@ mod tests {
         let p = RetryPolicy::default();
         for _ in 0..100 {
             let d1 = p.delay(1);
-            assert!(d1 <= Duration::from_secs(300) && d1 >= Duration::from_secs(240), "{d1:?}");
+            assert!(
+                d1 <= Duration::from_secs(300) && d1 >= Duration::from_secs(240),
+                "{d1:?}"
+            );
             let d3 = p.delay(3);
-            assert!(d3 <= Duration::from_secs(1200) && d3 >= Duration::from_secs(960), "{d3:?}");
+            assert!(
+                d3 <= Duration::from_secs(1200) && d3 >= Duration::from_secs(960),
+                "{d3:?}"
+            );
             let d50 = p.delay(50);
             assert!(d50 <= p.max && d50 >= p.max * 4 / 5, "{d50:?}");
         }

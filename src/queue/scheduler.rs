@@ -38,14 +38,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait RemoteAgent: Send + Sync + 'static {
     /// Attempts delivery of `loaded` to the recipients at `indices` (all with
     /// remote routes); returns an outcome for each.
-    fn deliver<'a>(&'a self, loaded: &'a Loaded, indices: Vec<usize>) -> BoxFuture<'a, Vec<(usize, Outcome)>>;
+    fn deliver<'a>(
+        &'a self,
+        loaded: &'a Loaded,
+        indices: Vec<usize>,
+    ) -> BoxFuture<'a, Vec<(usize, Outcome)>>;
 }
 
 /// Turns a finished message with failed recipients into a bounce.
 pub trait Bouncer: Send + Sync + 'static {
     /// Queues the delivery status notification for `loaded` whose recipients
     /// at `failed` failed; returns once it is durable.
-    fn bounce<'a>(&'a self, loaded: &'a Loaded, failed: Vec<usize>) -> BoxFuture<'a, Result<(), SpoolError>>;
+    fn bounce<'a>(
+        &'a self,
+        loaded: &'a Loaded,
+        failed: Vec<usize>,
+    ) -> BoxFuture<'a, Result<(), SpoolError>>;
 }
 
 /// Runs deliveries; see the module docs.
@@ -61,7 +69,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler delivering locally only, `concurrency` messages at a time.
-    pub fn new(spool: Spool, config: Arc<Live>, retry: RetryPolicy, concurrency: usize) -> Scheduler {
+    pub fn new(
+        spool: Spool,
+        config: Arc<Live>,
+        retry: RetryPolicy,
+        concurrency: usize,
+    ) -> Scheduler {
         Scheduler {
             spool,
             config,
@@ -120,7 +133,10 @@ impl Scheduler {
             }
         }
         let all = self.concurrency as u32;
-        if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
             log::warn!("scheduler: deliveries still running at shutdown; they will be retried after restart");
         }
     }
@@ -139,7 +155,11 @@ impl Scheduler {
             Ok(Err(SpoolError::NotFound(_))) => return,
             Ok(Err(SpoolError::Damaged(_))) => {
                 // Keep it for the administrator rather than deliver garbage.
-                if let Err(e) = self.spool.update(vec![Record::Hold { id, held: true }]).await {
+                if let Err(e) = self
+                    .spool
+                    .update(vec![Record::Hold { id, held: true }])
+                    .await
+                {
                     log::error!("queue_id={id} cannot hold damaged message: {e}");
                 }
                 return;
@@ -161,7 +181,11 @@ impl Scheduler {
     /// Runs the agents for the pending recipients.
     async fn attempt(&self, loaded: &Loaded) -> Vec<(usize, Outcome)> {
         let message = &loaded.entry.message;
-        let pending = message.statuses.iter().enumerate().filter(|(_, s)| !s.is_final());
+        let pending = message
+            .statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_final());
         let (mut locals, mut remotes) = (Vec::new(), Vec::new());
         for (i, _) in pending {
             match &message.envelope.recipients[i].route {
@@ -179,7 +203,9 @@ impl Scheduler {
                     .map(|(i, user)| {
                         let outcome = match local::deliver(&config, &loaded, i, &user) {
                             Ok(detail) => Outcome::Delivered(detail),
-                            Err(e) if e.is_permanent() => Outcome::Failed(crate::smtp::Reply::from(&e).to_string()),
+                            Err(e) if e.is_permanent() => {
+                                Outcome::Failed(crate::smtp::Reply::from(&e).to_string())
+                            }
                             Err(e) => Outcome::Deferred(e.to_string()),
                         };
                         (i, outcome)
@@ -217,19 +243,31 @@ impl Scheduler {
             let rcpt = &loaded.entry.message.envelope.recipients[i];
             let status = match outcome {
                 Outcome::Delivered(detail) => {
-                    log::info!("queue_id={id} to=<{}> status=sent ({detail})", rcpt.original);
+                    log::info!(
+                        "queue_id={id} to=<{}> status=sent ({detail})",
+                        rcpt.original
+                    );
                     RcptStatus::Delivered(detail)
                 }
                 Outcome::Failed(reason) => {
-                    log::info!("queue_id={id} to=<{}> status=bounced ({reason})", rcpt.original);
+                    log::info!(
+                        "queue_id={id} to=<{}> status=bounced ({reason})",
+                        rcpt.original
+                    );
                     RcptStatus::Failed(reason)
                 }
                 Outcome::Deferred(reason) if expired => {
-                    log::info!("queue_id={id} to=<{}> status=expired ({reason})", rcpt.original);
+                    log::info!(
+                        "queue_id={id} to=<{}> status=expired ({reason})",
+                        rcpt.original
+                    );
                     RcptStatus::Failed(format!("delivery time expired; last error: {reason}"))
                 }
                 Outcome::Deferred(reason) => {
-                    log::info!("queue_id={id} to=<{}> status=deferred ({reason})", rcpt.original);
+                    log::info!(
+                        "queue_id={id} to=<{}> status=deferred ({reason})",
+                        rcpt.original
+                    );
                     deferred.push(reason);
                     continue;
                 }
@@ -245,7 +283,9 @@ impl Scheduler {
         if !records.is_empty() {
             if let Err(e) = self.spool.update(records).await {
                 log::error!("queue_id={id} cannot record delivery results: {e}");
-                return self.retry_later(id, loaded.entry.attempts, &e.to_string()).await;
+                return self
+                    .retry_later(id, loaded.entry.attempts, &e.to_string())
+                    .await;
             }
         }
         if statuses.iter().all(RcptStatus::is_final) {
@@ -257,7 +297,9 @@ impl Scheduler {
                 finished.entry.message.statuses = statuses;
                 if let Err(e) = self.bounce(&finished, failed).await {
                     log::error!("queue_id={id} cannot queue bounce: {e}");
-                    return self.retry_later(id, loaded.entry.attempts, &e.to_string()).await;
+                    return self
+                        .retry_later(id, loaded.entry.attempts, &e.to_string())
+                        .await;
                 }
             }
             match self.spool.update(vec![Record::Done { id }]).await {
@@ -265,7 +307,8 @@ impl Scheduler {
                 Err(e) => log::error!("queue_id={id} cannot mark done: {e}"),
             }
         } else if !deferred.is_empty() {
-            self.retry_later(id, loaded.entry.attempts, &deferred.join("; ")).await;
+            self.retry_later(id, loaded.entry.attempts, &deferred.join("; "))
+                .await;
         }
     }
 
@@ -273,7 +316,10 @@ impl Scheduler {
         match &self.bouncer {
             Some(b) => b.bounce(loaded, failed).await,
             None => {
-                log::warn!("queue_id={} failed recipients, and no bouncer configured", loaded.entry.message.id);
+                log::warn!(
+                    "queue_id={} failed recipients, and no bouncer configured",
+                    loaded.entry.message.id
+                );
                 Ok(())
             }
         }

@@ -90,7 +90,9 @@ struct Inner {
 
 /// Milliseconds since the epoch.
 pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The time `ms` milliseconds after the epoch.
@@ -101,7 +103,11 @@ pub fn from_millis(ms: u64) -> SystemTime {
 impl Spool {
     /// Opens (creating if needed) the spool in `dir`, recovering every message
     /// the log holds.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>, options: SpoolOptions) -> Result<Spool, SpoolError> {
+    pub fn open(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        options: SpoolOptions,
+    ) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         for leftover in std::fs::read_dir(dir.join("tmp"))? {
             let _ = std::fs::remove_file(leftover?.path());
@@ -132,7 +138,10 @@ impl Spool {
         };
         let recovered = spool.lock().messages.len();
         if recovered > 0 {
-            log::info!("spool: recovered {recovered} queued message(s) from {}", dir.display());
+            log::info!(
+                "spool: recovered {recovered} queued message(s) from {}",
+                dir.display()
+            );
         }
         spool.delete_finished_segments();
         Ok(spool)
@@ -164,7 +173,13 @@ impl Spool {
 
     /// Makes a message durable. When this returns `Ok`, the message survives a
     /// crash; only then may the client hear 250.
-    pub async fn enqueue(&self, id: QueueId, envelope: Envelope, prepend: Vec<u8>, body: Body) -> Result<(), SpoolError> {
+    pub async fn enqueue(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+        body: Body,
+    ) -> Result<(), SpoolError> {
         let (record, append) = self.message_append(id, envelope, prepend, body);
         let locations = self.inner.log.append(vec![append]).await?;
         self.insert(record, locations[0]);
@@ -185,7 +200,13 @@ impl Spool {
         Ok(())
     }
 
-    fn message_append(&self, id: QueueId, envelope: Envelope, prepend: Vec<u8>, body: Body) -> (MessageRecord, Append) {
+    fn message_append(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+        body: Body,
+    ) -> (MessageRecord, Append) {
         let record = MessageRecord {
             id,
             received_at: millis(self.inner.clock.now()),
@@ -236,7 +257,9 @@ impl Spool {
     }
 
     fn apply_all(&self, records: Vec<Record>, locations: Vec<Location>) {
-        let wake = records.iter().any(|r| matches!(r, Record::Hold { held: false, .. }));
+        let wake = records
+            .iter()
+            .any(|r| matches!(r, Record::Hold { held: false, .. }));
         {
             let mut index = self.lock();
             for (record, location) in records.into_iter().zip(locations) {
@@ -264,8 +287,16 @@ impl Spool {
 
     /// Reads a message's envelope, state and content. Blocking.
     pub fn load(&self, id: QueueId) -> Result<Loaded, SpoolError> {
-        let entry = self.lock().messages.get(&id).cloned().ok_or(SpoolError::NotFound(id))?;
-        let body = self.inner.log.read_at(entry.location, entry.message.body_len)?;
+        let entry = self
+            .lock()
+            .messages
+            .get(&id)
+            .cloned()
+            .ok_or(SpoolError::NotFound(id))?;
+        let body = self
+            .inner
+            .log
+            .read_at(entry.location, entry.message.body_len)?;
         if crc32fast::hash(&body) != entry.message.body_crc {
             log::error!("spool: message {id} is damaged on disk; it stays queued");
             return Err(SpoolError::Damaged(id));
@@ -391,7 +422,11 @@ impl Spool {
             let locations = self.inner.log.append_blocking(appends)?;
             let mut index = self.lock();
             // Only if nothing changed it meanwhile (a delivery may have finished it).
-            if index.messages.get(&id).is_some_and(|e| e.location.segment == oldest) {
+            if index
+                .messages
+                .get(&id)
+                .is_some_and(|e| e.location.segment == oldest)
+            {
                 let mut records = vec![Record::Message(entry.message)];
                 records.extend(extra);
                 for (record, location) in records.into_iter().zip(locations) {

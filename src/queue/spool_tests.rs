@@ -33,7 +33,12 @@ fn open(dir: &Path, segment_size: u64) -> Spool {
 async fn put(spool: &Spool, body: &[u8]) -> QueueId {
     let id = spool.new_id();
     spool
-        .enqueue(id, envelope(2), b"Received: test\r\n".to_vec(), Body::from_bytes(body.to_vec()))
+        .enqueue(
+            id,
+            envelope(2),
+            b"Received: test\r\n".to_vec(),
+            Body::from_bytes(body.to_vec()),
+        )
         .await
         .unwrap();
     id
@@ -44,14 +49,20 @@ async fn messages_survive_a_restart_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = {
         let spool = open(dir.path(), 64 << 20);
-        (put(&spool, b"first\r\n").await, put(&spool, b"second\r\n").await)
+        (
+            put(&spool, b"first\r\n").await,
+            put(&spool, b"second\r\n").await,
+        )
     };
     let spool = open(dir.path(), 64 << 20);
     assert_eq!(spool.len(), 2);
     let loaded = spool.load(a).unwrap();
     assert_eq!(loaded.content, b"Received: test\r\nfirst\r\n");
     assert_eq!(loaded.entry.message.envelope, envelope(2));
-    assert_eq!(spool.load(b).unwrap().content, b"Received: test\r\nsecond\r\n");
+    assert_eq!(
+        spool.load(b).unwrap().content,
+        b"Received: test\r\nsecond\r\n"
+    );
     // New ids never repeat recovered ones.
     assert!(spool.new_id() > b);
 }
@@ -86,7 +97,10 @@ async fn state_records_are_replayed() {
     let spool = open(dir.path(), 64 << 20);
     assert!(spool.entry(b).is_none());
     let e = spool.entry(a).unwrap();
-    assert_eq!(e.message.statuses, vec![RcptStatus::Pending, RcptStatus::Delivered("ok".into())]);
+    assert_eq!(
+        e.message.statuses,
+        vec![RcptStatus::Pending, RcptStatus::Delivered("ok".into())]
+    );
     assert_eq!((e.attempts, e.next_attempt, e.held), (3, 12345, true));
     assert_eq!(e.last_error.as_deref(), Some("451 later"));
 }
@@ -110,7 +124,10 @@ async fn a_torn_tail_is_dropped_and_the_rest_kept() {
         .write_all(&frame[..frame.len() - 3])
         .unwrap();
     let spool = open(dir.path(), 64 << 20);
-    assert_eq!(spool.load(a).unwrap().content, b"Received: test\r\nkept\r\n");
+    assert_eq!(
+        spool.load(a).unwrap().content,
+        b"Received: test\r\nkept\r\n"
+    );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
 }
 
@@ -119,12 +136,20 @@ async fn a_body_cut_short_is_not_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = {
         let spool = open(dir.path(), 64 << 20);
-        (put(&spool, b"whole\r\n").await, put(&spool, &[b'x'; 5000]).await)
+        (
+            put(&spool, b"whole\r\n").await,
+            put(&spool, &[b'x'; 5000]).await,
+        )
     };
     let seg = *list_segments(dir.path()).unwrap().last().unwrap();
     let path = super::super::log::segment_path(dir.path(), seg);
     let len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
     let spool = open(dir.path(), 64 << 20);
     assert!(spool.entry(a).is_some());
     assert!(spool.entry(b).is_none());
@@ -199,7 +224,10 @@ async fn compaction_moves_a_long_lived_message_and_frees_its_segment() {
     let spool = open(dir.path(), 1024);
     let e = spool.entry(old).unwrap();
     assert_eq!((e.attempts, e.next_attempt), (2, 99));
-    assert_eq!(spool.load(old).unwrap().content, b"Received: test\r\ndeferred for days\r\n");
+    assert_eq!(
+        spool.load(old).unwrap().content,
+        b"Received: test\r\ndeferred for days\r\n"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +237,9 @@ async fn concurrent_enqueues_all_land() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let spool = spool.clone();
-        tasks.push(tokio::spawn(async move { put(&spool, format!("m{i}\r\n").as_bytes()).await }));
+        tasks.push(tokio::spawn(async move {
+            put(&spool, format!("m{i}\r\n").as_bytes()).await
+        }));
     }
     let mut ids = Vec::new();
     for t in tasks {

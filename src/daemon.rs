@@ -1,0 +1,73 @@
+//! `tern serve`: start-up and shutdown of the whole server. Opens (and
+//! recovers) the spool, loads certificates, binds the listeners, starts the
+//! scheduler, tells systemd it is ready, and on SIGTERM/SIGINT stops accepting,
+//! lets sessions in DATA and deliveries in progress finish (bounded), and exits
+//! with nothing lost.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::clock::SystemClock;
+use crate::config::{Config, Live};
+use crate::inbound::Server;
+use crate::queue::retry::RetryPolicy;
+use crate::queue::scheduler::Scheduler;
+use crate::queue::{Spool, SpoolOptions};
+use crate::systemd;
+
+/// How long sessions in DATA and running deliveries get at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Messages delivered at the same time.
+const DELIVERY_CONCURRENCY: usize = 8;
+
+/// Runs the server until a stop signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let spool_dir = config.spool_dir();
+    let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
+        .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
+    let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
+    let live = Arc::new(Live::new(config));
+    let server = Server::bind(live.clone(), spool.clone(), Some(tls)).await?;
+    for (addr, role) in server.local_addrs() {
+        // Tests and scripts read this line to find ports bound as 0.
+        println!("tern: listening on {addr} ({})", role.name());
+        log::info!("listening on {addr} ({})", role.name());
+    }
+    let (stop, stopped) = watch::channel(false);
+    let scheduler = Scheduler::new(
+        spool.clone(),
+        live.clone(),
+        RetryPolicy::default(),
+        DELIVERY_CONCURRENCY,
+    );
+    let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
+    let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
+    systemd::notify("READY=1");
+    log::info!("ready: {} message(s) in the queue", spool.len());
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: shutting down"),
+        _ = int.recv() => log::info!("SIGINT: shutting down"),
+    }
+    systemd::notify("STOPPING=1");
+    let _ = stop.send(true);
+    let _ = server.await;
+    let _ = scheduler.await;
+    log::info!(
+        "stopped: {} message(s) stay queued for the next start",
+        spool.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The per-connection driver: reads bytes, feeds the sans-IO [`Session`], and
+//! carries out its actions — write replies, answer checks, buffer the body,
+//! queue the message durably, upgrade to TLS — with the timeouts of the config.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, Role};
+use crate::queue::{BodyBuffer, Spool};
+use crate::smtp::date::rfc5322;
+use crate::smtp::envelope::received_header;
+use crate::smtp::{Action, Reply, Session, SessionConfig, Transaction};
+
+use super::policy::{self, ClientContext};
+
+/// Bodies larger than this are spilled to a temporary file while they arrive.
+const BODY_MEMORY_LIMIT: usize = 1 << 20;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The socket, before or after TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+            Conn::Gone => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(bytes).await,
+            Conn::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Conn::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+            Conn::Gone => Ok(()),
+        };
+    }
+}
+
+/// Everything a connection needs from the server.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub role: Role,
+    pub spool: Spool,
+    pub tls: Option<TlsAcceptor>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The session settings for a listener of `role`.
+pub fn session_config(config: &Config, role: Role, tls: bool) -> SessionConfig {
+    SessionConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: config.limits.message_size,
+        max_recipients: config.limits.recipients,
+        max_errors: config.limits.errors,
+        max_line_length: config.limits.line_length,
+        starttls: tls && role != Role::Submissions,
+    }
+}
+
+/// Serves one client until it quits, times out, breaks a limit or the server
+/// shuts down.
+pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn::Plain(stream);
+    let mut tls_description = None;
+    if ctx.role == Role::Submissions {
+        // RFC 8314 §3: TLS from the first byte.
+        match handshake(&ctx, conn).await {
+            Some((c, d)) => {
+                conn = c;
+                tls_description = Some(d);
+            }
+            None => return,
+        }
+    }
+    let session_config = Arc::new(session_config(&ctx.config, ctx.role, ctx.tls.is_some()));
+    let session = Session::new(session_config, peer.ip(), tls_description);
+    let mut driver = Driver {
+        ctx,
+        peer,
+        conn,
+        session,
+        out: Vec::with_capacity(512),
+        body: None,
+        body_failed: false,
+        client: ClientContext::default(),
+    };
+    driver.run().await;
+    driver.conn.shutdown().await;
+}
+
+/// Runs the TLS handshake; `None` if it failed (logged).
+async fn handshake(ctx: &Context, conn: Conn) -> Option<(Conn, String)> {
+    let (Some(acceptor), Conn::Plain(tcp)) = (&ctx.tls, conn) else {
+        return None;
+    };
+    let peer = tcp.peer_addr().ok();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            let description = crate::tls::describe(tls.get_ref().1);
+            Some((Conn::Tls(Box::new(tls)), description))
+        }
+        Ok(Err(e)) => {
+            log::info!("peer={peer:?} TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            log::info!("peer={peer:?} TLS handshake timed out");
+            None
+        }
+    }
+}
+
+struct Driver {
+    ctx: Context,
+    peer: SocketAddr,
+    conn: Conn,
+    session: Session,
+    out: Vec<u8>,
+    body: Option<BodyBuffer>,
+    /// Writing the body failed: the message must not be queued.
+    body_failed: bool,
+    client: ClientContext,
+}
+
+impl Driver {
+    async fn run(&mut self) {
+        let config = self.ctx.config.clone();
+        let limits = &config.limits;
+        let deadline = Instant::now() + limits.session_timeout;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if !self.do_actions().await {
+                return;
+            }
+            if self.flush().await.is_err() {
+                return;
+            }
+            if *self.ctx.shutdown.borrow() && !self.session.in_data() {
+                return self.close_with(Reply::SHUTTING_DOWN).await;
+            }
+            let idle = if self.session.in_data() {
+                limits.data_timeout
+            } else {
+                limits.command_timeout
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return self.close_with(Reply::TIMEOUT).await;
+            }
+            let until = deadline.min(now + idle);
+            let mut shutdown = self.ctx.shutdown.clone();
+            tokio::select! {
+                read = tokio::time::timeout_at(until, self.conn.read(&mut buf)) => match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => self.session.feed(&buf[..n]),
+                    Err(_) => return self.close_with(Reply::TIMEOUT).await,
+                },
+                // Idle sessions end at once on shutdown; one in DATA finishes first.
+                _ = shutdown.changed(), if !self.session.in_data() => {}
+            }
+        }
+    }
+
+    /// Carries out the session's actions; false when the connection must end.
+    async fn do_actions(&mut self) -> bool {
+        while let Some(action) = self.session.next_action() {
+            match action {
+                Action::Reply(reply) => reply.write_to(&mut self.out),
+                Action::Body(bytes) => self.write_body(&bytes),
+                Action::DiscardBody => {
+                    self.body = None;
+                    self.body_failed = false;
+                }
+                Action::Check(check) => {
+                    let answer = policy::answer(&self.ctx.config, &self.client, check);
+                    self.session.answer(answer);
+                }
+                Action::Enqueue(tx) => {
+                    let result = self.enqueue(*tx).await;
+                    self.session.queued(result);
+                }
+                Action::StartTls => {
+                    if self.flush().await.is_err() {
+                        return false;
+                    }
+                    let conn = std::mem::replace(&mut self.conn, Conn::Gone);
+                    match handshake(&self.ctx, conn).await {
+                        Some((conn, description)) => {
+                            self.conn = conn;
+                            self.session.tls_established(description);
+                        }
+                        None => return false,
+                    }
+                }
+                Action::Close => {
+                    let _ = self.flush().await;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn write_body(&mut self, bytes: &[u8]) {
+        let body = self
+            .body
+            .get_or_insert_with(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
+        if let Err(e) = body.write(bytes) {
+            if !self.body_failed {
+                log::error!("peer={} cannot buffer message body: {e}", self.peer);
+            }
+            self.body_failed = true;
+        }
+    }
+
+    /// Makes the message durable; the reply tells the client the outcome.
+    async fn enqueue(&mut self, tx: Transaction) -> Result<String, Reply> {
+        let mut buffer = self
+            .body
+            .take()
+            .unwrap_or_else(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
+        if std::mem::take(&mut self.body_failed) {
+            return Err(Reply::QUEUE_FAILED);
+        }
+        let body = buffer
+            .ensure_final_crlf()
+            .and_then(|_| buffer.take())
+            .map_err(|e| {
+                log::error!("peer={} cannot buffer message body: {e}", self.peer);
+                Reply::QUEUE_FAILED
+            })?;
+        let spool = &self.ctx.spool;
+        let id = spool.new_id();
+        let single = match tx.envelope.recipients.as_slice() {
+            [only] => Some(only.original.as_str()),
+            _ => None,
+        };
+        let date = rfc5322(spool.clock().now());
+        let received = received_header(
+            &tx.trace,
+            &self.ctx.config.hostname,
+            &id.to_string(),
+            single,
+            &date,
+            true,
+        );
+        let sender = tx
+            .envelope
+            .sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let rcpts = tx.envelope.recipients.len();
+        let size = body.len;
+        match spool
+            .enqueue(id, tx.envelope, received.into_bytes(), body)
+            .await
+        {
+            Ok(()) => {
+                log::info!(
+                    "queue_id={id} peer={} from=<{sender}> size={size} nrcpt={rcpts} status=queued",
+                    self.peer
+                );
+                Ok(id.to_string())
+            }
+            Err(e) => {
+                log::error!("peer={} cannot queue message: {e}", self.peer);
+                Err(Reply::QUEUE_FAILED)
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.conn.write_all(&self.out).await;
+        self.out.clear();
+        result
+    }
+
+    async fn close_with(&mut self, reply: Reply) {
+        reply.write_to(&mut self.out);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
+    }
+}

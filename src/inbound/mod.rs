@@ -1,0 +1,176 @@
+//! The inbound SMTP server: binds the configured listeners, enforces the
+//! connection limits, and runs one [`connection`] driver per client.
+//!
+//! - [`connection`]: the tokio driver of one `smtp::Session`.
+//! - [`policy`]: answers to the session's checks (recipients, relay rule).
+//! - [`limits`]: connection counting.
+
+pub mod connection;
+pub mod limits;
+pub mod policy;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Live, Role};
+use crate::queue::Spool;
+use crate::smtp::Reply;
+
+use connection::Context;
+use limits::ConnectionLimits;
+
+/// The running listeners and what they share.
+pub struct Server {
+    listeners: Vec<(TcpListener, Role)>,
+    shared: Arc<Shared>,
+}
+
+/// State shared by all connections.
+pub struct Shared {
+    pub live: Arc<Live>,
+    pub spool: Spool,
+    /// The TLS configuration in force (replaced on reload).
+    pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+    pub limits: Arc<ConnectionLimits>,
+}
+
+impl Server {
+    /// Binds every listener of the live config.
+    pub async fn bind(
+        live: Arc<Live>,
+        spool: Spool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Server> {
+        let config = live.get();
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let listener = TcpListener::bind(l.address).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
+            })?;
+            listeners.push((listener, l.role));
+        }
+        Ok(Server {
+            listeners,
+            shared: Arc::new(Shared {
+                live,
+                spool,
+                tls: RwLock::new(tls),
+                limits: Arc::new(ConnectionLimits::default()),
+            }),
+        })
+    }
+
+    /// The addresses actually bound (port 0 in the config becomes a real port),
+    /// with their roles, in config order.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, Role)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, role)| l.local_addr().ok().map(|a| (a, *role)))
+            .collect()
+    }
+
+    /// What connections share (for reloads).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Accepts connections until `shutdown` turns true; then lets sessions in
+    /// DATA finish, up to `grace`.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: Duration) {
+        let mut accepts = JoinSet::new();
+        for (listener, role) in self.listeners {
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            accepts.spawn(accept_loop(listener, role, shared, shutdown, grace));
+        }
+        while accepts.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off a little rather than spin.
+                log::warn!("accept on {role:?} listener failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let config = shared.live.get();
+        let guard = match shared.limits.try_acquire(
+            peer.ip(),
+            config.limits.connections,
+            config.limits.connections_per_ip,
+        ) {
+            Ok(g) => g,
+            Err(reply) => {
+                log::info!("peer={peer} refused: {}", reply.text);
+                connections.spawn(refuse(stream, reply));
+                continue;
+            }
+        };
+        let tls = shared
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(TlsAcceptor::from);
+        let ctx = Context {
+            config,
+            role,
+            spool: shared.spool.clone(),
+            tls,
+            shutdown: shutdown.clone(),
+        };
+        connections.spawn(async move {
+            log::debug!("peer={peer} connected ({})", role.name());
+            connection::serve(ctx, stream, peer).await;
+            log::debug!("peer={peer} disconnected");
+            drop(guard);
+        });
+    }
+    // Sessions see the shutdown too: idle ones say 421 and close at once,
+    // ones in DATA finish their message first, for up to `grace`.
+    drop(listener);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!(
+            "{} session(s) still open after {grace:?}; closing them",
+            connections.len()
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Says why the connection is refused (421, RFC 5321 §3.8), then closes.
+async fn refuse(mut stream: TcpStream, reply: Reply) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_bytes())).await;
+    let _ = stream.shutdown().await;
+}

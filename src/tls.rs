@@ -1,0 +1,184 @@
+//! Certificates and rustls configuration: loads the owner's PEM files, or
+//! generates (once) and reuses a self-signed certificate under
+//! `data_dir/tls/` until the owner installs a real one. TLS 1.2 and 1.3 only.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{Config, TlsConfig};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: no PEM certificate found ({detail})")]
+    NoCertificate { path: PathBuf, detail: String },
+    #[error("{path}: no PEM private key found ({detail})")]
+    NoKey { path: PathBuf, detail: String },
+    #[error("certificate and key do not fit together: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The crypto provider every TLS config in tern uses.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate and key files in force for `config` (generating the
+/// self-signed pair if that is what the config asks for and it is missing).
+pub fn certificate_files(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
+    match &config.tls {
+        TlsConfig::Files { cert, key } => Ok((cert.clone(), key.clone())),
+        TlsConfig::SelfSigned => ensure_self_signed(&config.data_dir.join("tls"), &config.hostname),
+    }
+}
+
+/// The rustls server configuration for `config`.
+pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert, key) = certificate_files(config)?;
+    server_config_from_files(&cert, &key)
+}
+
+/// A server configuration from PEM files.
+pub fn server_config_from_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let read = |path: &Path| {
+        fs::read(path).map_err(|source| TlsError::Read {
+            path: path.into(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::NoCertificate {
+            path: cert.into(),
+            detail: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.into(),
+            detail: "the file holds no CERTIFICATE block".into(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NoKey {
+        path: key.into(),
+        detail: e.to_string(),
+    })?;
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    Ok(Arc::new(server))
+}
+
+/// Makes sure `dir/cert.pem` and `dir/key.pem` exist, generating a
+/// self-signed certificate for `hostname` when they do not.
+pub fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Write { path, source }
+    };
+    fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let mut names = vec![hostname.to_string()];
+    if hostname != "localhost" {
+        names.push("localhost".into());
+    }
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_atomically(
+        &key,
+        generated.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )
+    .map_err(write_err(&key))?;
+    write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644).map_err(write_err(&cert))?;
+    log::info!(
+        "generated a self-signed certificate for {hostname} in {}",
+        dir.display()
+    );
+    Ok((cert, key))
+}
+
+/// Writes `path` via a temporary file, fsync and rename.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// `TLSv1.3 TLS13_AES_256_GCM_SHA384`, for logs and `Received:` headers.
+pub fn describe(conn: &rustls::CommonState) -> String {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "TLS".to_string(),
+    };
+    match conn.negotiated_cipher_suite() {
+        Some(suite) => format!("{version} {:?}", suite.suite()),
+        None => version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_generated_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path(), "mx.example.org").unwrap();
+        let first = fs::read(&cert).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        server_config_from_files(&cert, &key).unwrap();
+        ensure_self_signed(dir.path(), "mx.example.org").unwrap();
+        assert_eq!(fs::read(&cert).unwrap(), first);
+    }
+
+    #[test]
+    fn clear_errors_for_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        fs::write(&empty, "").unwrap();
+        let err = server_config_from_files(&empty, &empty).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let missing = dir.path().join("missing.pem");
+        let err = server_config_from_files(&missing, &missing).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+}
