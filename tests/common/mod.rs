@@ -1,0 +1,350 @@
+//! Shared harness of the integration tests: starts the real `tern` binary on
+//! 127.0.0.1 with ports chosen by the kernel, in a fresh temporary directory,
+//! and offers a line-oriented SMTP client and Maildir inspection.
+//!
+//! Every test server uses the domains example.org and example.net with users
+//! `me` and `bob` (plus whatever extra TOML a test adds).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The base configuration; `{data}` is replaced by the data directory.
+pub const BASE_CONFIG: &str = r#"
+hostname = "mx.example.org"
+data_dir = "{data}"
+domains = ["example.org", "example.net"]
+
+[[listener]]
+address = "127.0.0.1:0"
+role = "mx"
+
+[[user]]
+name = "me"
+
+[[user]]
+name = "bob"
+"#;
+
+/// A running `tern serve`.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    /// Bound addresses by role name ("mx", "submission", "submissions").
+    pub addrs: Vec<(String, SocketAddr)>,
+    pub log_path: PathBuf,
+}
+
+/// The path of the binary under test.
+pub fn tern_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tern")
+}
+
+impl TestServer {
+    /// Starts a server with the base config plus `extra` TOML (which may add
+    /// listeners, limits, aliases...).
+    pub fn start(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let config = format!(
+            "{}\n{}",
+            BASE_CONFIG.replace("{data}", data.to_str().unwrap()),
+            extra
+        );
+        Self::start_with_config(dir, &config)
+    }
+
+    /// Starts a server with exactly `config` in `dir`.
+    pub fn start_with_config(dir: tempfile::TempDir, config: &str) -> TestServer {
+        let config_path = dir.path().join("tern.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut server = TestServer {
+            log_path: dir.path().join("tern.log"),
+            dir,
+            config_path,
+            child: None,
+            addrs: Vec::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts (or restarts) the process and waits until every listener is up.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let listeners = std::fs::read_to_string(&self.config_path)
+            .unwrap()
+            .matches("[[listener]]")
+            .count();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut child = Command::new(tern_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("TERN_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start tern");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut addrs = Vec::new();
+        while addrs.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("tern did not start; log:\n{}", self.log());
+                }
+            };
+            if let Some(rest) = line.strip_prefix("tern: listening on ") {
+                let (addr, role) = rest.split_once(' ').unwrap();
+                addrs.push((
+                    role.trim_matches(|c| c == '(' || c == ')').to_string(),
+                    addr.parse().unwrap(),
+                ));
+            }
+        }
+        self.addrs = addrs;
+        self.child = Some(child);
+    }
+
+    /// The address of the first listener with `role`.
+    pub fn addr(&self, role: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {role} listener"))
+    }
+
+    /// The MX listener.
+    pub fn mx(&self) -> SocketAddr {
+        self.addr("mx")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait (bounded) for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tern did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The Maildir `new/` of `user`.
+    pub fn new_dir(&self, user: &str) -> PathBuf {
+        self.data().join("mail").join(user).join("new")
+    }
+
+    /// The messages in `user`'s Maildir `new/`, sorted by file name.
+    pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
+        read_maildir(&self.new_dir(user))
+    }
+
+    /// Waits until `user` has at least `n` messages (panics after `timeout`).
+    pub fn wait_for_messages(&self, user: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.messages(user);
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{user} has {} message(s), expected {n}; log:\n{}",
+                    got.len(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client connected to the listener with `role`, greeting read.
+    pub fn connect(&self, role: &str) -> Client {
+        Client::connect(self.addr(role))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends a signal by name with the `kill` command (no libc in tests).
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// The files of a Maildir subdirectory, sorted by name.
+pub fn read_maildir(dir: &Path) -> Vec<Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect()
+}
+
+/// The body of a delivered message: everything after our added headers
+/// (Return-Path, Delivered-To, Received), i.e. what the client sent.
+pub fn strip_trace(message: &[u8]) -> &[u8] {
+    let mut rest = message;
+    for prefix in [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"] {
+        if rest.starts_with(prefix) {
+            // Skip the header and its folded continuation lines.
+            let mut end = 0;
+            loop {
+                let nl = rest[end..]
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .expect("header end")
+                    + end
+                    + 2;
+                end = nl;
+                if !(rest[end..].starts_with(b"\t") || rest[end..].starts_with(b" ")) {
+                    break;
+                }
+            }
+            rest = &rest[end..];
+        }
+    }
+    rest
+}
+
+/// A minimal blocking SMTP client for tests.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects and reads the greeting.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut c = Client::connect_raw(addr);
+        let greeting = c.read_reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting}");
+        c
+    }
+
+    /// Connects without reading anything.
+    pub fn connect_raw(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one (possibly multi-line) reply; returns all its lines joined by
+    /// `\n`, without CRLF. Empty string on EOF.
+    pub fn read_reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// Sends a command line and returns the reply.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.read_reply()
+    }
+
+    /// Sends a whole message (envelope and DATA); returns the final reply.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], data: &[u8]) -> String {
+        let r = self.command(&format!("MAIL FROM:<{from}>"));
+        assert!(r.starts_with("250"), "MAIL: {r}");
+        for rcpt in to {
+            let r = self.command(&format!("RCPT TO:<{rcpt}>"));
+            assert!(r.starts_with("250"), "RCPT {rcpt}: {r}");
+        }
+        let r = self.command("DATA");
+        assert!(r.starts_with("354"), "DATA: {r}");
+        self.send(data);
+        self.send(b".\r\n");
+        self.read_reply()
+    }
+
+    /// True when the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
