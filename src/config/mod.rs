@@ -47,6 +47,133 @@ pub struct Config {
     /// Plus-addressing separator: `me+tag@` reaches `me`. `None` turns it off.
     pub recipient_delimiter: Option<char>,
     pub limits: Limits,
+    /// How mail leaves for other servers (`[relay]`, `[relay.smarthost]`, `[[route]]`).
+    pub relay: Relay,
+    /// Retry schedule and lifetime of queued mail (`[queue]`).
+    pub queue: QueueSettings,
+}
+
+/// How mail for other domains is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// DNS servers to ask (`ip:port`, port 53 if omitted in the file); empty means
+    /// the system's `/etc/resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+    /// The port remote MX hosts are contacted on: 25 on the Internet (tests use
+    /// others).
+    pub port: u16,
+    /// TLS policy for delivery by MX unless a route says otherwise.
+    pub tls: TlsPolicy,
+    /// PEM bundle of trusted certificate authorities, for verified TLS
+    /// (`tls = "required"` and smarthosts). Default
+    /// `/etc/ssl/certs/ca-certificates.crt`.
+    pub ca_file: PathBuf,
+    /// Send everything through this server instead of MX lookups.
+    pub smarthost: Option<Smarthost>,
+    /// Per-domain exceptions: a fixed host and/or a TLS policy.
+    pub routes: Vec<DomainRoute>,
+    /// Connections to one destination domain at the same time (default 4).
+    pub concurrency_per_destination: usize,
+    /// Time to establish a TCP connection (default 30s).
+    pub connect_timeout: Duration,
+    /// Time to wait for any reply of the remote server (default 5m; the reply to
+    /// the final dot gets twice this, RFC 5321 §4.5.3.2.6).
+    pub command_timeout: Duration,
+}
+
+/// TLS towards other servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// STARTTLS when offered, certificate not verified (RFC 7435); plaintext
+    /// otherwise.
+    Opportunistic,
+    /// STARTTLS required and the certificate verified against `ca_file` for the
+    /// host name; otherwise the delivery is deferred.
+    Required,
+}
+
+/// A relay host that takes all outgoing mail (for ISPs that block port 25).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smarthost {
+    pub host: String,
+    /// Default 587 (465 when `tls` is implicit).
+    pub port: u16,
+    pub tls: SmarthostTls,
+    /// Credentials for AUTH PLAIN/LOGIN, sent only over verified TLS.
+    pub auth: Option<Credentials>,
+}
+
+/// How TLS starts with the smarthost. The certificate is always verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmarthostTls {
+    /// STARTTLS on a plain connection (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// A user name and password for a smarthost.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, password: <hidden> }}", self.user)
+    }
+}
+
+/// A per-domain exception to MX delivery (`[[route]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRoute {
+    /// The recipient domain (lowercase), exact match.
+    pub domain: String,
+    /// Deliver to this host (and port, default `relay.port`) instead of the MX.
+    pub host: Option<(String, u16)>,
+    /// TLS policy for this domain instead of `relay.tls`.
+    pub tls: Option<TlsPolicy>,
+}
+
+/// The queue's retry schedule (`[queue]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Bounce what could not be delivered in this time (default 5d).
+    pub lifetime: Duration,
+    /// Tell the sender once a message has waited this long (default 4h).
+    pub delay_notice: Duration,
+    /// First retry after this (default 5m); doubles each time.
+    pub retry_first: Duration,
+    /// Longest wait between attempts (default 4h).
+    pub retry_max: Duration,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            nameservers: Vec::new(),
+            port: 25,
+            tls: TlsPolicy::Opportunistic,
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            smarthost: None,
+            routes: Vec::new(),
+            concurrency_per_destination: 4,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            lifetime: Duration::from_secs(5 * 86_400),
+            delay_notice: Duration::from_secs(4 * 3600),
+            retry_first: Duration::from_secs(300),
+            retry_max: Duration::from_secs(4 * 3600),
+        }
+    }
 }
 
 /// One listening socket and the role it plays.

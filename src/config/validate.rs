@@ -70,6 +70,9 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         aliases,
         recipient_delimiter,
         limits,
+        // Parsed from [relay], [[route]] and [queue] once those tables exist.
+        relay: super::Relay::default(),
+        queue: super::QueueSettings::default(),
     })
 }
 
