@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
 use crate::inbound::Server;
-use crate::queue::retry::RetryPolicy;
+use crate::outbound::resolver::HickoryResolver;
+use crate::outbound::Outbound;
+use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::Scheduler;
 use crate::queue::{Spool, SpoolOptions};
 use crate::systemd;
@@ -44,12 +46,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log::info!("listening on {addr} ({})", role.name());
     }
     let (stop, stopped) = watch::channel(false);
-    let scheduler = Scheduler::new(
-        spool.clone(),
-        live.clone(),
-        RetryPolicy::default(),
-        DELIVERY_CONCURRENCY,
-    );
+    let resolver =
+        HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?;
+    let outbound = Outbound::new(live.clone(), Arc::new(resolver));
+    let notifier = Notifier::new(spool.clone(), live.clone());
+    let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
+        .with_remote(Arc::new(outbound))
+        .with_bouncer(Arc::new(notifier));
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     systemd::notify("READY=1");

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod inbound;
 pub mod local;
+pub mod outbound;
 pub mod queue;
 pub mod smtp;
 pub mod systemd;

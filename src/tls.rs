@@ -137,6 +137,98 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A client configuration that verifies the server's certificate chain and
+/// name against the PEM bundle `ca_file` (RFC 6125 name checks by webpki).
+pub fn client_verified(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let pem = fs::read(ca_file).map_err(|source| TlsError::Read {
+        path: ca_file.into(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| TlsError::NoCertificate {
+            path: ca_file.into(),
+            detail: e.to_string(),
+        })?;
+        // A bundle may hold certificates webpki cannot use; skip those.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: ca_file.into(),
+            detail: "no usable CA certificate in the bundle".into(),
+        });
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration for opportunistic TLS (RFC 7435): encryption
+/// against passive eavesdropping, with any certificate accepted. Handshake
+/// signatures are still checked.
+pub fn client_opportunistic() -> Arc<rustls::ClientConfig> {
+    let provider = provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Accepts every certificate (opportunistic TLS only).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// `TLSv1.3 TLS13_AES_256_GCM_SHA384`, for logs and `Received:` headers.
 pub fn describe(conn: &rustls::CommonState) -> String {
     let version = match conn.protocol_version() {

@@ -4,6 +4,7 @@
 //! - [`id`]: queue ids.
 //! - [`record`]: the binary records of the spool log.
 //! - [`log`]: segment files, the group-commit writer thread, recovery scan.
+//! - [`dsn`]: bounces and delay notices (RFC 3464).
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
 //! - [`spool`]: the index of queued messages over the log; the API the rest of
 //!   tern uses (enqueue, update, load, lease).
@@ -11,6 +12,7 @@
 //!   delivery agent; records the outcome.
 
 pub mod body;
+pub mod dsn;
 pub mod id;
 pub mod log;
 pub mod record;

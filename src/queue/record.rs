@@ -27,6 +27,7 @@ const KIND_RECIPIENT: u8 = 2;
 const KIND_DONE: u8 = 3;
 const KIND_ATTEMPT: u8 = 4;
 const KIND_HOLD: u8 = 5;
+const KIND_DELAY_NOTIFIED: u8 = 6;
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,10 @@ pub enum Record {
         id: QueueId,
         held: bool,
     },
+    /// The sender has been told the message is delayed (sent once).
+    DelayNotified {
+        id: QueueId,
+    },
 }
 
 /// A frame that does not decode (torn write or corruption).
@@ -113,7 +118,8 @@ impl Record {
             Record::Recipient { id, .. }
             | Record::Done { id }
             | Record::Attempt { id, .. }
-            | Record::Hold { id, .. } => *id,
+            | Record::Hold { id, .. }
+            | Record::DelayNotified { id } => *id,
         }
     }
 
@@ -178,6 +184,10 @@ impl Record {
                 w.u8(KIND_HOLD);
                 w.u64(id.0);
                 w.u8(u8::from(*held));
+            }
+            Record::DelayNotified { id } => {
+                w.u8(KIND_DELAY_NOTIFIED);
+                w.u64(id.0);
             }
         }
         let mut frame = w.0;
@@ -256,6 +266,9 @@ impl Record {
             KIND_HOLD => Record::Hold {
                 id: QueueId(r.u64()?),
                 held: r.u8()? != 0,
+            },
+            KIND_DELAY_NOTIFIED => Record::DelayNotified {
+                id: QueueId(r.u64()?),
             },
             other => return Err(DecodeError::UnknownKind(other)),
         };
@@ -404,6 +417,7 @@ mod tests {
                 error: "451 later".into(),
             },
             Record::Hold { id, held: true },
+            Record::DelayNotified { id },
         ] {
             assert_eq!(round_trip(&record).as_ref(), Ok(&record));
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::spool::millis;
+use crate::config::QueueSettings;
 
 /// The retry schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,17 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(4 * 3600),
             lifetime: Duration::from_secs(5 * 86_400),
             delay_notice: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+impl From<&QueueSettings> for RetryPolicy {
+    fn from(q: &QueueSettings) -> Self {
+        RetryPolicy {
+            first: q.retry_first,
+            max: q.retry_max,
+            lifetime: q.lifetime,
+            delay_notice: q.delay_notice,
         }
     }
 }

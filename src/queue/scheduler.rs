@@ -54,6 +54,14 @@ pub trait Bouncer: Send + Sync + 'static {
         loaded: &'a Loaded,
         failed: Vec<usize>,
     ) -> BoxFuture<'a, Result<(), SpoolError>>;
+
+    /// Queues the "still trying" notification for the recipients at the given
+    /// indices (with their last error).
+    fn delayed<'a>(
+        &'a self,
+        loaded: &'a Loaded,
+        deferred: Vec<(usize, String)>,
+    ) -> BoxFuture<'a, Result<(), SpoolError>>;
 }
 
 /// Runs deliveries; see the module docs.
@@ -63,26 +71,25 @@ pub struct Scheduler {
     config: Arc<Live>,
     remote: Option<Arc<dyn RemoteAgent>>,
     bouncer: Option<Arc<dyn Bouncer>>,
-    retry: RetryPolicy,
     concurrency: usize,
 }
 
 impl Scheduler {
-    /// A scheduler delivering locally only, `concurrency` messages at a time.
-    pub fn new(
-        spool: Spool,
-        config: Arc<Live>,
-        retry: RetryPolicy,
-        concurrency: usize,
-    ) -> Scheduler {
+    /// A scheduler delivering locally only, `concurrency` messages at a time;
+    /// the retry schedule comes from the config's `[queue]`.
+    pub fn new(spool: Spool, config: Arc<Live>, concurrency: usize) -> Scheduler {
         Scheduler {
             spool,
             config,
             remote: None,
             bouncer: None,
-            retry,
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// The retry schedule in force (read at each use, so a reload applies).
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy::from(&self.config.get().queue)
     }
 
     /// Adds the agent for remote recipients.
@@ -235,7 +242,8 @@ impl Scheduler {
     async fn record(&self, loaded: Loaded, outcomes: Vec<(usize, Outcome)>) {
         let id = loaded.entry.message.id;
         let now = self.spool.clock().now();
-        let expired = self.retry.expired(loaded.entry.message.received_at, now);
+        let retry = self.retry();
+        let expired = retry.expired(loaded.entry.message.received_at, now);
         let mut statuses = loaded.entry.message.statuses.clone();
         let mut records = Vec::new();
         let mut deferred = Vec::new();
@@ -327,7 +335,7 @@ impl Scheduler {
 
     async fn retry_later(&self, id: QueueId, attempts: u32, error: &str) {
         let now = self.spool.clock().now();
-        let next = now + self.retry.delay(attempts + 1);
+        let next = now + self.retry().delay(attempts + 1);
         let record = Record::Attempt {
             id,
             attempts: attempts + 1,

@@ -42,6 +42,8 @@ pub struct Entry {
     pub next_attempt: u64,
     pub last_error: Option<String>,
     pub held: bool,
+    /// The sender was told of the delay.
+    pub delay_notified: bool,
 }
 
 /// A message read back for delivery: envelope, state and body.
@@ -415,6 +417,9 @@ impl Spool {
             if entry.held {
                 extra.push(Record::Hold { id, held: true });
             }
+            if entry.delay_notified {
+                extra.push(Record::DelayNotified { id });
+            }
             appends.extend(extra.iter().map(|r| Append {
                 frame: r.encode(),
                 body: None,
@@ -462,6 +467,7 @@ impl Index {
                         next_attempt: 0,
                         last_error: None,
                         held: false,
+                        delay_notified: false,
                     },
                 );
                 self.schedule(id);
@@ -494,6 +500,11 @@ impl Index {
                     e.held = held;
                     self.due.remove(&(e.next_attempt, id));
                     self.schedule(id);
+                }
+            }
+            Record::DelayNotified { id } => {
+                if let Some(e) = self.messages.get_mut(&id) {
+                    e.delay_notified = true;
                 }
             }
             Record::Done { id } => {

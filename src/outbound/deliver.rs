@@ -1,0 +1,377 @@
+//! One delivery attempt of one message to the recipients at one domain: choose
+//! the hosts (route, smarthost or MX), try their addresses in order, apply the
+//! TLS policy, run the transaction, and turn every reply into an [`Outcome`]
+//! per recipient: 2xx delivered, 4xx deferred, 5xx failed (RFC 5321 §4.2.1).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+
+use crate::config::{Config, SmarthostTls, TlsPolicy};
+use crate::queue::scheduler::Outcome;
+use crate::queue::Loaded;
+use crate::smtp::{Domain, Route};
+
+use super::client::{connector, ClientError, Connection, RemoteReply, TransactionReplies};
+use super::resolver::{interleave, plan, DnsError, MxPlan, Resolver};
+
+/// How to reach a destination.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Hosts in order of preference, with the port to use.
+    pub hosts: Vec<(String, u16)>,
+    pub tls: Tls,
+    /// AUTH credentials (smarthost only).
+    pub auth: Option<(String, String)>,
+}
+
+/// The TLS rule for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// STARTTLS if offered, any certificate; plaintext if not offered or if the
+    /// handshake fails.
+    Opportunistic,
+    /// STARTTLS with a verified certificate, or no delivery.
+    RequiredStartTls,
+    /// TLS from the first byte, verified (a smarthost on port 465).
+    Implicit,
+}
+
+/// What the attempt at one destination decided before any transaction.
+pub enum Resolved {
+    Plan(Plan),
+    /// Every recipient gets this outcome (null MX, no such domain, DNS down).
+    All(Outcome),
+}
+
+/// Works out where mail for `domain` goes.
+pub async fn resolve(config: &Config, resolver: &dyn Resolver, domain: &Domain) -> Resolved {
+    let relay = &config.relay;
+    let name = match domain {
+        Domain::Literal(lit) => {
+            // RFC 5321 §4.1.3: deliver to that address.
+            let ip = lit.strip_prefix("IPv6:").unwrap_or(lit);
+            return Resolved::Plan(Plan {
+                hosts: vec![(ip.to_string(), relay.port)],
+                tls: policy(relay.tls),
+                auth: None,
+            });
+        }
+        Domain::Name(n) => n.as_str(),
+    };
+    let route = relay.routes.iter().find(|r| r.domain == name);
+    let tls = policy(route.and_then(|r| r.tls).unwrap_or(relay.tls));
+    if let Some((host, port)) = route.and_then(|r| r.host.clone()) {
+        return Resolved::Plan(Plan {
+            hosts: vec![(host, port)],
+            tls,
+            auth: None,
+        });
+    }
+    if let Some(smart) = &relay.smarthost {
+        return Resolved::Plan(Plan {
+            hosts: vec![(smart.host.clone(), smart.port)],
+            tls: match smart.tls {
+                SmarthostTls::StartTls => Tls::RequiredStartTls,
+                SmarthostTls::Implicit => Tls::Implicit,
+            },
+            auth: smart
+                .auth
+                .as_ref()
+                .map(|c| (c.user.clone(), c.password.clone())),
+        });
+    }
+    match plan(resolver, name, &config.hostname).await {
+        Ok(MxPlan::Hosts(hosts)) => Resolved::Plan(Plan {
+            hosts: hosts.into_iter().map(|h| (h, relay.port)).collect(),
+            tls,
+            auth: None,
+        }),
+        // RFC 7505 §3: 556 5.1.10 for a null MX.
+        Ok(MxPlan::NullMx) => Resolved::All(Outcome::Failed(format!(
+            "556 5.1.10 Domain {name} accepts no mail (null MX)"
+        ))),
+        Ok(MxPlan::NoSuchDomain) => Resolved::All(Outcome::Failed(format!(
+            "550 5.1.2 Domain {name} does not exist (DNS: NXDOMAIN)"
+        ))),
+        Ok(MxPlan::LoopsToSelf) => Resolved::All(Outcome::Failed(format!(
+            "554 5.4.6 Mail for {name} loops back to myself ({})",
+            config.hostname
+        ))),
+        Err(e) => Resolved::All(Outcome::Deferred(format!("MX lookup for {name}: {e}"))),
+    }
+}
+
+fn policy(p: TlsPolicy) -> Tls {
+    match p {
+        TlsPolicy::Opportunistic => Tls::Opportunistic,
+        TlsPolicy::Required => Tls::RequiredStartTls,
+    }
+}
+
+/// The TLS client settings an attempt can use.
+pub struct TlsClients {
+    pub opportunistic: Arc<rustls::ClientConfig>,
+    /// `Err` holds why verified TLS is unavailable (CA bundle unreadable).
+    pub verified: Result<Arc<rustls::ClientConfig>, String>,
+}
+
+/// Everything one attempt needs.
+pub struct Attempt<'a> {
+    pub config: &'a Config,
+    pub resolver: &'a dyn Resolver,
+    pub tls: &'a TlsClients,
+    pub loaded: &'a Loaded,
+    /// Indices of the recipients (all at one domain).
+    pub indices: &'a [usize],
+}
+
+/// Why one address did not take the message; the next one is tried.
+struct NextHost(String);
+
+impl Attempt<'_> {
+    /// Tries the plan's hosts until one gives a verdict for the recipients.
+    pub async fn run(&self, plan: &Plan) -> Vec<(usize, Outcome)> {
+        let mut last = String::from("no host to try");
+        for (host, port) in &plan.hosts {
+            let addrs = match self.resolver.addresses(host).await {
+                Ok(a) => interleave(a),
+                Err(DnsError::Temporary(e)) => {
+                    last = format!("cannot resolve {host}: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    last = format!("host {host} has no address: {e}");
+                    continue;
+                }
+            };
+            for ip in addrs {
+                let addr = SocketAddr::new(ip, *port);
+                match self.at_address(plan, host, addr, false).await {
+                    Ok(outcomes) => return outcomes,
+                    Err(NextHost(why)) if why.starts_with("opportunistic TLS") => {
+                        // The handshake failed: RFC 7435 prefers plaintext over nothing.
+                        log::info!("{why}; retrying {host}[{ip}] without TLS");
+                        match self.at_address(plan, host, addr, true).await {
+                            Ok(outcomes) => return outcomes,
+                            Err(NextHost(why)) => last = why,
+                        }
+                    }
+                    Err(NextHost(why)) => last = why,
+                }
+            }
+        }
+        self.all(Outcome::Deferred(last))
+    }
+
+    fn all(&self, outcome: Outcome) -> Vec<(usize, Outcome)> {
+        self.indices.iter().map(|&i| (i, outcome.clone())).collect()
+    }
+
+    async fn at_address(
+        &self,
+        plan: &Plan,
+        host: &str,
+        addr: SocketAddr,
+        no_tls: bool,
+    ) -> Result<Vec<(usize, Outcome)>, NextHost> {
+        let relay = &self.config.relay;
+        let at = |e: &dyn std::fmt::Display| NextHost(format!("{host}[{}]: {e}", addr.ip()));
+        let server_name = ServerName::try_from(host.to_string())
+            .or_else(|_| ServerName::try_from(addr.ip().to_string()))
+            .map_err(|e| at(&e))?;
+        let (mut conn, greeting) = if plan.tls == Tls::Implicit {
+            let verified = self.tls.verified.clone().map_err(|e| at(&e))?;
+            Connection::connect_implicit_tls(
+                addr,
+                connector(verified),
+                server_name.clone(),
+                relay.connect_timeout,
+                relay.command_timeout,
+            )
+            .await
+            .map_err(|e| at(&e))?
+        } else {
+            Connection::connect(addr, relay.connect_timeout, relay.command_timeout)
+                .await
+                .map_err(|e| at(&e))?
+        };
+        // RFC 5321 §3.1: a 554 greeting (or any non-220) means try another host.
+        if greeting.code != 220 {
+            conn.quit().await;
+            return Err(at(&format!("greeting {}", greeting.one_line())));
+        }
+        let hello = conn
+            .hello(&self.config.hostname)
+            .await
+            .map_err(|e| at(&e))?;
+        if !hello.is_positive() {
+            conn.quit().await;
+            return Err(at(&format!("EHLO refused: {}", hello.one_line())));
+        }
+        match plan.tls {
+            Tls::RequiredStartTls => {
+                if !conn.extensions.starttls {
+                    conn.quit().await;
+                    return Err(at(
+                        &"TLS is required but the server does not offer STARTTLS",
+                    ));
+                }
+                let verified = self.tls.verified.clone().map_err(|e| at(&e))?;
+                self.start_tls(&mut conn, connector(verified), server_name)
+                    .await
+                    .map_err(|e| at(&e))?;
+            }
+            Tls::Opportunistic if conn.extensions.starttls && !no_tls => {
+                let c = connector(self.tls.opportunistic.clone());
+                if let Err(e) = self.start_tls(&mut conn, c, server_name).await {
+                    return Err(NextHost(format!(
+                        "opportunistic TLS with {host}[{}] failed: {e}",
+                        addr.ip()
+                    )));
+                }
+            }
+            _ => {}
+        }
+        if let Some((user, password)) = &plan.auth {
+            let reply = conn
+                .authenticate(user, password)
+                .await
+                .map_err(|e| at(&e))?;
+            if reply.code != 235 {
+                conn.quit().await;
+                return Ok(self.all(Outcome::Deferred(format!(
+                    "{host}[{}] refused our login as {user}: {}",
+                    addr.ip(),
+                    reply.one_line()
+                ))));
+            }
+        }
+        let outcomes = self
+            .transaction(&mut conn, host, addr)
+            .await
+            .map_err(|e| at(&e))?;
+        conn.quit().await;
+        Ok(outcomes)
+    }
+
+    async fn start_tls(
+        &self,
+        conn: &mut Connection,
+        c: tokio_rustls::TlsConnector,
+        name: ServerName<'static>,
+    ) -> Result<(), ClientError> {
+        let reply = conn.starttls(c, name).await?;
+        if reply.code != 220 {
+            return Err(ClientError::Protocol(format!(
+                "STARTTLS refused: {}",
+                reply.one_line()
+            )));
+        }
+        let hello = conn.hello(&self.config.hostname).await?;
+        if !hello.is_positive() {
+            return Err(ClientError::Protocol(format!(
+                "EHLO after STARTTLS refused: {}",
+                hello.one_line()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the message fits the server's extensions, then sends it.
+    async fn transaction(
+        &self,
+        conn: &mut Connection,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Vec<(usize, Outcome)>, ClientError> {
+        let message = &self.loaded.entry.message;
+        let envelope = &message.envelope;
+        let content = &self.loaded.content;
+        let recipients: Vec<String> = self
+            .indices
+            .iter()
+            .map(|&i| match &envelope.recipients[i].route {
+                Route::Remote(a) => a.to_string(),
+                Route::Local(u) => u.clone(),
+            })
+            .collect();
+        let sender = envelope
+            .sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let needs_utf8 =
+            envelope.smtputf8 || !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        let eight_bit = envelope.eight_bit || !content.is_ascii();
+        let ext = conn.extensions.clone();
+        // RFC 6531 §3.4: no downgrade of internationalized addresses.
+        if needs_utf8 && !ext.smtputf8 {
+            return Ok(self.all(Outcome::Failed(format!(
+                "553 5.6.7 {host} does not support SMTPUTF8, which this message needs"
+            ))));
+        }
+        // RFC 6152 §3: 8-bit content only to servers that take it.
+        if eight_bit && !ext.eight_bit {
+            return Ok(self.all(Outcome::Failed(format!(
+                "554 5.6.3 {host} does not accept 8-bit content (no 8BITMIME), and this message has it"
+            ))));
+        }
+        if let Some(max) = ext.size.filter(|&m| m > 0) {
+            if content.len() as u64 > max {
+                return Ok(self.all(Outcome::Failed(format!(
+                    "552 5.3.4 Message of {} bytes exceeds the {max} bytes {host} accepts",
+                    content.len()
+                ))));
+            }
+        }
+        let mut mail = format!("MAIL FROM:<{sender}>");
+        if ext.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", content.len()));
+        }
+        if eight_bit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if needs_utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        let replies = conn.transaction(&mail, &recipients, content).await?;
+        Ok(self.classify(replies, host, addr.ip()))
+    }
+
+    /// Per-recipient outcomes from the replies of one transaction.
+    fn classify(
+        &self,
+        replies: TransactionReplies,
+        host: &str,
+        ip: IpAddr,
+    ) -> Vec<(usize, Outcome)> {
+        let said = |r: &RemoteReply| format!("{host}[{ip}] said: {}", r.one_line());
+        let verdict = |r: &RemoteReply| {
+            if r.is_positive() {
+                Outcome::Delivered(said(r))
+            } else if r.is_transient() {
+                Outcome::Deferred(said(r))
+            } else {
+                Outcome::Failed(said(r))
+            }
+        };
+        if !replies.mail.is_positive() {
+            return self.all(verdict(&replies.mail));
+        }
+        self.indices
+            .iter()
+            .zip(replies.rcpts)
+            .map(|(&i, rcpt)| {
+                let outcome = match (rcpt, &replies.data) {
+                    (Some(r), _) if !r.is_positive() => verdict(&r),
+                    (Some(_), Some(data)) => verdict(data),
+                    // Accepted, but DATA never ran (should not happen).
+                    _ => Outcome::Deferred(format!("{host}[{ip}]: no reply to DATA")),
+                };
+                (i, outcome)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,122 @@
+//! The outbound relay: delivers queued mail for other domains, server to
+//! server. [`Outbound`] is the scheduler's remote agent: it groups a message's
+//! remote recipients by domain (one transaction per domain, RFC 5321 §5.1) and
+//! runs [`deliver::Attempt`]s with a per-destination concurrency limit.
+//!
+//! - [`resolver`]: DNS (the injected `Resolver` trait, hickory) and MX choice.
+//! - [`client`]: the SMTP client.
+//! - [`deliver`]: one attempt at one domain: hosts, TLS policy, outcomes.
+
+pub mod client;
+pub mod deliver;
+pub mod resolver;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::config::Live;
+use crate::queue::scheduler::{BoxFuture, Outcome, RemoteAgent};
+use crate::queue::Loaded;
+use crate::smtp::{Domain, Route};
+
+use deliver::{Attempt, Resolved, TlsClients};
+use resolver::Resolver;
+
+/// The remote delivery agent.
+pub struct Outbound {
+    live: Arc<Live>,
+    resolver: Arc<dyn Resolver>,
+    tls: TlsClients,
+    /// One semaphore per destination domain.
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Outbound {
+    /// An agent using `resolver` for DNS; TLS trust comes from the config's
+    /// `relay.ca_file`.
+    pub fn new(live: Arc<Live>, resolver: Arc<dyn Resolver>) -> Outbound {
+        let ca_file = live.get().relay.ca_file.clone();
+        let verified = crate::tls::client_verified(&ca_file).map_err(|e| e.to_string());
+        if let Err(e) = &verified {
+            log::warn!("verified TLS for outgoing mail is unavailable: {e}");
+        }
+        Outbound {
+            live,
+            resolver,
+            tls: TlsClients {
+                opportunistic: crate::tls::client_opportunistic(),
+                verified,
+            },
+            destinations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, domain: &str, limit: usize) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget idle destinations so the map does not grow without bound.
+        if map.len() > 10_000 {
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        map.entry(domain.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))))
+            .clone()
+    }
+
+    async fn deliver_domain(
+        &self,
+        loaded: &Loaded,
+        domain: &Domain,
+        indices: &[usize],
+    ) -> Vec<(usize, Outcome)> {
+        let config = self.live.get();
+        let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
+        if domain.name().is_some_and(|d| config.is_local_domain(d)) {
+            // The domain became local by a reload after the message was
+            // accepted; local domains never go out.
+            return all(Outcome::Failed(format!(
+                "550 5.1.1 {domain} is now a local domain; recipient must be sent again"
+            )));
+        }
+        let slot = self.slot(domain.as_str(), config.relay.concurrency_per_destination);
+        let Ok(_permit) = slot.acquire_owned().await else {
+            return all(Outcome::Deferred("shutting down".into()));
+        };
+        let plan = match deliver::resolve(&config, self.resolver.as_ref(), domain).await {
+            Resolved::Plan(plan) => plan,
+            Resolved::All(outcome) => return all(outcome),
+        };
+        Attempt {
+            config: &config,
+            resolver: self.resolver.as_ref(),
+            tls: &self.tls,
+            loaded,
+            indices,
+        }
+        .run(&plan)
+        .await
+    }
+}
+
+impl RemoteAgent for Outbound {
+    fn deliver<'a>(
+        &'a self,
+        loaded: &'a Loaded,
+        indices: Vec<usize>,
+    ) -> BoxFuture<'a, Vec<(usize, Outcome)>> {
+        Box::pin(async move {
+            let mut by_domain: BTreeMap<Domain, Vec<usize>> = BTreeMap::new();
+            for i in indices {
+                if let Route::Remote(addr) = &loaded.entry.message.envelope.recipients[i].route {
+                    by_domain.entry(addr.domain.clone()).or_default().push(i);
+                }
+            }
+            let mut outcomes = Vec::new();
+            for (domain, idx) in by_domain {
+                outcomes.extend(self.deliver_domain(loaded, &domain, &idx).await);
+            }
+            outcomes
+        })
+    }
+}
