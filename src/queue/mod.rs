@@ -4,6 +4,7 @@
 //! - [`id`]: queue ids.
 //! - [`record`]: the binary records of the spool log.
 //! - [`log`]: segment files, the group-commit writer thread, recovery scan.
+//! - [`admin`]: hold, release, flush, delete (for `tern queue`).
 //! - [`dsn`]: bounces and delay notices (RFC 3464).
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
 //! - [`spool`]: the index of queued messages over the log; the API the rest of
@@ -11,6 +12,7 @@
 //! - [`scheduler`]: picks due messages and hands each recipient to its
 //!   delivery agent; records the outcome.
 
+pub mod admin;
 pub mod body;
 pub mod dsn;
 pub mod id;

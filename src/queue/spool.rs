@@ -149,6 +149,18 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Reads the queue without changing anything on disk (no repair, no new
+    /// segment): for `tern queue` when the daemon is not running.
+    pub fn inspect(dir: &Path) -> Result<Vec<Entry>, SpoolError> {
+        let mut index = Index::default();
+        for seq in list_segments(dir)? {
+            scan_segment(dir, seq, false, |found| {
+                index.apply(found.record, found.location)
+            })?;
+        }
+        Ok(index.messages.into_values().collect())
+    }
+
     /// The spool directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
