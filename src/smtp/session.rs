@@ -341,7 +341,10 @@ impl Session {
         };
         let mut line = &pending[..nl];
         self.start += nl + 1;
-        if line.len() + 2 > self.config.max_line_length {
+        // The limit counts the whole line with its CRLF (RFC 5321 §4.5.3.1.4:
+        // 512 octets "including the command word and the <CRLF>"); `nl + 1`
+        // is exactly that, or one less for a bare LF.
+        if nl + 1 > self.config.max_line_length {
             self.reply(Reply::LINE_TOO_LONG);
             return true;
         }

@@ -259,6 +259,15 @@ fn long_lines_get_500_and_the_session_continues() {
 }
 
 #[test]
+fn a_line_of_exactly_the_limit_with_its_crlf_is_accepted() {
+    // max_line_length is 512: 510 octets of command and CRLF is the limit.
+    let at_limit = "NOOP ".to_string() + &"a".repeat(505);
+    let over = at_limit.clone() + "a";
+    let h = run_all_splits(&format!("{at_limit}\r\n{over}\r\n{at_limit}\n{over}a\n"));
+    assert_eq!(h.codes(), ["220", "250", "500", "250", "500"]);
+}
+
+#[test]
 fn too_many_errors_end_the_session_with_421() {
     let h = run_all_splits("BAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nNOOP\r\n");
     assert_eq!(h.codes(), ["220", "500", "500", "500", "500", "500", "421"]);
