@@ -470,7 +470,7 @@ impl Session {
                 self.mode = Mode::Data(DataReceiver::new(self.config.max_message_size));
                 self.push_reply(Reply::START_DATA);
             }
-            _ => self.reply(Reply::NEED_MAIL),
+            _ => self.reply(Reply::NEED_TRANSACTION),
         }
     }
 
@@ -483,7 +483,7 @@ impl Session {
                 (tx.chunk_size > self.config.max_message_size).then_some(Reply::MESSAGE_TOO_BIG)
             }
             Some(tx) if tx.accepted => Some(Reply::NO_VALID_RECIPIENTS),
-            _ => Some(Reply::NEED_MAIL),
+            _ => Some(Reply::NEED_TRANSACTION),
         };
         if refusal.is_some() {
             self.discard_body_if_chunked();
@@ -499,13 +499,13 @@ impl Session {
         if let Some(reply) = refusal {
             // A refused chunk ends the transaction (RFC 3030 §3: the client must
             // not send more chunks; any it pipelined get 503).
-            if reply != Reply::NEED_MAIL {
+            if reply != Reply::NEED_TRANSACTION {
                 self.tx = None;
             }
             return self.reply(reply);
         }
         let Some(tx) = &self.tx else {
-            return self.reply(Reply::NEED_MAIL);
+            return self.reply(Reply::NEED_TRANSACTION);
         };
         if tx.chunk_checker.has_bare(last) {
             self.actions.push_back(Action::DiscardBody);
@@ -539,7 +539,7 @@ impl Session {
 
     fn enqueue(&mut self) {
         let Some(tx) = self.tx.take() else {
-            return self.reply(Reply::NEED_MAIL);
+            return self.reply(Reply::NEED_TRANSACTION);
         };
         let (helo, extended) = self.helo.clone().unwrap_or_default();
         let transaction = Transaction {

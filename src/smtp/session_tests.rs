@@ -306,6 +306,20 @@ fn bdat_transaction() {
 }
 
 #[test]
+fn data_and_bdat_without_a_transaction_say_what_is_missing() {
+    let h = run_all_splits("EHLO c\r\nDATA\r\nBDAT 2 LAST\r\nab");
+    let replies = h.replies();
+    assert_eq!(
+        replies[replies.len() - 2],
+        "503 5.5.1 Need MAIL and RCPT first"
+    );
+    assert_eq!(
+        replies[replies.len() - 1],
+        "503 5.5.1 Need MAIL and RCPT first"
+    );
+}
+
+#[test]
 fn bdat_without_transaction_consumes_its_chunk() {
     let h = run_all_splits("EHLO c\r\nBDAT 12 LAST\r\nQUIT\r\nQUIT\r\nNOOP\r\n");
     // The twelve bytes "QUIT\r\nQUIT\r\n" are data, not commands.
