@@ -82,14 +82,18 @@ macro_rules! transcripts {
 }
 
 transcripts! {
+    aliases,
     bare_lf_commands,
     bdat,
     command_order,
     commands,
     dot_unstuffing,
     ehlo_helo,
+    local_recipients,
     mail_transaction,
     pipelining,
+    relay_denied,
+    smtputf8,
 }
 
 /// A transcript file nobody listed would never run.
