@@ -87,13 +87,21 @@ transcripts! {
     bdat,
     command_order,
     commands,
+    connection_limits,
     dot_unstuffing,
     ehlo_helo,
+    error_limit,
+    limit_line_length,
+    limit_message_size,
+    limit_recipients,
     local_recipients,
     mail_transaction,
     pipelining,
     relay_denied,
     smtputf8,
+    timeout_command,
+    timeout_data,
+    timeout_session,
 }
 
 /// A transcript file nobody listed would never run.
