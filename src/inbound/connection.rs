@@ -23,8 +23,6 @@ use super::policy::{self, ClientContext};
 
 /// Bodies larger than this are spilled to a temporary file while they arrive.
 const BODY_MEMORY_LIMIT: usize = 1 << 20;
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The socket, before or after TLS.
 enum Conn {
@@ -91,8 +89,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     let mut conn = Conn::Plain(stream);
     let mut tls_description = None;
     if ctx.role == Role::Submissions {
-        // RFC 8314 §3: TLS from the first byte.
-        match handshake(&ctx, conn).await {
+        // RFC 8314 §3: TLS from the first byte. The handshake is the client's
+        // first "command": it gets the command timeout.
+        let until = Instant::now() + ctx.config.limits.command_timeout;
+        match handshake(&ctx, conn, until).await {
             Some((c, d)) => {
                 conn = c;
                 tls_description = Some(d);
@@ -102,7 +102,9 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     }
     let session_config = Arc::new(session_config(&ctx.config, ctx.role, ctx.tls.is_some()));
     let session = Session::new(session_config, peer.ip(), tls_description);
+    let deadline = Instant::now() + ctx.config.limits.session_timeout;
     let mut driver = Driver {
+        deadline,
         ctx,
         peer,
         conn,
@@ -116,13 +118,13 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     driver.conn.shutdown().await;
 }
 
-/// Runs the TLS handshake; `None` if it failed (logged).
-async fn handshake(ctx: &Context, conn: Conn) -> Option<(Conn, String)> {
+/// Runs the TLS handshake, giving up at `until`; `None` if it failed (logged).
+async fn handshake(ctx: &Context, conn: Conn, until: Instant) -> Option<(Conn, String)> {
     let (Some(acceptor), Conn::Plain(tcp)) = (&ctx.tls, conn) else {
         return None;
     };
     let peer = tcp.peer_addr().ok();
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
             let description = crate::tls::describe(tls.get_ref().1);
             Some((Conn::Tls(Box::new(tls)), description))
@@ -139,6 +141,8 @@ async fn handshake(ctx: &Context, conn: Conn) -> Option<(Conn, String)> {
 }
 
 struct Driver {
+    /// When the session must end, whatever the client is doing.
+    deadline: Instant,
     ctx: Context,
     peer: SocketAddr,
     conn: Conn,
@@ -154,7 +158,7 @@ impl Driver {
     async fn run(&mut self) {
         let config = self.ctx.config.clone();
         let limits = &config.limits;
-        let deadline = Instant::now() + limits.session_timeout;
+        let deadline = self.deadline;
         let mut buf = vec![0u8; 64 << 10];
         loop {
             if !self.do_actions().await {
@@ -212,7 +216,11 @@ impl Driver {
                         return false;
                     }
                     let conn = std::mem::replace(&mut self.conn, Conn::Gone);
-                    match handshake(&self.ctx, conn).await {
+                    // Invariant 5: no hidden limit. The handshake is held to
+                    // the command timeout and the session's end, like a command.
+                    let limits = &self.ctx.config.limits;
+                    let until = self.deadline.min(Instant::now() + limits.command_timeout);
+                    match handshake(&self.ctx, conn, until).await {
                         Some((conn, description)) => {
                             self.conn = conn;
                             self.session.tls_established(description);

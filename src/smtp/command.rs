@@ -169,12 +169,12 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
         }
         match (key.as_str(), value) {
             ("SIZE", Some(v)) => {
-                let size = v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or(CommandError::Syntax("SIZE= takes a number"))?;
-                params.size = Some(size);
+                // RFC 1870 §3: size-value ::= 1*20DIGIT. Twenty digits can pass
+                // u64::MAX; such a size is valid, just too big (552, not 501).
+                if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(CommandError::Syntax("SIZE= takes a number"));
+                }
+                params.size = Some(v.parse::<u64>().unwrap_or(u64::MAX));
             }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => params.eight_bit = true,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => params.eight_bit = false,
@@ -303,9 +303,27 @@ mod tests {
             Err(CommandError::Syntax(_))
         ));
         assert!(matches!(
+            parse("MAIL FROM:<a@b.example> SIZE="),
+            Err(CommandError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("MAIL FROM:<a@b.example> SIZE=999999999999999999999"),
+            Err(CommandError::Syntax(_))
+        ));
+        assert!(matches!(
             parse("MAIL TO:<a@b.example>"),
             Err(CommandError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn mail_size_of_twenty_digits_is_valid_but_huge() {
+        // RFC 1870 allows 20 digits, more than u64 holds: the size saturates
+        // so the session answers 552 (too big) rather than 501.
+        match parse("MAIL FROM:<a@b.example> SIZE=99999999999999999999") {
+            Ok(Command::Mail { params, .. }) => assert_eq!(params.size, Some(u64::MAX)),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -159,6 +159,8 @@ impl Reply {
     pub const NESTED_MAIL: Reply = r(503, 5, 5, 1, "Sender already given");
     pub const NEED_MAIL: Reply = r(503, 5, 5, 1, "Need MAIL before RCPT");
     pub const NEED_RCPT: Reply = r(503, 5, 5, 1, "Need RCPT before DATA");
+    /// DATA or BDAT with no mail transaction open.
+    pub const NEED_TRANSACTION: Reply = r(503, 5, 5, 1, "Need MAIL and RCPT first");
     pub const NO_VALID_RECIPIENTS: Reply = r(554, 5, 5, 1, "No valid recipients");
     pub const ALREADY_TLS: Reply = r(503, 5, 5, 1, "TLS already active");
     pub const BDAT_DATA_MIX: Reply = r(503, 5, 5, 1, "DATA not allowed after BDAT");

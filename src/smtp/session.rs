@@ -341,7 +341,10 @@ impl Session {
         };
         let mut line = &pending[..nl];
         self.start += nl + 1;
-        if line.len() + 2 > self.config.max_line_length {
+        // The limit counts the whole line with its CRLF (RFC 5321 §4.5.3.1.4:
+        // 512 octets "including the command word and the <CRLF>"); `nl + 1`
+        // is exactly that, or one less for a bare LF.
+        if nl + 1 > self.config.max_line_length {
             self.reply(Reply::LINE_TOO_LONG);
             return true;
         }
@@ -467,7 +470,7 @@ impl Session {
                 self.mode = Mode::Data(DataReceiver::new(self.config.max_message_size));
                 self.push_reply(Reply::START_DATA);
             }
-            _ => self.reply(Reply::NEED_MAIL),
+            _ => self.reply(Reply::NEED_TRANSACTION),
         }
     }
 
@@ -480,7 +483,7 @@ impl Session {
                 (tx.chunk_size > self.config.max_message_size).then_some(Reply::MESSAGE_TOO_BIG)
             }
             Some(tx) if tx.accepted => Some(Reply::NO_VALID_RECIPIENTS),
-            _ => Some(Reply::NEED_MAIL),
+            _ => Some(Reply::NEED_TRANSACTION),
         };
         if refusal.is_some() {
             self.discard_body_if_chunked();
@@ -496,13 +499,13 @@ impl Session {
         if let Some(reply) = refusal {
             // A refused chunk ends the transaction (RFC 3030 §3: the client must
             // not send more chunks; any it pipelined get 503).
-            if reply != Reply::NEED_MAIL {
+            if reply != Reply::NEED_TRANSACTION {
                 self.tx = None;
             }
             return self.reply(reply);
         }
         let Some(tx) = &self.tx else {
-            return self.reply(Reply::NEED_MAIL);
+            return self.reply(Reply::NEED_TRANSACTION);
         };
         if tx.chunk_checker.has_bare(last) {
             self.actions.push_back(Action::DiscardBody);
@@ -536,7 +539,7 @@ impl Session {
 
     fn enqueue(&mut self) {
         let Some(tx) = self.tx.take() else {
-            return self.reply(Reply::NEED_MAIL);
+            return self.reply(Reply::NEED_TRANSACTION);
         };
         let (helo, extended) = self.helo.clone().unwrap_or_default();
         let transaction = Transaction {

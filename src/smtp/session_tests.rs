@@ -259,6 +259,15 @@ fn long_lines_get_500_and_the_session_continues() {
 }
 
 #[test]
+fn a_line_of_exactly_the_limit_with_its_crlf_is_accepted() {
+    // max_line_length is 512: 510 octets of command and CRLF is the limit.
+    let at_limit = "NOOP ".to_string() + &"a".repeat(505);
+    let over = at_limit.clone() + "a";
+    let h = run_all_splits(&format!("{at_limit}\r\n{over}\r\n{at_limit}\n{over}a\n"));
+    assert_eq!(h.codes(), ["220", "250", "500", "250", "500"]);
+}
+
+#[test]
 fn too_many_errors_end_the_session_with_421() {
     let h = run_all_splits("BAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nNOOP\r\n");
     assert_eq!(h.codes(), ["220", "500", "500", "500", "500", "500", "421"]);
@@ -294,6 +303,20 @@ fn bdat_transaction() {
     );
     assert_eq!(h.codes(), ["220", "250", "250", "250", "250", "250", "221"]);
     assert_eq!(h.queued[0].1, b"ab\r\ncd\r\n");
+}
+
+#[test]
+fn data_and_bdat_without_a_transaction_say_what_is_missing() {
+    let h = run_all_splits("EHLO c\r\nDATA\r\nBDAT 2 LAST\r\nab");
+    let replies = h.replies();
+    assert_eq!(
+        replies[replies.len() - 2],
+        "503 5.5.1 Need MAIL and RCPT first"
+    );
+    assert_eq!(
+        replies[replies.len() - 1],
+        "503 5.5.1 Need MAIL and RCPT first"
+    );
 }
 
 #[test]
