@@ -25,8 +25,11 @@ pub enum Resolution {
 /// Looks up `to` (`None`: the bare `<Postmaster>`).
 pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
     let Some(addr) = to else {
+        // RFC 5321 §4.1.1.3: the bare form means postmaster of this server;
+        // name it with our first domain so Delivered-To is a full address.
         let routes = postmaster_routes(config, None);
-        return Resolution::Local(recipients("postmaster", routes));
+        let original = format!("postmaster@{}", config.domains[0]);
+        return Resolution::Local(recipients(&original, routes));
     };
     let Some(domain) = addr.domain.name() else {
         // An address literal is never one of our domain names.
@@ -196,6 +199,10 @@ name = "bob"
         assert_eq!(route_list(routes("postmaster@example.org")), local(&["me"]));
         assert_eq!(route_list(routes("PostMaster@example.net")), local(&["me"]));
         assert_eq!(route_list(resolve(&config(), None)), local(&["me"]));
+        match resolve(&config(), None) {
+            Resolution::Local(rs) => assert_eq!(rs[0].original, "postmaster@example.org"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
