@@ -246,40 +246,32 @@ impl Scheduler {
         let expired = retry.expired(loaded.entry.message.received_at, now);
         let mut statuses = loaded.entry.message.statuses.clone();
         let mut records = Vec::new();
+        let mut failed_now = Vec::new();
         let mut deferred = Vec::new();
         for (i, outcome) in outcomes {
-            let rcpt = &loaded.entry.message.envelope.recipients[i];
+            let to = &loaded.entry.message.envelope.recipients[i].original;
             let status = match outcome {
                 Outcome::Delivered(detail) => {
-                    log::info!(
-                        "queue_id={id} to=<{}> status=sent ({detail})",
-                        rcpt.original
-                    );
+                    log::info!("queue_id={id} to=<{to}> status=sent ({detail})");
                     RcptStatus::Delivered(detail)
                 }
                 Outcome::Failed(reason) => {
-                    log::info!(
-                        "queue_id={id} to=<{}> status=bounced ({reason})",
-                        rcpt.original
-                    );
+                    log::info!("queue_id={id} to=<{to}> status=bounced ({reason})");
                     RcptStatus::Failed(reason)
                 }
                 Outcome::Deferred(reason) if expired => {
-                    log::info!(
-                        "queue_id={id} to=<{}> status=expired ({reason})",
-                        rcpt.original
-                    );
+                    log::info!("queue_id={id} to=<{to}> status=expired ({reason})");
                     RcptStatus::Failed(format!("delivery time expired; last error: {reason}"))
                 }
                 Outcome::Deferred(reason) => {
-                    log::info!(
-                        "queue_id={id} to=<{}> status=deferred ({reason})",
-                        rcpt.original
-                    );
-                    deferred.push(reason);
+                    log::info!("queue_id={id} to=<{to}> status=deferred ({reason})");
+                    deferred.push((i, reason));
                     continue;
                 }
             };
+            if matches!(status, RcptStatus::Failed(_)) {
+                failed_now.push(i);
+            }
             statuses[i] = status.clone();
             records.push(Record::Recipient {
                 id,
@@ -287,7 +279,20 @@ impl Scheduler {
                 status,
             });
         }
-        // Persist what happened before acting on it (bounces, removal).
+        // The sender learns of failures at once, not when the last recipient
+        // is settled. The bounce is durable before the failure is recorded: a
+        // crash in between repeats the attempt (and maybe the bounce), but
+        // never loses it.
+        if !failed_now.is_empty() {
+            let mut with_reasons = loaded.clone();
+            with_reasons.entry.message.statuses = statuses.clone();
+            if let Err(e) = self.bounce(&with_reasons, failed_now).await {
+                log::error!("queue_id={id} cannot queue bounce: {e}");
+                return self
+                    .retry_later(id, loaded.entry.attempts, &e.to_string())
+                    .await;
+            }
+        }
         if !records.is_empty() {
             if let Err(e) = self.spool.update(records).await {
                 log::error!("queue_id={id} cannot record delivery results: {e}");
@@ -297,26 +302,33 @@ impl Scheduler {
             }
         }
         if statuses.iter().all(RcptStatus::is_final) {
-            let failed: Vec<usize> = (0..statuses.len())
-                .filter(|&i| matches!(statuses[i], RcptStatus::Failed(_)))
-                .collect();
-            if !failed.is_empty() {
-                let mut finished = loaded.clone();
-                finished.entry.message.statuses = statuses;
-                if let Err(e) = self.bounce(&finished, failed).await {
-                    log::error!("queue_id={id} cannot queue bounce: {e}");
-                    return self
-                        .retry_later(id, loaded.entry.attempts, &e.to_string())
-                        .await;
-                }
-            }
             match self.spool.update(vec![Record::Done { id }]).await {
                 Ok(()) => log::info!("queue_id={id} removed"),
                 Err(e) => log::error!("queue_id={id} cannot mark done: {e}"),
             }
         } else if !deferred.is_empty() {
-            self.retry_later(id, loaded.entry.attempts, &deferred.join("; "))
+            let waited = age(loaded.entry.message.received_at, now);
+            if waited >= retry.delay_notice && !loaded.entry.delay_notified {
+                self.notify_delay(&loaded, deferred.clone()).await;
+            }
+            let errors: Vec<&str> = deferred.iter().map(|(_, e)| e.as_str()).collect();
+            self.retry_later(id, loaded.entry.attempts, &errors.join("; "))
                 .await;
+        }
+    }
+
+    /// Tells the sender (once) that the message is delayed.
+    async fn notify_delay(&self, loaded: &Loaded, deferred: Vec<(usize, String)>) {
+        let id = loaded.entry.message.id;
+        let Some(bouncer) = &self.bouncer else {
+            return;
+        };
+        if let Err(e) = bouncer.delayed(loaded, deferred).await {
+            log::error!("queue_id={id} cannot queue delay notice: {e}");
+            return;
+        }
+        if let Err(e) = self.spool.update(vec![Record::DelayNotified { id }]).await {
+            log::error!("queue_id={id} cannot record the delay notice: {e}");
         }
     }
 
