@@ -1,0 +1,15 @@
+//! Helpers of the interop and crash tests (on top of `tests/common`):
+//!
+//! - [`peers`]: runs real SMTP clients (Python's smtplib, swaks) as child
+//!   processes, bounded in time.
+//! - [`delivered`]: finds a delivered message by queue id and checks our
+//!   trace headers and the bytes after them.
+//! - [`mailer`]: a tolerant pipelining SMTP client for crash tests: it never
+//!   panics on a dead server, it reports what the server said.
+//! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
+#![allow(dead_code)]
+
+pub mod delivered;
+pub mod mailer;
+pub mod peers;
+pub mod rng;
