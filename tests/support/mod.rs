@@ -1,5 +1,6 @@
 //! Helpers of the interop and crash tests (on top of `tests/common`):
 //!
+//! - [`burst`]: the crash tests' client threads, bookkeeping and Maildir audit.
 //! - [`peers`]: runs real SMTP clients (Python's smtplib, swaks) as child
 //!   processes, bounded in time.
 //! - [`delivered`]: finds a delivered message by queue id and checks our
@@ -9,6 +10,7 @@
 //! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod delivered;
 pub mod mailer;
 pub mod peers;
