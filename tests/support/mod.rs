@@ -1,6 +1,21 @@
-//! Test doubles for the outside world that a user's machine does not run
-//! itself: a DNS server and a remote SMTP server, both real network servers on
-//! loopback.
+//! Helpers of the integration tests (on top of `tests/common`):
+//!
+//! - [`dns`]: a real DNS server on loopback answering from a table.
+//! - [`sink`]: a programmable remote SMTP server on loopback.
+//! - [`burst`]: the crash tests' client threads, bookkeeping and Maildir audit.
+//! - [`peers`]: runs real SMTP clients (Python's smtplib, swaks) as child
+//!   processes, bounded in time.
+//! - [`delivered`]: finds a delivered message by queue id and checks our
+//!   trace headers and the bytes after them.
+//! - [`mailer`]: a tolerant pipelining SMTP client for crash tests: it never
+//!   panics on a dead server, it reports what the server said.
+//! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
+#![allow(dead_code)]
 
+pub mod burst;
+pub mod delivered;
 pub mod dns;
+pub mod mailer;
+pub mod peers;
+pub mod rng;
 pub mod sink;
