@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_bouncer(Arc::new(notifier));
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
+    tokio::spawn(housekeeping(spool.clone()));
     systemd::notify("READY=1");
     log::info!("ready: {} message(s) in the queue", spool.len());
 
@@ -73,4 +74,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         spool.len()
     );
     Ok(())
+}
+
+/// Every minute: copy long-queued messages out of old spool segments so the
+/// segments can be deleted.
+async fn housekeeping(spool: Spool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let spool = spool.clone();
+        match tokio::task::spawn_blocking(move || spool.housekeeping(1000)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!("spool: moved {n} long-queued message(s) out of old segments"),
+            Ok(Err(e)) => log::error!("spool housekeeping failed: {e}"),
+            Err(e) => log::error!("spool housekeeping task failed: {e}"),
+        }
+    }
 }

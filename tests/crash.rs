@@ -413,9 +413,6 @@ fn sigterm_with_messages_queued_keeps_them_for_the_next_start() {
 /// goes to segment 2 and is applied; then M's enqueue finishes with Ok (=
 /// "250"). Expected: M is loadable and survives a restart.
 #[test]
-#[ignore = "BUG: acknowledged message lost when its segment is deleted before it is indexed \
-            (src/queue/spool.rs enqueue/insert vs delete_finished_segments); \
-            run with --ignored; remove this attribute once fixed"]
 fn a_message_acknowledged_while_its_segment_rotates_is_not_lost() {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};

@@ -49,9 +49,17 @@ pub struct Append {
 /// Where the writer sends the outcome of an append.
 type ReplyTo = tokio::sync::oneshot::Sender<io::Result<Vec<Location>>>;
 
+/// Runs on the writer thread once a request's records are durable, before any
+/// request of the batch hears back: the caller's in-memory index learns of
+/// records in exactly the order they were written, so nothing can observe a
+/// later record (say, the one that lets a segment be deleted) before an
+/// earlier one (the message that still lives in it).
+pub type OnDurable = Box<dyn FnOnce(&[Location]) + Send>;
+
 enum Request {
     Append {
         appends: Vec<Append>,
+        on_durable: Option<OnDurable>,
         reply: ReplyTo,
     },
     Delete(u64),
@@ -133,17 +141,33 @@ impl Log {
 
     /// Appends frames (and bodies); returns once they are on disk, with the body
     /// location of each append (meaningful for message frames only).
-    pub async fn append(&self, appends: Vec<Append>) -> io::Result<Vec<Location>> {
+    pub async fn append(
+        &self,
+        appends: Vec<Append>,
+        on_durable: Option<OnDurable>,
+    ) -> io::Result<Vec<Location>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Request::Append { appends, reply })?;
+        self.send(Request::Append {
+            appends,
+            on_durable,
+            reply,
+        })?;
         rx.await
             .map_err(|_| io::Error::other("spool writer stopped"))?
     }
 
     /// [`Log::append`] for threads outside the async runtime.
-    pub fn append_blocking(&self, appends: Vec<Append>) -> io::Result<Vec<Location>> {
+    pub fn append_blocking(
+        &self,
+        appends: Vec<Append>,
+        on_durable: Option<OnDurable>,
+    ) -> io::Result<Vec<Location>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Request::Append { appends, reply })?;
+        self.send(Request::Append {
+            appends,
+            on_durable,
+            reply,
+        })?;
         rx.blocking_recv()
             .map_err(|_| io::Error::other("spool writer stopped"))?
     }
@@ -233,9 +257,13 @@ impl Writer {
             while let Some(request) = next.take() {
                 match request {
                     Request::Delete(seq) => self.delete(seq),
-                    Request::Append { appends, reply } => {
+                    Request::Append {
+                        appends,
+                        on_durable,
+                        reply,
+                    } => {
                         bytes += appends.iter().map(|a| a.frame.len()).sum::<usize>();
-                        batch.push((appends, reply));
+                        batch.push((appends, on_durable, reply));
                     }
                 }
                 if bytes < self.options.batch_bytes {
@@ -249,12 +277,14 @@ impl Writer {
     }
 
     /// Writes a batch and flushes it once; then answers every request.
-    fn commit(&mut self, batch: Vec<(Vec<Append>, ReplyTo)>) {
+    fn commit(&mut self, batch: Vec<(Vec<Append>, Option<OnDurable>, ReplyTo)>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut failed: Option<io::Error> = None;
-        for (appends, reply) in batch {
+        let mut callbacks = Vec::with_capacity(batch.len());
+        for (appends, on_durable, reply) in batch {
             replies.push(reply);
+            callbacks.push(on_durable);
             if failed.is_some() {
                 continue;
             }
@@ -272,6 +302,11 @@ impl Writer {
         }
         match failed {
             None => {
+                for (on_durable, locations) in callbacks.into_iter().zip(&results) {
+                    if let Some(f) = on_durable {
+                        f(locations);
+                    }
+                }
                 for (reply, locations) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(locations));
                 }

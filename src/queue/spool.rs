@@ -17,7 +17,9 @@ use crate::smtp::Envelope;
 
 use super::body::Body;
 use super::id::{IdGenerator, QueueId};
-use super::log::{list_segments, scan_segment, Append, BodyData, Location, Log, LogOptions};
+use super::log::{
+    list_segments, scan_segment, Append, BodyData, Location, Log, LogOptions, OnDurable,
+};
 use super::record::{MessageRecord, RcptStatus, Record};
 
 /// Why the spool could not do what was asked.
@@ -85,7 +87,7 @@ struct Inner {
     log: Log,
     ids: IdGenerator,
     clock: Arc<dyn Clock>,
-    index: Mutex<Index>,
+    index: Arc<Mutex<Index>>,
     /// Woken whenever a message becomes deliverable.
     wake: tokio::sync::Notify,
 }
@@ -134,7 +136,7 @@ impl Spool {
                 log,
                 ids: IdGenerator::starting_after(max_id),
                 clock,
-                index: Mutex::new(index),
+                index: Arc::new(Mutex::new(index)),
                 wake: tokio::sync::Notify::new(),
             }),
         };
@@ -194,9 +196,12 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (record, append) = self.message_append(id, envelope, prepend, body);
-        let locations = self.inner.log.append(vec![append]).await?;
-        self.insert(record, locations[0]);
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        self.inner
+            .log
+            .append(vec![append], Some(on_durable))
+            .await?;
+        self.inner.wake.notify_one();
         Ok(())
     }
 
@@ -208,19 +213,23 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (record, append) = self.message_append(id, envelope, prepend, body);
-        let locations = self.inner.log.append_blocking(vec![append])?;
-        self.insert(record, locations[0]);
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        self.inner
+            .log
+            .append_blocking(vec![append], Some(on_durable))?;
+        self.inner.wake.notify_one();
         Ok(())
     }
 
+    /// The append for a new message, and the index update that runs when it
+    /// is durable.
     fn message_append(
         &self,
         id: QueueId,
         envelope: Envelope,
         prepend: Vec<u8>,
         body: Body,
-    ) -> (MessageRecord, Append) {
+    ) -> (Append, OnDurable) {
         let record = MessageRecord {
             id,
             received_at: millis(self.inner.clock.now()),
@@ -234,52 +243,71 @@ impl Spool {
             frame: Record::Message(record.clone()).encode(),
             body: Some((body.data, body.len)),
         };
-        (record, append)
+        (
+            append,
+            self.apply_when_durable(vec![Record::Message(record)]),
+        )
     }
 
-    fn insert(&self, record: MessageRecord, location: Location) {
-        self.lock().apply(Record::Message(record), location);
-        self.inner.wake.notify_one();
+    /// An [`OnDurable`] that applies `records` to the index.
+    fn apply_when_durable(&self, records: Vec<Record>) -> OnDurable {
+        let index = self.inner.index.clone();
+        Box::new(move |locations: &[Location]| {
+            let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+            for (record, location) in records.into_iter().zip(locations) {
+                index.apply(record, *location);
+            }
+        })
     }
 
-    /// Appends state records durably, then applies them to the index.
-    pub fn update_blocking(&self, records: Vec<Record>) -> Result<(), SpoolError> {
-        let appends = records
+    fn state_appends(records: &[Record]) -> Vec<Append> {
+        records
             .iter()
             .map(|r| Append {
                 frame: r.encode(),
                 body: None,
             })
-            .collect();
-        let locations = self.inner.log.append_blocking(appends)?;
-        self.apply_all(records, locations);
+            .collect()
+    }
+
+    /// Appends state records durably; the index reflects them on return.
+    pub fn update_blocking(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        let wake = Self::wakes(&records);
+        let appends = Self::state_appends(&records);
+        self.inner
+            .log
+            .append_blocking(appends, Some(self.apply_when_durable(records)))?;
+        self.after_update(wake);
         Ok(())
     }
 
     /// [`Spool::update_blocking`] from async code.
     pub async fn update(&self, records: Vec<Record>) -> Result<(), SpoolError> {
-        let appends = records
-            .iter()
-            .map(|r| Append {
-                frame: r.encode(),
-                body: None,
-            })
-            .collect();
-        let locations = self.inner.log.append(appends).await?;
-        self.apply_all(records, locations);
+        let wake = Self::wakes(&records);
+        let appends = Self::state_appends(&records);
+        self.inner
+            .log
+            .append(appends, Some(self.apply_when_durable(records)))
+            .await?;
+        self.after_update(wake);
         Ok(())
     }
 
-    fn apply_all(&self, records: Vec<Record>, locations: Vec<Location>) {
-        let wake = records
-            .iter()
-            .any(|r| matches!(r, Record::Hold { held: false, .. }));
-        {
-            let mut index = self.lock();
-            for (record, location) in records.into_iter().zip(locations) {
-                index.apply(record, location);
-            }
-        }
+    /// Records that can make a message deliverable again.
+    fn wakes(records: &[Record]) -> bool {
+        records.iter().any(|r| {
+            matches!(
+                r,
+                Record::Hold { held: false, .. }
+                    | Record::Attempt {
+                        next_attempt: 0,
+                        ..
+                    }
+            )
+        })
+    }
+
+    fn after_update(&self, wake: bool) {
         if wake {
             self.inner.wake.notify_one();
         }
@@ -390,9 +418,13 @@ impl Spool {
     /// Rewrites the messages still queued in the oldest segment into the newest
     /// one, so the oldest can be deleted: a message deferred for days must not
     /// pin every segment written after it. Blocking. Returns how many moved.
+    ///
+    /// Each message is leased while it is copied, so no delivery runs on it;
+    /// if something else finished it meanwhile (an administrator's delete),
+    /// its end is written again after the copy so recovery cannot revive it.
     pub fn compact_oldest(&self) -> Result<usize, SpoolError> {
         let (oldest, ids) = {
-            let index = self.lock();
+            let mut index = self.lock();
             let Some((&oldest, _)) = index.segments.first_key_value() else {
                 return Ok(0);
             };
@@ -402,59 +434,94 @@ impl Spool {
                 .filter(|e| e.location.segment == oldest && !index.leased.contains(&e.message.id))
                 .map(|e| e.message.id)
                 .collect();
+            for id in &ids {
+                index.lease(*id);
+            }
             (oldest, ids)
         };
         let mut moved = 0;
-        for id in ids {
-            let loaded = match self.load(id) {
-                Ok(l) => l,
-                Err(SpoolError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let entry = loaded.entry;
-            let body = loaded.content[entry.message.prepend.len()..].to_vec();
-            let mut appends = vec![Append {
-                frame: Record::Message(entry.message.clone()).encode(),
-                body: Some((BodyData::Memory(body), entry.message.body_len)),
-            }];
-            let mut extra = Vec::new();
-            if entry.attempts > 0 || entry.next_attempt > 0 {
-                extra.push(Record::Attempt {
-                    id,
-                    attempts: entry.attempts,
-                    next_attempt: entry.next_attempt,
-                    error: entry.last_error.clone().unwrap_or_default(),
-                });
-            }
-            if entry.held {
-                extra.push(Record::Hold { id, held: true });
-            }
-            if entry.delay_notified {
-                extra.push(Record::DelayNotified { id });
-            }
-            appends.extend(extra.iter().map(|r| Append {
-                frame: r.encode(),
-                body: None,
-            }));
-            let locations = self.inner.log.append_blocking(appends)?;
-            let mut index = self.lock();
-            // Only if nothing changed it meanwhile (a delivery may have finished it).
-            if index
-                .messages
-                .get(&id)
-                .is_some_and(|e| e.location.segment == oldest)
-            {
-                let mut records = vec![Record::Message(entry.message)];
-                records.extend(extra);
-                for (record, location) in records.into_iter().zip(locations) {
-                    index.apply(record, location);
+        let mut result = Ok(());
+        for id in &ids {
+            if result.is_ok() {
+                match self.copy_forward(*id) {
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
+                    Err(e) => result = Err(e),
                 }
-                moved += 1;
             }
+            self.release(*id);
         }
+        result?;
         self.delete_finished_segments();
         log::debug!("spool: compacted segment {oldest}, moved {moved} message(s)");
         Ok(moved)
+    }
+
+    /// Compacts while old segments are pinned by a few long-queued messages:
+    /// with more than two segments, an oldest one holding at most
+    /// `max_live` messages is copied forward. Blocking; bounded to a few
+    /// segments per call.
+    pub fn housekeeping(&self, max_live: usize) -> Result<usize, SpoolError> {
+        let mut moved = 0;
+        for _ in 0..8 {
+            let pinned = {
+                let index = self.lock();
+                index.segments.len() > 2
+                    && index
+                        .segments
+                        .first_key_value()
+                        .is_some_and(|(_, &live)| live > 0 && live <= max_live)
+            };
+            if !pinned {
+                break;
+            }
+            moved += self.compact_oldest()?;
+        }
+        Ok(moved)
+    }
+
+    /// Appends a copy of message `id` with its current state.
+    fn copy_forward(&self, id: QueueId) -> Result<bool, SpoolError> {
+        let loaded = match self.load(id) {
+            Ok(l) => l,
+            Err(SpoolError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let entry = loaded.entry;
+        let body = loaded.content[entry.message.prepend.len()..].to_vec();
+        let mut records = vec![Record::Message(entry.message.clone())];
+        if entry.attempts > 0 || entry.next_attempt > 0 {
+            records.push(Record::Attempt {
+                id,
+                attempts: entry.attempts,
+                next_attempt: entry.next_attempt,
+                error: entry.last_error.clone().unwrap_or_default(),
+            });
+        }
+        if entry.held {
+            records.push(Record::Hold { id, held: true });
+        }
+        if entry.delay_notified {
+            records.push(Record::DelayNotified { id });
+        }
+        let mut appends = Self::state_appends(&records);
+        appends[0].body = Some((BodyData::Memory(body), entry.message.body_len));
+        let index = self.inner.index.clone();
+        let on_durable: OnDurable = Box::new(move |locations: &[Location]| {
+            let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+            // Never bring back in memory what was finished meanwhile.
+            if index.messages.contains_key(&id) {
+                for (record, location) in records.into_iter().zip(locations) {
+                    index.apply(record, *location);
+                }
+            }
+        });
+        self.inner.log.append_blocking(appends, Some(on_durable))?;
+        if self.entry(id).is_none() {
+            self.update_blocking(vec![Record::Done { id }])?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -526,6 +593,14 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// Takes `id` out of the due set and marks it leased.
+    fn lease(&mut self, id: QueueId) {
+        if let Some(e) = self.messages.get(&id) {
+            self.due.remove(&(e.next_attempt, id));
+        }
+        self.leased.insert(id);
     }
 
     /// Puts `id` in the due set if it is queued, not held and not leased.
