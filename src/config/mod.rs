@@ -215,6 +215,9 @@ pub struct User {
     pub name: String,
     /// The Maildir (containing tmp/, new/, cur/).
     pub maildir: PathBuf,
+    /// The argon2id hash (PHC string) of the password for AUTH on the
+    /// submission ports; `None`: this user cannot log in.
+    pub password: Option<String>,
 }
 
 /// One alias line: mail for `source` goes to every target.

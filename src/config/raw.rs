@@ -57,11 +57,12 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a [[user]] table with name and optionally maildir"
+    expecting = "a [[user]] table with name and optionally maildir and password"
 )]
 pub struct RawUser {
     pub name: Option<Spanned<String>>,
     pub maildir: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
 }
 
 /// The `[limits]` table; every key is optional.

@@ -251,6 +251,29 @@ impl Checker<'_> {
         }
     }
 
+    /// An argon2id hash in PHC form, as `tern user passwd` prints it.
+    fn password_hash(&self, hash: &Spanned<String>, user: &str) -> Result<String, ConfigError> {
+        use argon2::password_hash::phc::PasswordHash;
+        let text = hash.get_ref();
+        match PasswordHash::new(text) {
+            Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => Ok(text.clone()),
+            Ok(parsed) => Err(self.at(
+                hash,
+                format!(
+                    "password of user \"{user}\" uses {}: expected an argon2id hash from `tern user passwd`",
+                    parsed.algorithm
+                ),
+            )),
+            Err(_) => Err(self.at(
+                hash,
+                format!(
+                    "password of user \"{user}\" is not a password hash: expected the \"$argon2id$...\" \
+                     line printed by `tern user passwd` (never the password itself)"
+                ),
+            )),
+        }
+    }
+
     /// The users by name, and the first one in file order (the default postmaster).
     fn users(
         &self,
@@ -297,8 +320,19 @@ impl Checker<'_> {
                     ),
                 ));
             }
+            let password = match &table.get_ref().password {
+                Some(hash) => Some(self.password_hash(hash, &name)?),
+                None => None,
+            };
             first.get_or_insert_with(|| name.clone());
-            result.insert(name.clone(), User { name, maildir });
+            result.insert(
+                name.clone(),
+                User {
+                    name,
+                    maildir,
+                    password,
+                },
+            );
         }
         match first {
             Some(first) => Ok((result, first)),

@@ -17,8 +17,9 @@ use crate::config::{Config, Role};
 use crate::queue::{BodyBuffer, Spool};
 use crate::smtp::date::rfc5322;
 use crate::smtp::envelope::received_header;
-use crate::smtp::{Action, Reply, Session, SessionConfig, Transaction};
+use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
+use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
 
 /// Bodies larger than this are spilled to a temporary file while they arrive.
@@ -67,6 +68,7 @@ pub struct Context {
     pub role: Role,
     pub spool: Spool,
     pub tls: Option<TlsAcceptor>,
+    pub throttle: Arc<Throttle>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -79,6 +81,8 @@ pub fn session_config(config: &Config, role: Role, tls: bool) -> SessionConfig {
         max_errors: config.limits.errors,
         max_line_length: config.limits.line_length,
         starttls: tls && role != Role::Submissions,
+        auth: role != Role::Mx,
+        auth_required: role != Role::Mx,
     }
 }
 
@@ -203,6 +207,10 @@ impl Driver {
                     self.body = None;
                     self.body_failed = false;
                 }
+                Action::Check(Check::Credentials { user, password }) => {
+                    let answer = self.login(user, password).await;
+                    self.session.answer(answer);
+                }
                 Action::Check(check) => {
                     let answer = policy::answer(&self.ctx.config, &self.client, check);
                     self.session.answer(answer);
@@ -235,6 +243,39 @@ impl Driver {
             }
         }
         true
+    }
+
+    /// Checks a login, with the per-address throttle of failures.
+    async fn login(&mut self, login: String, password: String) -> Answer {
+        let ip = self.peer.ip();
+        if self.ctx.throttle.blocked(ip, std::time::Instant::now()) {
+            log::warn!("peer={} AUTH refused: too many failed attempts", self.peer);
+            return Answer::Rejected(Reply::AUTH_THROTTLED);
+        }
+        let config = self.ctx.config.clone();
+        let name = login.clone();
+        let verdict =
+            tokio::task::spawn_blocking(move || auth::verify(&config, &name, &password)).await;
+        match verdict {
+            Ok(Some(user)) => {
+                log::info!("peer={} authenticated as {user}", self.peer);
+                self.client.authenticated = Some(user.clone());
+                Answer::Authenticated(user)
+            }
+            Ok(None) => {
+                self.ctx.throttle.failed(ip, std::time::Instant::now());
+                log::warn!(
+                    "peer={} AUTH failed for {:?}",
+                    self.peer,
+                    login.chars().take(64).collect::<String>()
+                );
+                Answer::Rejected(Reply::BAD_CREDENTIALS)
+            }
+            Err(e) => {
+                log::error!("peer={} password check failed: {e}", self.peer);
+                Answer::Rejected(Reply::LOCAL_ERROR)
+            }
+        }
     }
 
     fn write_body(&mut self, bytes: &[u8]) {

@@ -4,7 +4,9 @@
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
 //! - [`limits`]: connection counting.
+//! - [`auth`]: password checks and the failed-login throttle.
 
+pub mod auth;
 pub mod connection;
 pub mod limits;
 pub mod policy;
@@ -39,6 +41,7 @@ pub struct Shared {
     /// The TLS configuration in force (replaced on reload).
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     pub limits: Arc<ConnectionLimits>,
+    pub throttle: Arc<auth::Throttle>,
 }
 
 impl Server {
@@ -63,6 +66,7 @@ impl Server {
                 spool,
                 tls: RwLock::new(tls),
                 limits: Arc::new(ConnectionLimits::default()),
+                throttle: Arc::new(auth::Throttle::default()),
             }),
         })
     }
@@ -142,6 +146,7 @@ async fn accept_loop(
             role,
             spool: shared.spool.clone(),
             tls,
+            throttle: shared.throttle.clone(),
             shutdown: shutdown.clone(),
         };
         connections.spawn(async move {

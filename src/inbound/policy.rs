@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::local::directory::{self, Resolution};
-use crate::smtp::{Answer, Check, Recipient, Reply, Route};
+use crate::smtp::{Answer, Check, EnhancedCode, Recipient, Reply, Route};
 
 /// What the policy knows about the client.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,23 @@ impl ClientContext {
 /// Answers one check.
 pub fn answer(config: &Config, client: &ClientContext, check: Check) -> Answer {
     match check {
-        Check::Sender { .. } => Answer::SenderOk,
+        Check::Sender { from } => match &client.authenticated {
+            // Authenticated users send only as addresses they own.
+            Some(user) if !directory::owns(config, user, from.as_ref()) => {
+                Answer::Rejected(Reply::new(
+                    553,
+                    EnhancedCode(5, 7, 1),
+                    format!(
+                        "Sender address <{}> is not owned by user {user}",
+                        from.map(|a| a.to_string()).unwrap_or_default()
+                    ),
+                ))
+            }
+            _ => Answer::SenderOk,
+        },
+        // Answered by the connection driver (it needs the blocking password
+        // check and the throttle).
+        Check::Credentials { .. } => Answer::Rejected(Reply::LOCAL_ERROR),
         Check::Recipient { to } => match directory::resolve(config, to.as_ref()) {
             Resolution::Local(recipients) => Answer::RecipientOk(recipients),
             Resolution::Unknown => Answer::Rejected(Reply::NO_SUCH_USER),

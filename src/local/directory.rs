@@ -64,6 +64,43 @@ pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
     Resolution::Unknown
 }
 
+/// May `user` (authenticated) send as `from`? Their own name at any of our
+/// domains (with or without a `+tag`), and every alias that delivers to them
+/// (an exact address, or a local part at any of our domains). Catch-alls do
+/// not count. The null sender is allowed (notifications).
+pub fn owns(config: &Config, user: &str, from: Option<&Address>) -> bool {
+    let Some(addr) = from else {
+        return true;
+    };
+    let Some(domain) = addr.domain.name() else {
+        return false;
+    };
+    if !config.is_local_domain(domain) {
+        return false;
+    }
+    let local = addr.local.to_lowercase();
+    let base = match config.recipient_delimiter {
+        Some(d) => local.split_once(d).map_or(local.as_str(), |(b, _)| b),
+        None => local.as_str(),
+    };
+    if base == user {
+        return true;
+    }
+    let mine = |targets: &[AliasTarget]| {
+        targets
+            .iter()
+            .any(|t| matches!(t, AliasTarget::User(u) if u == user))
+    };
+    config.aliases.iter().any(|a| match &a.source {
+        AliasSource::Address {
+            local: l,
+            domain: d,
+        } => (l == &local || l == base) && d == domain && mine(&a.targets),
+        AliasSource::LocalPart(l) => (l == &local || l == base) && mine(&a.targets),
+        AliasSource::CatchAll(_) => false,
+    })
+}
+
 /// Aliases for the exact address, then for the local part, then a user.
 fn lookup(config: &Config, local: &str, domain: &str) -> Option<Vec<Route>> {
     let exact = config.aliases.iter().find(|a| {
@@ -203,6 +240,29 @@ name = "bob"
             Resolution::Local(rs) => assert_eq!(rs[0].original, "postmaster@example.org"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn sender_ownership() {
+        let c = config();
+        let owns = |user: &str, from: &str| owns(&c, user, Some(&Address::parse(from).unwrap()));
+        assert!(owns("me", "me@example.org"));
+        assert!(owns("me", "Me+lists@example.net"));
+        assert!(owns("bob", "info@example.org"), "exact alias to bob");
+        assert!(
+            owns("me", "sales@example.net"),
+            "local-part alias with me as a target"
+        );
+        assert!(owns("bob", "sales@example.org"));
+        assert!(!owns("me", "info@example.org"), "info is bob's");
+        assert!(!owns("me", "bob@example.org"));
+        assert!(
+            !owns("me", "anything@example.net"),
+            "catch-alls do not count"
+        );
+        assert!(!owns("me", "me@elsewhere.example"));
+        assert!(!owns("me", "me@[127.0.0.1]"));
+        assert!(super::owns(&c, "me", None));
     }
 
     #[test]

@@ -24,13 +24,20 @@ pub fn encode(input: &[u8]) -> String {
     out
 }
 
-/// Decodes padded or unpadded base64; `None` on any invalid character.
+/// Decodes base64 strictly (RFC 4648 §3.3 and §3.5): only alphabet
+/// characters, padding only at the end and only as much as the length needs,
+/// and no stray bits in the last character. Unpadded input is accepted.
+/// `None` for anything else.
 pub fn decode(input: &str) -> Option<Vec<u8>> {
-    let input = input.trim_end_matches('=');
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let data = input.trim_end_matches('=');
+    let padding = input.len() - data.len();
+    if padding > 2 || (padding > 0 && input.len() % 4 != 0) || data.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in input.bytes() {
+    for c in data.bytes() {
         let v = ALPHABET.iter().position(|&a| a == c)? as u32;
         acc = (acc << 6) | v;
         bits += 6;
@@ -39,6 +46,9 @@ pub fn decode(input: &str) -> Option<Vec<u8>> {
             out.push((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
         }
+    }
+    if acc != 0 {
+        return None;
     }
     Some(out)
 }
@@ -57,5 +67,9 @@ mod tests {
         }
         assert_eq!(decode("YWI"), Some(b"ab".to_vec()));
         assert_eq!(decode("Y*I="), None);
+        assert_eq!(decode("YWI=="), None, "too much padding");
+        assert_eq!(decode("YW=I"), None, "padding in the middle");
+        assert_eq!(decode("YWJ"), None, "stray bits");
+        assert_eq!(decode("Y"), None, "impossible length");
     }
 }

@@ -6,10 +6,11 @@
 //! - [`data`]: DATA and BDAT content receivers (smuggling-safe).
 //! - [`envelope`]: what a transaction hands to the queue; the `Received:` header.
 //! - [`session`]: the server state machine that ties them together.
-//! - [`base64`]: for AUTH.
+//! - [`auth`], [`base64`]: AUTH PLAIN and LOGIN exchanges.
 //! - [`date`]: RFC 5322 dates from a `SystemTime` (the clock is the caller's).
 
 pub mod address;
+pub mod auth;
 pub mod base64;
 pub mod command;
 pub mod data;

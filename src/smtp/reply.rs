@@ -184,6 +184,26 @@ impl Reply {
         0,
         "Message refused: bare CR or LF in message data (RFC 5321 section 2.3.8)",
     );
+    /// RFC 6409 §4.3 / RFC 4954 §6: submission needs AUTH before MAIL.
+    pub const AUTH_REQUIRED: Reply = r(530, 5, 7, 0, "Authentication required");
+    /// RFC 4954 §6: 538 5.7.11, AUTH over plaintext.
+    pub const ENCRYPTION_REQUIRED: Reply = r(
+        538,
+        5,
+        7,
+        11,
+        "Encryption required for requested authentication mechanism",
+    );
+    /// RFC 4954 §6: wrong user name or password.
+    pub const BAD_CREDENTIALS: Reply = r(535, 5, 7, 8, "Authentication credentials invalid");
+    /// Too many failed logins from this address.
+    pub const AUTH_THROTTLED: Reply = r(
+        454,
+        4,
+        7,
+        0,
+        "Too many failed authentication attempts, try again later",
+    );
     pub const TLS_REQUIRED: Reply = r(530, 5, 7, 0, "Must issue a STARTTLS command first");
 }
 

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::address::Address;
+use super::auth::{self, Exchange, Step};
 use super::command::{parse_command, Command, MailParams};
 use super::data::{ChunkChecker, DataOutcome, DataReceiver};
 use super::envelope::{Envelope, Recipient, Trace};
@@ -30,6 +31,10 @@ pub struct SessionConfig {
     pub max_line_length: usize,
     /// A certificate is available, so STARTTLS can be offered.
     pub starttls: bool,
+    /// AUTH is offered (once TLS is up: never over plaintext).
+    pub auth: bool,
+    /// MAIL needs a successful AUTH first (submission, RFC 6409 §4.3).
+    pub auth_required: bool,
 }
 
 /// What the driver must do next.
@@ -60,6 +65,8 @@ pub enum Check {
     /// Is this recipient acceptable, and where does it go? `None` is the bare
     /// `<Postmaster>` form.
     Recipient { to: Option<Address> },
+    /// Are these credentials right (AUTH, RFC 4954)?
+    Credentials { user: String, password: String },
 }
 
 /// The policy layer's answer to a [`Check`].
@@ -68,6 +75,8 @@ pub enum Answer {
     SenderOk,
     /// Accepted; the routes this recipient expands to.
     RecipientOk(Vec<Recipient>),
+    /// The credentials are right: authenticated as this user.
+    Authenticated(String),
     Rejected(Reply),
 }
 
@@ -98,6 +107,8 @@ enum Mode {
     Waiting(Waiting),
     /// Waiting for the TLS handshake.
     Tls,
+    /// In an AUTH exchange: the next line is the client's response.
+    Sasl(Exchange),
     Closed,
 }
 
@@ -105,6 +116,7 @@ enum Mode {
 enum Waiting {
     Sender,
     Recipient,
+    Credentials,
     Queue,
 }
 
@@ -216,6 +228,15 @@ impl Session {
                 }
                 self.reply(Reply::RECIPIENT_OK);
             }
+            (Waiting::Credentials, Answer::Authenticated(user)) => {
+                self.authenticated = Some(user);
+                // RFC 4954 §6.
+                self.push_reply(Reply::new(
+                    235,
+                    super::reply::EnhancedCode(2, 7, 0),
+                    "Authentication successful",
+                ));
+            }
             (Waiting::Sender, Answer::Rejected(reply)) => {
                 self.tx = None;
                 self.reply(reply);
@@ -252,16 +273,16 @@ impl Session {
         self.mode = Mode::Command;
     }
 
-    /// Marks the session as authenticated (RFC 4954).
-    pub fn set_authenticated(&mut self, user: String) {
-        self.authenticated = Some(user);
+    /// The user this session authenticated as.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
     }
 
     /// Processes buffered input; false when nothing more can be done now.
     fn step(&mut self) -> bool {
         match &mut self.mode {
             Mode::Closed | Mode::Tls | Mode::Waiting(_) => false,
-            Mode::Command => self.step_command(),
+            Mode::Command | Mode::Sasl(_) => self.step_command(),
             Mode::SkipLine => {
                 let pending = &self.input[self.start..];
                 match pending.iter().position(|&b| b == b'\n') {
@@ -352,6 +373,11 @@ impl Session {
         if let Some(stripped) = line.strip_suffix(b"\r") {
             line = stripped;
         }
+        if let Mode::Sasl(exchange) = std::mem::replace(&mut self.mode, Mode::Command) {
+            let response = String::from_utf8_lossy(line).into_owned();
+            self.sasl(exchange.respond(&response));
+            return true;
+        }
         match parse_command(line) {
             Ok(cmd) => self.command(cmd),
             Err(e) => self.reply(Reply::from(&e)),
@@ -380,9 +406,7 @@ impl Session {
             Command::Expn => self.reply(Reply::NOT_IMPLEMENTED.with_text("EXPN not available")),
             Command::Help => self.reply(Reply::HELP),
             Command::StartTls => self.starttls(),
-            Command::Auth { .. } => {
-                self.reply(Reply::NOT_IMPLEMENTED.with_text("AUTH not available here"))
-            }
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial.as_deref()),
         }
     }
 
@@ -400,6 +424,9 @@ impl Session {
             if self.config.starttls && self.tls.is_none() {
                 lines.push("STARTTLS".into());
             }
+            if self.config.auth && self.tls.is_some() {
+                lines.push(format!("AUTH {}", auth::MECHANISMS));
+            }
             lines.join("\n")
         } else {
             self.config.hostname.clone()
@@ -415,6 +442,9 @@ impl Session {
         };
         if self.tx.is_some() {
             return self.reply(Reply::NESTED_MAIL);
+        }
+        if self.config.auth_required && self.authenticated.is_none() {
+            return self.reply(Reply::AUTH_REQUIRED);
         }
         if !extended && params != MailParams::default() {
             return self.reply(Reply::UNKNOWN_PARAMETER.with_text("Parameters need EHLO"));
@@ -562,6 +592,40 @@ impl Session {
         self.mode = Mode::Waiting(Waiting::Queue);
         self.actions
             .push_back(Action::Enqueue(Box::new(transaction)));
+    }
+
+    /// RFC 4954 §4: AUTH, only over TLS, once, outside a transaction.
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) {
+        if !self.config.auth || self.helo.as_ref().is_none_or(|(_, extended)| !extended) {
+            return self.reply(Reply::NOT_IMPLEMENTED.with_text("AUTH not available here"));
+        }
+        if self.tls.is_none() {
+            return self.reply(Reply::ENCRYPTION_REQUIRED);
+        }
+        if self.authenticated.is_some() {
+            return self.reply(Reply::BAD_SEQUENCE.with_text("Already authenticated"));
+        }
+        if self.tx.is_some() {
+            return self.reply(
+                Reply::BAD_SEQUENCE.with_text("AUTH not allowed during a mail transaction"),
+            );
+        }
+        self.sasl(auth::start(mechanism, initial));
+    }
+
+    fn sasl(&mut self, step: Step) {
+        match step {
+            Step::Challenge(reply, exchange) => {
+                self.mode = Mode::Sasl(exchange);
+                self.push_reply(reply);
+            }
+            Step::Credentials { user, password } => {
+                self.mode = Mode::Waiting(Waiting::Credentials);
+                self.actions
+                    .push_back(Action::Check(Check::Credentials { user, password }));
+            }
+            Step::Fail(reply) => self.reply(reply),
+        }
     }
 
     fn starttls(&mut self) {
