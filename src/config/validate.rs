@@ -18,6 +18,7 @@ use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
 mod limits;
+mod numbers;
 
 /// The default `recipient_delimiter`.
 const DEFAULT_DELIMITER: char = '+';
