@@ -1,5 +1,5 @@
 //! Range checks for the numbers `tern.toml` holds, shared by `[limits]`,
-//! `[relay]` and `[queue]`: sizes, counts and durations. Each takes the
+//! `[relay]` and `[queue]`: sizes, counts, durations and ports. Each takes the
 //! key's full dotted name (`limits.recipients`) for its message, and a default
 //! for when the key is absent.
 
@@ -117,6 +117,25 @@ impl Checker<'_> {
             ));
         }
         Ok(value)
+    }
+
+    /// A TCP port, 1 to 65535; `None` when the key is absent.
+    pub(super) fn port(
+        &self,
+        key: &str,
+        port: Option<&Spanned<RawCount>>,
+    ) -> Result<Option<u16>, ConfigError> {
+        let Some(spanned) = port else {
+            return Ok(None);
+        };
+        let RawCount(n) = *spanned.get_ref();
+        match u16::try_from(n) {
+            Ok(port) if port > 0 => Ok(Some(port)),
+            _ => Err(self.at(
+                spanned,
+                format!("{key} {n} is not a port: expected a number from 1 to 65535"),
+            )),
+        }
     }
 }
 
