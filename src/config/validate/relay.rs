@@ -497,8 +497,11 @@ mod tests {
 
     #[test]
     fn smarthost_credentials_are_both_or_neither() {
-        let s = smarthost("host = \"smtp.provider.example\"\nuser = \"me@provider.example\"\npassword = \"s3cret\"")
-            .expect("a smarthost");
+        let s = smarthost(
+            "host = \"smtp.provider.example\"\nuser = \"me@provider.example\"\n\
+             password = \"s3cret\"",
+        )
+        .expect("a smarthost");
         assert_eq!(
             s.auth,
             Some(Credentials {
