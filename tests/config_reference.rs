@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tern::config::{AliasSource, AliasTarget, Config, Role, TlsConfig};
+use tern::config::{
+    AliasSource, AliasTarget, Config, Credentials, DomainRoute, QueueSettings, Relay, Role,
+    Smarthost, SmarthostTls, TlsConfig, TlsPolicy,
+};
 
 fn reference_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tern.toml")
@@ -74,6 +77,26 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(limits.command_timeout, Duration::from_secs(5 * 60));
     assert_eq!(limits.data_timeout, Duration::from_secs(3 * 60));
     assert_eq!(limits.session_timeout, Duration::from_secs(30 * 60));
+
+    let relay = &config.relay;
+    assert!(relay.nameservers.is_empty());
+    assert_eq!(relay.port, 25);
+    assert_eq!(relay.tls, TlsPolicy::Opportunistic);
+    assert_eq!(
+        relay.ca_file,
+        PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+    );
+    assert_eq!(relay.smarthost, None);
+    assert!(relay.routes.is_empty());
+    assert_eq!(relay.concurrency_per_destination, 4);
+    assert_eq!(relay.connect_timeout, Duration::from_secs(30));
+    assert_eq!(relay.command_timeout, Duration::from_secs(5 * 60));
+
+    let queue = &config.queue;
+    assert_eq!(queue.lifetime, Duration::from_secs(5 * 86_400));
+    assert_eq!(queue.delay_notice, Duration::from_secs(4 * 3600));
+    assert_eq!(queue.retry_first, Duration::from_secs(5 * 60));
+    assert_eq!(queue.retry_max, Duration::from_secs(4 * 3600));
 }
 
 #[test]
@@ -84,6 +107,108 @@ fn the_reference_limits_are_the_defaults() {
     let full = Config::parse(&text, path).expect("valid");
     let defaults = Config::parse(without_limits, path).expect("valid without [limits]");
     assert_eq!(full.limits, defaults.limits);
+}
+
+#[test]
+fn the_reference_relay_and_queue_are_the_defaults() {
+    let config = Config::load(&reference_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay, Relay::default());
+    assert_eq!(config.queue, QueueSettings::default());
+}
+
+/// `text` with every commented-out example table headed `# {header}`
+/// uncommented: the header line and the `# key = value` lines right after it.
+fn uncomment(text: &str, header: &str) -> String {
+    let mut in_example = false;
+    let mut result = String::new();
+    for line in text.lines() {
+        let example_key = line
+            .strip_prefix("# ")
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+            .filter(|rest| rest.contains(" = "));
+        if line == format!("# {header}") {
+            in_example = true;
+            result.push_str(header);
+        } else if let (true, Some(key)) = (in_example, example_key) {
+            result.push_str(key);
+        } else {
+            in_example = false;
+            result.push_str(line);
+        }
+        result.push('\n');
+    }
+    result
+}
+
+#[test]
+fn the_commented_out_smarthost_and_routes_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = uncomment(&uncomment(&text, "[relay.smarthost]"), "[[route]]");
+    assert!(
+        uncommented.contains("\n[relay.smarthost]\nhost = "),
+        "the smarthost example is still in the file"
+    );
+    assert_eq!(
+        uncommented.matches("\n[[route]]\ndomain = ").count(),
+        2,
+        "the two route examples are still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.relay.smarthost,
+        Some(Smarthost {
+            host: "smtp.provider.example".into(),
+            port: 587,
+            tls: SmarthostTls::StartTls,
+            auth: Some(Credentials {
+                user: "me@provider.example".into(),
+                password: "secret".into()
+            }),
+        })
+    );
+    assert_eq!(
+        config.relay.routes,
+        [
+            DomainRoute {
+                domain: "partner.example".into(),
+                host: Some(("mx.partner.example".into(), 2525)),
+                tls: Some(TlsPolicy::Required),
+            },
+            DomainRoute {
+                domain: "bank.example".into(),
+                host: None,
+                tls: Some(TlsPolicy::Required),
+            },
+        ]
+    );
+    assert!(config
+        .summary(Path::new("tern.toml"))
+        .ends_with(", smarthost smtp.provider.example:587"));
+}
+
+#[test]
+fn the_nameservers_example_is_valid() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let example = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# Example: nameservers = "))
+        .expect("the reference shows an example");
+    let with_example = text.replacen(
+        "\nnameservers = []\n",
+        &format!("\nnameservers = {example}\n"),
+        1,
+    );
+    assert_ne!(text, with_example, "nameservers = [] is in [relay]");
+    let config =
+        Config::parse(&with_example, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let nameservers: Vec<String> = config
+        .relay
+        .nameservers
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(nameservers, ["127.0.0.1:5353", "192.0.2.53:53"]);
 }
 
 #[test]

@@ -95,6 +95,7 @@ pub enum TlsPolicy {
 /// A relay host that takes all outgoing mail (for ISPs that block port 25).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Smarthost {
+    /// A DNS name (lowercase) or an IP address (IPv6 without brackets).
     pub host: String,
     /// Default 587 (465 when `tls` is implicit).
     pub port: u16,
@@ -135,6 +136,8 @@ pub struct DomainRoute {
     /// The recipient domain (lowercase), exact match.
     pub domain: String,
     /// Deliver to this host (and port, default `relay.port`) instead of the MX.
+    /// The host is a DNS name (lowercase) or an IP address (IPv6 without
+    /// brackets).
     pub host: Option<(String, u16)>,
     /// TLS policy for this domain instead of `relay.tls`.
     pub tls: Option<TlsPolicy>,
@@ -298,7 +301,8 @@ impl Config {
     /// A one-line summary for `tern config check`, naming the file it came from:
     /// `ok: /etc/tern/tern.toml: hostname mail.example.org, 3 listeners (mx
     /// 0.0.0.0:25, submission 0.0.0.0:587, submissions 0.0.0.0:465), 2 domains,
-    /// 2 users, 3 aliases`.
+    /// 2 users, 3 aliases`, and `, smarthost smtp.provider.example:587` when
+    /// one is set.
     pub fn summary(&self, origin: &Path) -> String {
         let listeners = self
             .listeners
@@ -306,8 +310,13 @@ impl Config {
             .map(|l| format!("{} {}", l.role.name(), l.address))
             .collect::<Vec<_>>()
             .join(", ");
+        let smarthost = match &self.relay.smarthost {
+            Some(s) if s.host.contains(':') => format!(", smarthost [{}]:{}", s.host, s.port),
+            Some(s) => format!(", smarthost {}:{}", s.host, s.port),
+            None => String::new(),
+        };
         format!(
-            "ok: {}: hostname {}, {} ({listeners}), {}, {}, {}",
+            "ok: {}: hostname {}, {} ({listeners}), {}, {}, {}{smarthost}",
             origin.display(),
             self.hostname,
             count(self.listeners.len(), "listener", "listeners"),

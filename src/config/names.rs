@@ -1,6 +1,9 @@
 //! Syntax of the names `tern.toml` holds: DNS names (hostname, domains), user
-//! names and the local parts of addresses. Each check returns `None` for a good
-//! name or the reason it is bad, phrased to follow `… is not a valid …: `.
+//! names, the local parts of addresses and `host[:port]` (smarthost, routes).
+//! Each check returns `None` for a good name or the reason it is bad, phrased to
+//! follow `… is not a valid …: `.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// RFC 5322 §3.2.3 `atext` besides letters and digits: what may appear in an
 /// unquoted local part (RFC 5321 §4.1.2 `Dot-string`).
@@ -120,6 +123,59 @@ pub fn split_address(address: &str) -> Result<(&str, &str), String> {
     Ok((local, domain))
 }
 
+/// Splits `text` into a host and an optional port, or says why it is neither
+/// `host` nor `host:port`.
+///
+/// The host is a DNS name (returned lowercase) or an IP address (returned in its
+/// canonical form; IPv6 without brackets). An IPv6 address with a port is
+/// written in brackets, `[2001:db8::25]:25` (RFC 3986 §3.2.2); alone it may be
+/// bare or bracketed. A port is 1 to 65535.
+pub fn host_and_port(text: &str) -> Result<(String, Option<u16>), String> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err("it opens '[' but does not close it".into());
+        };
+        let ip: Ipv6Addr = inside
+            .parse()
+            .map_err(|_| format!("\"{inside}\" in brackets is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port_number(port)?),
+                None => return Err(format!("\"{after}\" after ']' is not \":port\"")),
+            },
+        };
+        return Ok((ip.to_string(), port));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip.to_string(), None));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => {
+            return Err("an IPv6 address with a port must be in brackets, \
+                        e.g. \"[2001:db8::25]:25\""
+                .into())
+        }
+        Some((host, port)) => (host, Some(port_number(port)?)),
+        None => (text, None),
+    };
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok((ip.to_string(), port));
+    }
+    match dns_name_problem(host) {
+        Some(problem) => Err(problem),
+        None => Ok((host.to_ascii_lowercase(), port)),
+    }
+}
+
+/// A port written after `:`: digits only, 1 to 65535.
+fn port_number(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+        _ => Err(format!("port \"{text}\" is not a number from 1 to 65535")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +250,50 @@ mod tests {
             "a.@example.org",
         ] {
             assert!(split_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_with_and_without_ports() {
+        let ok = |text: &str| host_and_port(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(
+            ok("MX.Partner.example"),
+            ("mx.partner.example".into(), None)
+        );
+        assert_eq!(
+            ok("mx.partner.example:2525"),
+            ("mx.partner.example".into(), Some(2525))
+        );
+        assert_eq!(ok("192.0.2.25"), ("192.0.2.25".into(), None));
+        assert_eq!(ok("192.0.2.25:25"), ("192.0.2.25".into(), Some(25)));
+        assert_eq!(ok("2001:DB8::25"), ("2001:db8::25".into(), None));
+        assert_eq!(ok("[2001:db8::25]"), ("2001:db8::25".into(), None));
+        assert_eq!(ok("[::1]:2525"), ("::1".into(), Some(2525)));
+        assert_eq!(ok("localhost:65535"), ("localhost".into(), Some(65535)));
+    }
+
+    #[test]
+    fn bad_hosts_say_why() {
+        for (text, reason) in [
+            ("", "empty"),
+            (
+                "mx.partner.example:0",
+                "port \"0\" is not a number from 1 to 65535",
+            ),
+            ("mx.partner.example:65536", "port \"65536\""),
+            ("mx.partner.example:", "port \"\""),
+            ("mx.partner.example:+25", "port \"+25\""),
+            ("mx.partner.example:smtp", "port \"smtp\""),
+            ("2001:db8::25:x", "must be in brackets"),
+            ("[2001:db8::25", "does not close"),
+            ("[mx.partner.example]:25", "is not an IPv6 address"),
+            ("[::1]25", "is not \":port\""),
+            ("mx_1.partner.example", "letters, digits and hyphens"),
+            ("192.0.2.300", "looks like an IP address"),
+            ("mx.partner.example.", "trailing dot"),
+        ] {
+            let problem = host_and_port(text).expect_err(text);
+            assert!(problem.contains(reason), "{text}: {problem}");
         }
     }
 }

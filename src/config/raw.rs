@@ -32,6 +32,12 @@ pub struct RawConfig {
     pub aliases: RawAliases,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub relay: RawRelay,
+    /// `[[route]]` tables, in file order.
+    pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
+    #[serde(default)]
+    pub queue: RawQueue,
 }
 
 /// One `[[listener]]` table.
@@ -78,6 +84,57 @@ pub struct RawLimits {
     pub command_timeout: Option<Spanned<RawDuration>>,
     pub data_timeout: Option<Spanned<RawDuration>>,
     pub session_timeout: Option<Spanned<RawDuration>>,
+}
+
+/// The `[relay]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [relay] table")]
+pub struct RawRelay {
+    pub nameservers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub port: Option<Spanned<RawCount>>,
+    pub tls: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub concurrency_per_destination: Option<Spanned<RawCount>>,
+    pub connect_timeout: Option<Spanned<RawDuration>>,
+    pub command_timeout: Option<Spanned<RawDuration>>,
+    /// `[relay.smarthost]`.
+    pub smarthost: Option<Spanned<RawSmarthost>>,
+}
+
+/// The `[relay.smarthost]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [relay.smarthost] table with host and optionally port, tls, user, password"
+)]
+pub struct RawSmarthost {
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<RawCount>>,
+    pub tls: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+}
+
+/// One `[[route]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[route]] table with domain, and host or tls"
+)]
+pub struct RawRoute {
+    pub domain: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub tls: Option<Spanned<String>>,
+}
+
+/// The `[queue]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [queue] table")]
+pub struct RawQueue {
+    pub lifetime: Option<Spanned<RawDuration>>,
+    pub delay_notice: Option<Spanned<RawDuration>>,
+    pub retry_first: Option<Spanned<RawDuration>>,
+    pub retry_max: Option<Spanned<RawDuration>>,
 }
 
 /// The `[aliases]` table: `(source, targets)` pairs in file order.

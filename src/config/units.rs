@@ -93,6 +93,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Writes `duration` (whole seconds) the way [`parse_duration`] reads it,
+/// largest unit first: `"5d"`, `"4h"`, `"1h30m"`, `"1m30s"` (90 seconds); zero
+/// is `"0s"`. For messages that compare two durations.
+pub fn format_duration(duration: Duration) -> String {
+    let mut rest = duration.as_secs();
+    if rest == 0 {
+        return "0s".into();
+    }
+    let mut text = String::new();
+    for (unit, name) in [(86_400, 'd'), (3600, 'h'), (60, 'm'), (1, 's')] {
+        if rest >= unit {
+            text.push_str(&format!("{}{name}", rest / unit));
+            rest %= unit;
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +200,19 @@ mod tests {
         assert!(parse_duration("999999999999999999d")
             .unwrap_err()
             .contains("too large"));
+    }
+
+    #[test]
+    fn durations_are_written_back_as_parsed() {
+        let s = Duration::from_secs;
+        assert_eq!(format_duration(s(0)), "0s");
+        assert_eq!(format_duration(s(90)), "1m30s");
+        assert_eq!(format_duration(s(300)), "5m");
+        assert_eq!(format_duration(s(5400)), "1h30m");
+        assert_eq!(format_duration(s(5 * 86_400)), "5d");
+        assert_eq!(format_duration(s(86_400 + 1)), "1d1s");
+        for secs in [1, 59, 61, 3599, 3661, 90_061, 432_000] {
+            assert_eq!(parse_duration(&format_duration(s(secs))), Ok(s(secs)));
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! TOML shape lives here, checked once; the first broken rule becomes a
 //! [`ConfigError`] at the span of the value that breaks it.
 //!
-//! Relative paths (`data_dir`, `[tls]`, `maildir`) resolve against the directory
-//! of the config file; when the origin has no directory part (the embedded
-//! default, or a bare `tern.toml`) they stay relative to the current directory.
+//! Relative paths (`data_dir`, `[tls]`, `maildir`, `relay.ca_file`) resolve
+//! against the directory of the config file; when the origin has no directory
+//! part (the embedded default, or a bare `tern.toml`) they stay relative to the
+//! current directory.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,9 @@ use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
 mod limits;
+mod numbers;
+mod queue;
+mod relay;
 
 /// The default `recipient_delimiter`.
 const DEFAULT_DELIMITER: char = '+';
@@ -59,6 +63,8 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     };
     let aliases = check.aliases(&raw.aliases, &domains, &users)?;
     let limits = check.limits(&raw.limits)?;
+    let relay = check.relay(&raw.relay, raw.route.as_ref(), &domains)?;
+    let queue = check.queue(&raw.queue)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -70,9 +76,8 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         aliases,
         recipient_delimiter,
         limits,
-        // Parsed from [relay], [[route]] and [queue] once those tables exist.
-        relay: super::Relay::default(),
-        queue: super::QueueSettings::default(),
+        relay,
+        queue,
     })
 }
 
@@ -647,5 +652,15 @@ name = "bob"
             "ok: /etc/tern/tern.toml: hostname mail.example.org, 1 listener (mx 0.0.0.0:25), \
              2 domains, 2 users, 1 alias"
         );
+        let config = ok(&with(
+            "[relay.smarthost]\nhost = \"smtp.provider.example:465\"\n",
+        ));
+        assert!(config
+            .summary(Path::new("tern.toml"))
+            .ends_with(", 2 users, 0 aliases, smarthost smtp.provider.example:465"));
+        let config = ok(&with("[relay.smarthost]\nhost = \"2001:db8::1\"\n"));
+        assert!(config
+            .summary(Path::new("tern.toml"))
+            .ends_with(", smarthost [2001:db8::1]:587"));
     }
 }

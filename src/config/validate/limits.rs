@@ -4,48 +4,49 @@
 
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::Checker;
-use crate::config::raw::{IntOrText, RawCount, RawDuration, RawLimits, RawSize};
-use crate::config::units::{parse_duration, parse_size};
+use crate::config::raw::RawLimits;
 use crate::config::{ConfigError, Limits};
 
 /// Default `message_size`: 25 MiB.
 const DEFAULT_MESSAGE_SIZE: u64 = 25 << 20;
 /// Smallest `message_size`: 1 KiB.
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
+/// Shortest timeout.
+const SECOND: Duration = Duration::from_secs(1);
 
 impl Checker<'_> {
     pub(super) fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
         let message_size = match &raw.message_size {
-            Some(size) => self.size("message_size", size, MIN_MESSAGE_SIZE, "1K")?,
+            Some(size) => self.size("limits.message_size", size, MIN_MESSAGE_SIZE, "1K")?,
             None => DEFAULT_MESSAGE_SIZE,
         };
-        let recipients = self.count("recipients", raw.recipients.as_ref(), 100, 1, "")?;
-        let connections = self.count("connections", raw.connections.as_ref(), 100, 1, "")?;
+        let recipients = self.count("limits.recipients", raw.recipients.as_ref(), 100, 1, "")?;
+        let connections = self.count("limits.connections", raw.connections.as_ref(), 100, 1, "")?;
         let connections_per_ip = self.count(
-            "connections_per_ip",
+            "limits.connections_per_ip",
             raw.connections_per_ip.as_ref(),
             10,
             1,
             "",
         )?;
-        let errors = self.count("errors", raw.errors.as_ref(), 10, 1, "")?;
+        let errors = self.count("limits.errors", raw.errors.as_ref(), 10, 1, "")?;
         // RFC 5321 §4.5.3.1.4: a command line may be 512 octets; we must take that.
         let line_length = self.count(
-            "line_length",
+            "limits.line_length",
             raw.line_length.as_ref(),
             2048,
             512,
             " (RFC 5321 §4.5.3.1.4)",
         )?;
         // RFC 5321 §4.5.3.2.6-7: 3 minutes between data blocks, 5 per command.
-        let command_timeout =
-            self.duration("command_timeout", raw.command_timeout.as_ref(), 300)?;
-        let data_timeout = self.duration("data_timeout", raw.data_timeout.as_ref(), 180)?;
+        let timeout = |key: &str, value, default_secs| {
+            self.duration(key, value, Duration::from_secs(default_secs), SECOND)
+        };
+        let command_timeout = timeout("limits.command_timeout", raw.command_timeout.as_ref(), 300)?;
+        let data_timeout = timeout("limits.data_timeout", raw.data_timeout.as_ref(), 180)?;
         let session_timeout =
-            self.duration("session_timeout", raw.session_timeout.as_ref(), 1800)?;
+            timeout("limits.session_timeout", raw.session_timeout.as_ref(), 1800)?;
         if connections_per_ip > connections {
             return Err(self.at_either(
                 raw.connections_per_ip.as_ref(),
@@ -79,114 +80,6 @@ impl Checker<'_> {
             data_timeout,
             session_timeout,
         })
-    }
-
-    /// An error at the first of two keys that is present (one of them is, or the
-    /// defaults would have been consistent).
-    fn at_either<A, B>(
-        &self,
-        first: Option<&Spanned<A>>,
-        second: Option<&Spanned<B>>,
-        message: String,
-    ) -> ConfigError {
-        match (first, second) {
-            (Some(a), _) => self.at(a, message),
-            (None, Some(b)) => self.at(b, message),
-            (None, None) => self.missing(message),
-        }
-    }
-
-    fn size(
-        &self,
-        key: &str,
-        size: &Spanned<RawSize>,
-        min: u64,
-        min_written: &str,
-    ) -> Result<u64, ConfigError> {
-        let bytes = match &size.get_ref().0 {
-            IntOrText::Int(n) => u64::try_from(*n).map_err(|_| {
-                self.at(
-                    size,
-                    format!("limits.{key} {n} is negative: expected at least {min_written}"),
-                )
-            })?,
-            IntOrText::Text(text) => parse_size(text).map_err(|expected| {
-                self.at(
-                    size,
-                    format!("limits.{key} \"{text}\" is not a size: {expected}"),
-                )
-            })?,
-        };
-        if bytes < min {
-            return Err(self.at(
-                size,
-                format!(
-                    "limits.{key} {} is too small: expected at least {min_written} ({min} bytes)",
-                    written(&size.get_ref().0)
-                ),
-            ));
-        }
-        Ok(bytes)
-    }
-
-    fn count(
-        &self,
-        key: &str,
-        count: Option<&Spanned<RawCount>>,
-        default: usize,
-        min: usize,
-        why: &str,
-    ) -> Result<usize, ConfigError> {
-        let Some(spanned) = count else {
-            return Ok(default);
-        };
-        let RawCount(n) = *spanned.get_ref();
-        match usize::try_from(n) {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(self.at(
-                spanned,
-                format!("limits.{key} {n} is too small: expected at least {min}{why}"),
-            )),
-        }
-    }
-
-    fn duration(
-        &self,
-        key: &str,
-        duration: Option<&Spanned<RawDuration>>,
-        default_secs: u64,
-    ) -> Result<Duration, ConfigError> {
-        let Some(spanned) = duration else {
-            return Ok(Duration::from_secs(default_secs));
-        };
-        let value = match &spanned.get_ref().0 {
-            // A negative number is reported as too short below.
-            IntOrText::Int(n) => Duration::from_secs(u64::try_from(*n).unwrap_or(0)),
-            IntOrText::Text(text) => parse_duration(text).map_err(|expected| {
-                self.at(
-                    spanned,
-                    format!("limits.{key} \"{text}\" is not a duration: {expected}"),
-                )
-            })?,
-        };
-        if value < Duration::from_secs(1) {
-            return Err(self.at(
-                spanned,
-                format!(
-                    "limits.{key} {} is too short: expected at least 1 second",
-                    written(&spanned.get_ref().0)
-                ),
-            ));
-        }
-        Ok(value)
-    }
-}
-
-/// A value as the owner wrote it: `25` or `"25M"`.
-fn written(value: &IntOrText) -> String {
-    match value {
-        IntOrText::Int(n) => n.to_string(),
-        IntOrText::Text(text) => format!("\"{text}\""),
     }
 }
 
