@@ -23,7 +23,17 @@ fn config() -> Arc<SessionConfig> {
         max_errors: 5,
         max_line_length: 512,
         starttls: true,
+        auth: false,
+        auth_required: false,
     })
+}
+
+/// A submission listener: AUTH offered after STARTTLS and required for MAIL.
+fn submission_config() -> Arc<SessionConfig> {
+    let mut c = (*config()).clone();
+    c.auth = true;
+    c.auth_required = true;
+    Arc::new(c)
 }
 
 impl Harness {
@@ -45,6 +55,14 @@ impl Harness {
                 Action::Body(b) => self.body.extend_from_slice(&b),
                 Action::DiscardBody => self.body.clear(),
                 Action::Check(Check::Sender { .. }) => self.session.answer(Answer::SenderOk),
+                Action::Check(Check::Credentials { user, password }) => {
+                    let answer = if user == "me" && password == "secret" {
+                        Answer::Authenticated(user)
+                    } else {
+                        Answer::Rejected(Reply::BAD_CREDENTIALS)
+                    };
+                    self.session.answer(answer);
+                }
                 Action::Check(Check::Recipient { to }) => {
                     let answer = match to {
                         None => Answer::RecipientOk(vec![Recipient {
@@ -84,7 +102,10 @@ impl Harness {
 
     /// Runs `input` split into pieces of `step` bytes.
     fn run(input: &[u8], step: usize) -> Harness {
-        let mut h = Harness::new();
+        Self::run_with(Harness::new(), input, step)
+    }
+
+    fn run_with(mut h: Harness, input: &[u8], step: usize) -> Harness {
         h.pump();
         for piece in input.chunks(step.max(1)) {
             if h.closed {
@@ -393,4 +414,85 @@ fn every_reply_after_the_greeting_and_ehlo_has_an_enhanced_code() {
             "no enhanced code: {line}"
         );
     }
+}
+
+fn submission() -> Harness {
+    let mut h = Harness::new();
+    h.session = Session::new(submission_config(), "192.0.2.1".parse().unwrap(), None);
+    h
+}
+
+/// Runs `before` in plaintext, then (the STARTTLS in it having discarded the
+/// rest) `after` over "TLS", split every `step` bytes.
+fn around_tls(mut h: Harness, before: &str, after: &str, step: usize) -> Harness {
+    h.pump();
+    for piece in before.as_bytes().chunks(step) {
+        h.session.feed(piece);
+        h.pump();
+    }
+    assert_eq!(h.tls_started, 1);
+    for piece in after.as_bytes().chunks(step) {
+        h.session.feed(piece);
+        h.pump();
+    }
+    h
+}
+
+#[test]
+fn auth_only_after_tls_and_required_for_mail() {
+    let token = crate::smtp::base64::encode(b"\0me\0secret");
+    let before =
+        format!("EHLO c\r\nAUTH PLAIN {token}\r\nMAIL FROM:<me@example.org>\r\nSTARTTLS\r\n");
+    let after = format!(
+        "EHLO c\r\nMAIL FROM:<me@example.org>\r\nAUTH PLAIN {token}\r\nAUTH PLAIN {token}\r\nMAIL FROM:<me@example.org>\r\n"
+    );
+    for step in [1, 5, 1000] {
+        let h = around_tls(submission(), &before, &after, step);
+        let r = h.replies();
+        // Before TLS: no AUTH advertised, AUTH refused with 538, MAIL needs AUTH.
+        assert!(!r[..9].iter().any(|l| l.contains("AUTH")), "{r:?}");
+        assert_eq!(
+            h.codes(),
+            ["220", "250", "538", "530", "220", "250", "530", "235", "503", "250"]
+        );
+        assert!(r.iter().any(|l| l == "250 AUTH PLAIN LOGIN"), "{r:?}");
+        assert!(r.iter().any(|l| l.starts_with("235 2.7.0")));
+        assert_eq!(h.session.authenticated(), Some("me"));
+    }
+}
+
+#[test]
+fn auth_failures_and_exchanges() {
+    let bad = crate::smtp::base64::encode(b"\0me\0wrong");
+    let user = crate::smtp::base64::encode(b"me");
+    let pass = crate::smtp::base64::encode(b"secret");
+    let after = format!(
+        "EHLO c\r\nAUTH PLAIN {bad}\r\nAUTH CRAM-MD5\r\nAUTH PLAIN %%%\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\nMAIL FROM:<me@example.org>\r\nAUTH LOGIN\r\n"
+    );
+    for step in [1, 3, 1000] {
+        let h = around_tls(submission(), "EHLO c\r\nSTARTTLS\r\n", &after, step);
+        assert_eq!(
+            h.codes(),
+            [
+                "220", "250", "220", "250", "535", "504", "501", "334", "501", "334", "334", "235",
+                "250", "503"
+            ]
+        );
+        assert!(h
+            .replies()
+            .iter()
+            .any(|l| l == "535 5.7.8 Authentication credentials invalid"));
+    }
+}
+
+#[test]
+fn no_auth_on_the_mx_port() {
+    let h = around_tls(
+        Harness::new(),
+        "EHLO c\r\nSTARTTLS\r\n",
+        "EHLO c\r\nAUTH PLAIN AG1lAHNlY3JldA==\r\n",
+        100,
+    );
+    assert_eq!(h.codes(), ["220", "250", "220", "250", "502"]);
+    assert!(!h.replies().iter().any(|l| l.contains("AUTH PLAIN LOGIN")));
 }
