@@ -1,10 +1,13 @@
-//! `tern serve`: start-up and shutdown of the whole server. Opens (and
-//! recovers) the spool, loads certificates, binds the listeners, starts the
-//! scheduler, tells systemd it is ready, and on SIGTERM/SIGINT stops accepting,
-//! lets sessions in DATA and deliveries in progress finish (bounded), and exits
-//! with nothing lost.
+//! `tern serve`: start-up, reload and shutdown of the whole server. Opens
+//! (and recovers) the spool, loads certificates, binds the listeners, starts
+//! the scheduler, tells systemd it is ready (READY=1 only after all that), pings
+//! the watchdog; on SIGHUP re-reads tern.toml and the certificates (a bad new
+//! config is refused and the old one keeps serving); on SIGTERM/SIGINT stops
+//! accepting, lets sessions in DATA and deliveries in progress finish
+//! (bounded), and exits with nothing lost.
 
 use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
-use crate::inbound::Server;
+use crate::inbound::{Server, Shared};
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
 use crate::queue::dsn::Notifier;
@@ -27,8 +30,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Messages delivered at the same time.
 const DELIVERY_CONCURRENCY: usize = 8;
 
-/// Runs the server until a stop signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the server until a stop signal. `path` is where `config` came from
+/// (re-read on SIGHUP); `None` for the embedded default.
+pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -54,16 +58,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_remote(Arc::new(outbound))
         .with_bouncer(Arc::new(notifier));
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
+    let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(watchdog(every, spool.clone()));
+    }
     systemd::notify("READY=1");
     log::info!("ready: {} message(s) in the queue", spool.len());
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: shutting down"),
-        _ = int.recv() => log::info!("SIGINT: shutting down"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
+            _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
+            _ = hup.recv() => match &path {
+                Some(path) => reload(path, &live, &shared),
+                None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
+            },
+        }
     }
     systemd::notify("STOPPING=1");
     let _ = stop.send(true);
@@ -89,5 +104,57 @@ async fn housekeeping(spool: Spool) {
             Ok(Err(e)) => log::error!("spool housekeeping failed: {e}"),
             Err(e) => log::error!("spool housekeeping task failed: {e}"),
         }
+    }
+}
+
+/// SIGHUP: re-reads the config file and the certificates. Sessions already
+/// open keep the config they started with; new ones get the new one. A config
+/// that does not validate (or certificates that do not load) changes nothing.
+fn reload(path: &Path, live: &Live, shared: &Shared) {
+    systemd::notify_reloading();
+    let outcome = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let tls = crate::tls::server_config(&config).map_err(|e| e.to_string())?;
+            Ok((config, tls))
+        });
+    match outcome {
+        Ok((config, tls)) => {
+            let old = live.get();
+            for (what, changed) in [
+                ("listeners", old.listeners != config.listeners),
+                ("data_dir", old.data_dir != config.data_dir),
+                (
+                    "relay.nameservers",
+                    old.relay.nameservers != config.relay.nameservers,
+                ),
+            ] {
+                if changed {
+                    log::warn!(
+                        "reload: {what} changed; that takes a restart (systemctl restart tern)"
+                    );
+                }
+            }
+            let summary = config.summary(path);
+            live.replace(config);
+            *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
+            log::info!("reloaded: {summary}");
+            systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
+        }
+        Err(e) => {
+            log::error!("reload refused, the running configuration stays in force: {e}");
+            systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
+        }
+    }
+}
+
+/// Tells systemd we are alive, as long as the runtime runs and the spool
+/// answers.
+async fn watchdog(every: Duration, spool: Spool) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let _ = spool.len();
+        systemd::notify("WATCHDOG=1");
     }
 }

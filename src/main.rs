@@ -28,10 +28,27 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Inspect the configuration file.
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
+    },
+}
+
+/// `tern user …`
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Read a password (twice, without echo; or one line from a pipe) and print
+    /// the `password = "$argon2id$..."` line to paste into the user's [[user]]
+    /// table in tern.toml.
+    Passwd {
+        /// The user, only for the comment printed with the line.
+        name: Option<String>,
     },
 }
 
@@ -49,6 +66,9 @@ enum ConfigCmd {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::User {
+            cmd: UserCmd::Passwd { name },
+        } => user_passwd(name.as_deref()),
         Command::Config {
             cmd: ConfigCmd::Check { path },
         } => config_check(path.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG_PATH))),
@@ -78,7 +98,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tern::daemon::run(config)) {
+    match runtime.block_on(tern::daemon::run(config, path.map(Path::to_path_buf))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tern: {e:#}");
@@ -99,4 +119,80 @@ fn config_check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tern user passwd`: prints the hash line for tern.toml.
+fn user_passwd(name: Option<&str>) -> ExitCode {
+    let password = match read_new_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tern::inbound::auth::hash_password(&password) {
+        Ok(hash) => {
+            if let Some(name) = name {
+                println!("# [[user]] name = \"{name}\"");
+            }
+            println!("password = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tern: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A new password: from the terminal without echo (asked twice), or one line
+/// from standard input when it is not a terminal.
+fn read_new_password() -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        return if password.is_empty() {
+            Err("empty password".into())
+        } else {
+            Ok(password)
+        };
+    }
+    let ask = |prompt: &str| -> Result<String, String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let line = without_echo(|| {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+        })
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+        eprintln!();
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let first = ask("New password: ")?;
+    if first.is_empty() {
+        return Err("empty password".into());
+    }
+    if ask("Again: ")? != first {
+        return Err("the passwords differ".into());
+    }
+    Ok(first)
+}
+
+/// Runs `f` with terminal echo off, restoring it afterwards.
+fn without_echo<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
+    let result = f();
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    result
 }
