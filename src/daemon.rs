@@ -1,8 +1,9 @@
-//! `tern serve`: start-up and shutdown of the whole server. Opens (and
+//! `tern serve`: start-up and shutdown of the whole server. Claims the control
+//! socket (so a second daemon stops before it touches the spool), opens (and
 //! recovers) the spool, loads certificates, binds the listeners, starts the
-//! scheduler, tells systemd it is ready, and on SIGTERM/SIGINT stops accepting,
-//! lets sessions in DATA and deliveries in progress finish (bounded), and exits
-//! with nothing lost.
+//! scheduler and the control server, tells systemd it is ready, and on
+//! SIGTERM/SIGINT stops accepting, lets sessions in DATA and deliveries in
+//! progress finish (bounded), and exits with nothing lost.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use tokio::sync::watch;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
+use crate::control::{self, ControlListener};
 use crate::inbound::Server;
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
+use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::Scheduler;
 use crate::queue::{Spool, SpoolOptions};
@@ -34,6 +37,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .mode(0o750)
         .create(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Before the spool: if another daemon answers here, it owns the spool.
+    let control_path = control::socket_path(&config.data_dir);
+    let control =
+        ControlListener::bind(&control_path).context("cannot start the control server")?;
     let spool_dir = config.spool_dir();
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
@@ -49,11 +56,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let resolver =
         HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?;
     let outbound = Outbound::new(live.clone(), Arc::new(resolver));
-    let notifier = Notifier::new(spool.clone(), live.clone());
+    let notifier = Arc::new(Notifier::new(spool.clone(), live.clone()));
     let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
         .with_remote(Arc::new(outbound))
-        .with_bouncer(Arc::new(notifier));
+        .with_bouncer(notifier.clone());
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
+    log::info!("control socket on {}", control.path().display());
+    let admin = Arc::new(Admin::new(spool.clone(), notifier));
+    let control = tokio::spawn(control.serve(admin, stopped.clone()));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     systemd::notify("READY=1");
     log::info!("ready: {} message(s) in the queue", spool.len());
@@ -68,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = server.await;
     let _ = scheduler.await;
+    let _ = control.await;
     log::info!(
         "stopped: {} message(s) stay queued for the next start",
         spool.len()
