@@ -348,3 +348,70 @@ impl Client {
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
     }
 }
+
+/// What a run of the `tern` command printed, and its exit code.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn of(output: std::process::Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the command exited 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        self
+    }
+}
+
+/// Runs `program` (the tern binary or a link to it) with `args`.
+pub fn run_program(program: &Path, args: &[&str]) -> Run {
+    Run::of(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the tern binary"),
+    )
+}
+
+/// The queue id in a `250 2.0.0 Ok: queued as <id>` reply.
+pub fn queued_id(reply: &str) -> String {
+    reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not a queued reply: {reply}"))
+        .trim()
+        .to_string()
+}
+
+impl TestServer {
+    /// Runs `tern queue <args> --config <this server's config>`.
+    pub fn tern_queue(&self, args: &[&str]) -> Run {
+        let config = self.config_path.to_str().expect("utf-8 path");
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", config]);
+        run_program(Path::new(tern_bin()), &all)
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after
+/// `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
