@@ -1,10 +1,11 @@
-//! `tern serve`: start-up, reload and shutdown of the whole server. Opens
-//! (and recovers) the spool, loads certificates, binds the listeners, starts
-//! the scheduler, tells systemd it is ready (READY=1 only after all that), pings
-//! the watchdog; on SIGHUP re-reads tern.toml and the certificates (a bad new
-//! config is refused and the old one keeps serving); on SIGTERM/SIGINT stops
-//! accepting, lets sessions in DATA and deliveries in progress finish
-//! (bounded), and exits with nothing lost.
+//! `tern serve`: start-up, reload and shutdown of the whole server. Claims
+//! the control socket (so a second daemon stops before it touches the spool),
+//! opens (and recovers) the spool, loads certificates, binds the listeners,
+//! starts the scheduler and the control server, tells systemd it is ready
+//! (READY=1 only after all that), pings the watchdog; on SIGHUP re-reads
+//! tern.toml and the certificates (a bad new config is refused and the old one
+//! keeps serving); on SIGTERM/SIGINT stops accepting, lets sessions in DATA and
+//! deliveries in progress finish (bounded), and exits with nothing lost.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,11 @@ use tokio::sync::watch;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
+use crate::control::{self, ControlListener};
 use crate::inbound::{Server, Shared};
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
+use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::Scheduler;
 use crate::queue::{Spool, SpoolOptions};
@@ -38,6 +41,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .mode(0o750)
         .create(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Before the spool: if another daemon answers here, it owns the spool.
+    let control_path = control::socket_path(&config.data_dir);
+    let control =
+        ControlListener::bind(&control_path).context("cannot start the control server")?;
     let spool_dir = config.spool_dir();
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
@@ -53,11 +60,14 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let resolver =
         HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?;
     let outbound = Outbound::new(live.clone(), Arc::new(resolver));
-    let notifier = Notifier::new(spool.clone(), live.clone());
+    let notifier = Arc::new(Notifier::new(spool.clone(), live.clone()));
     let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
         .with_remote(Arc::new(outbound))
-        .with_bouncer(Arc::new(notifier));
+        .with_bouncer(notifier.clone());
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
+    log::info!("control socket on {}", control.path().display());
+    let admin = Arc::new(Admin::new(spool.clone(), notifier));
+    let control = tokio::spawn(control.serve(admin, stopped.clone()));
     let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
@@ -84,6 +94,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = server.await;
     let _ = scheduler.await;
+    let _ = control.await;
     log::info!(
         "stopped: {} message(s) stay queued for the next start",
         spool.len()

@@ -2,8 +2,11 @@
 //!
 //! Layout (see DESIGN.md for the message flow):
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
+//! - [`control`]: the unix socket `tern queue` (and later `sendmail`) uses to
+//!   talk to the running daemon: protocol, daemon side, client side.
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod inbound;
 pub mod local;

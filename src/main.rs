@@ -1,11 +1,19 @@
 //! The `tern` command line: parses arguments (clap) and hands off to the library.
-//! `tern serve` runs the daemon; `tern config check` validates a tern.toml.
+//! `tern serve` runs the daemon; `tern config check` validates a tern.toml;
+//! `tern queue …` manages queued mail through the daemon's control socket (or
+//! reads the spool when the daemon is down). Invoked as `mailq` (a symlink),
+//! it is `tern queue list`. Exit codes: 0 ok, 1 error, 2 usage.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 use tern::config::Config;
+use tern::control::{self, Client, ControlError};
+use tern::queue::listing;
+use tern::queue::{QueueId, SpoolError};
 
 /// Where `tern config check` looks when no path is given.
 const DEFAULT_CONFIG_PATH: &str = "/etc/tern/tern.toml";
@@ -38,6 +46,47 @@ enum Command {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Manage queued mail: list, show, flush, hold, release, delete.
+    Queue {
+        /// The configuration file (it names the data directory)
+        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: QueueCmd,
+    },
+}
+
+/// `tern queue …`
+#[derive(Debug, Subcommand)]
+enum QueueCmd {
+    /// List queued messages (also what `mailq` prints). Works read-only from
+    /// the spool when the daemon is not running.
+    List {
+        /// Print JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message: envelope, recipients and their status, headers.
+    /// Works read-only from the spool when the daemon is not running.
+    Show {
+        id: QueueId,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry deferred messages now: one, or all of them.
+    Flush { id: Option<QueueId> },
+    /// Stop delivery attempts of a message until it is released.
+    Hold { id: QueueId },
+    /// Let a held message be delivered again (at once).
+    Release { id: QueueId },
+    /// Remove a message from the queue.
+    Delete {
+        id: QueueId,
+        /// Tell the sender (a bounce) that the pending recipients were not delivered
+        #[arg(long)]
+        bounce: bool,
+    },
 }
 
 /// `tern user …`
@@ -64,7 +113,22 @@ enum ConfigCmd {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // argv[0] dispatch: the same binary installed under other names.
+    let args = match invoked_as(args.first()).as_deref() {
+        // `mailq [--config PATH] [--json]` = `tern queue list …`.
+        Some("mailq") => ["tern", "queue", "list"]
+            .map(OsString::from)
+            .into_iter()
+            .chain(args.into_iter().skip(1))
+            .collect(),
+        // Issue 4 §3 goes here: `Some("sendmail") => return sendmail(args)`,
+        // which parses sendmail's own flags (-t, -i, -oi, -f, -F, recipients)
+        // without clap, submits over the control socket, and exits with
+        // sysexits.h codes.
+        _ => args,
+    };
+    match Cli::parse_from(args).command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::User {
             cmd: UserCmd::Passwd { name },
@@ -72,7 +136,126 @@ fn main() -> ExitCode {
         Command::Config {
             cmd: ConfigCmd::Check { path },
         } => config_check(path.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG_PATH))),
+        Command::Queue { config, cmd } => match queue(&config, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tern: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// The file name the program was started as (`mailq` for /usr/bin/mailq).
+fn invoked_as(argv0: Option<&OsString>) -> Option<String> {
+    let name = Path::new(argv0?).file_name()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `tern queue …`: through the daemon; `list` and `show` fall back to reading
+/// the spool when no daemon answers. Changes need the daemon: it alone writes
+/// the spool (two writers would corrupt its log).
+fn queue(config_path: &Path, cmd: QueueCmd) -> anyhow::Result<()> {
+    let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let socket = control::socket_path(&config.data_dir);
+    let mut client = match Client::connect(&socket) {
+        Ok(client) => Some(client),
+        Err(ControlError::NotRunning(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let spool_dir = config.spool_dir();
+    let read_only = || {
+        eprintln!(
+            "tern: the daemon is not running; reading the spool in {} (read-only)",
+            spool_dir.display()
+        );
+    };
+    let now = SystemTime::now();
+    match cmd {
+        QueueCmd::List { json } => {
+            let messages = match &mut client {
+                Some(c) => c.list()?,
+                None => {
+                    read_only();
+                    listing::inspect_list(&spool_dir).map_err(|e| spool_error(&spool_dir, e))?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&messages)?);
+            } else {
+                print!("{}", listing::format_list(&messages, now));
+            }
+        }
+        QueueCmd::Show { id, json } => {
+            let details = match &mut client {
+                Some(c) => c.show(id)?,
+                None => {
+                    read_only();
+                    listing::inspect_details(&spool_dir, id)
+                        .map_err(|e| spool_error(&spool_dir, e))?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&details)?);
+            } else {
+                print!("{}", listing::format_details(&details, now));
+            }
+        }
+        QueueCmd::Flush { id } => flush(daemon(&mut client, &socket)?, id)?,
+        QueueCmd::Hold { id } => {
+            daemon(&mut client, &socket)?.hold(id)?;
+            println!("{id}: held");
+        }
+        QueueCmd::Release { id } => {
+            daemon(&mut client, &socket)?.release(id)?;
+            println!("{id}: released; will be tried now");
+        }
+        QueueCmd::Delete { id, bounce } => {
+            daemon(&mut client, &socket)?.delete(id, bounce)?;
+            if bounce {
+                println!("{id}: deleted; the sender is told (unless it is <>)");
+            } else {
+                println!("{id}: deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A spool error on one line (its message already names the cause).
+fn spool_error(spool_dir: &Path, e: SpoolError) -> anyhow::Error {
+    match e {
+        SpoolError::NotFound(_) => anyhow::anyhow!("{e}"),
+        _ => anyhow::anyhow!("cannot read the spool in {}: {e}", spool_dir.display()),
+    }
+}
+
+/// The connection to the daemon, which every change to the queue needs.
+fn daemon<'a>(client: &'a mut Option<Client>, socket: &Path) -> anyhow::Result<&'a mut Client> {
+    client.as_mut().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the daemon is not running (nothing answers on {}); changes to the queue \
+             need it: start it (systemctl start tern) and try again",
+            socket.display()
+        )
+    })
+}
+
+/// `tern queue flush [ID]`.
+fn flush(c: &mut Client, id: Option<QueueId>) -> anyhow::Result<()> {
+    let (scheduled, held) = c.flush(id)?;
+    match id {
+        None if held > 0 => println!(
+            "{scheduled} deferred message(s) will be tried now; {held} held message(s) left alone"
+        ),
+        None => println!("{scheduled} deferred message(s) will be tried now"),
+        Some(id) if held > 0 => {
+            anyhow::bail!("{id} is held; release it (tern queue release {id}) to deliver it")
+        }
+        Some(id) if scheduled == 0 => println!("{id}: already due; delivery is under way"),
+        Some(id) => println!("{id}: will be tried now"),
+    }
+    Ok(())
 }
 
 /// `tern serve`: runs until SIGTERM or SIGINT.

@@ -356,7 +356,7 @@ fn sigterm_with_messages_queued_keeps_them_for_the_next_start() {
     // Each of the 4 messages had its attempt, deferred.
     wait_for_log(
         &server,
-        "status=deferred (no outbound relay",
+        "status=deferred (MX lookup for remote.example: DNS lookup failed",
         4,
         Duration::from_secs(10),
     );

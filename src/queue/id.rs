@@ -35,6 +35,20 @@ impl FromStr for QueueId {
     }
 }
 
+/// On the control socket an id travels as its hex string, as shown to people.
+impl serde::Serialize for QueueId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for QueueId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<QueueId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Hands out strictly increasing ids based on the clock.
 #[derive(Debug, Default)]
 pub struct IdGenerator {

@@ -87,8 +87,24 @@ impl Default for LogOptions {
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
-    requests: Mutex<mpsc::Sender<Request>>,
+    /// `None` once dropped (closing the channel ends the writer thread).
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
     readers: Mutex<HashMap<u64, Arc<File>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Log {
+    /// Lets the writer finish what it was asked (deletes included) before the
+    /// log is gone, so a spool reopened right after sees a settled directory.
+    fn drop(&mut self) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The file name of segment `seq`.
@@ -129,13 +145,14 @@ impl Log {
             active: Some(active),
             next_seq: first_segment + 1,
         };
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(Log {
             dir: dir.to_path_buf(),
-            requests: Mutex::new(tx),
+            requests: Mutex::new(Some(tx)),
             readers: Mutex::new(HashMap::new()),
+            writer: Mutex::new(Some(handle)),
         })
     }
 
@@ -185,6 +202,8 @@ impl Log {
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .ok_or_else(|| io::Error::other("spool writer stopped"))?
             .send(request)
             .map_err(|_| io::Error::other("spool writer stopped"))
     }

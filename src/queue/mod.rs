@@ -5,6 +5,7 @@
 //! - [`record`]: the binary records of the spool log.
 //! - [`log`]: segment files, the group-commit writer thread, recovery scan.
 //! - [`admin`]: hold, release, flush, delete (for `tern queue`).
+//! - [`listing`]: what `tern queue list` and `show` report, and how it looks.
 //! - [`dsn`]: bounces and delay notices (RFC 3464).
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
 //! - [`spool`]: the index of queued messages over the log; the API the rest of
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod body;
 pub mod dsn;
 pub mod id;
+pub mod listing;
 pub mod log;
 pub mod record;
 pub mod retry;

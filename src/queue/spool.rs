@@ -18,7 +18,8 @@ use crate::smtp::Envelope;
 use super::body::Body;
 use super::id::{IdGenerator, QueueId};
 use super::log::{
-    list_segments, scan_segment, Append, BodyData, Location, Log, LogOptions, OnDurable,
+    list_segments, scan_segment, segment_path, Append, BodyData, Location, Log, LogOptions,
+    OnDurable,
 };
 use super::record::{MessageRecord, RcptStatus, Record};
 
@@ -161,6 +162,27 @@ impl Spool {
             })?;
         }
         Ok(index.messages.into_values().collect())
+    }
+
+    /// Reads the content (trace headers and body) of an entry found by
+    /// [`Spool::inspect`], without opening the spool for writing. Blocking.
+    pub fn inspect_content(dir: &Path, entry: &Entry) -> Result<Vec<u8>, SpoolError> {
+        use std::os::unix::fs::FileExt;
+        let id = entry.message.id;
+        let file = std::fs::File::open(segment_path(dir, entry.location.segment))?;
+        let len = usize::try_from(entry.message.body_len).map_err(|_| SpoolError::Damaged(id))?;
+        let mut body = vec![0; len];
+        file.read_exact_at(&mut body, entry.location.body_offset)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => SpoolError::Damaged(id),
+                _ => SpoolError::Io(e),
+            })?;
+        if crc32fast::hash(&body) != entry.message.body_crc {
+            return Err(SpoolError::Damaged(id));
+        }
+        let mut content = entry.message.prepend.clone();
+        content.extend_from_slice(&body);
+        Ok(content)
     }
 
     /// The spool directory.

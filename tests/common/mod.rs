@@ -30,6 +30,49 @@ name = "me"
 name = "bob"
 "#;
 
+/// A DNS server on loopback that answers SERVFAIL to every question. Every
+/// test config that does not set `[relay]` itself points at one, so a remote
+/// recipient is deferred at once ("DNS lookup failed") and no test ever asks
+/// the machine's own resolver.
+pub struct ServfailDns {
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ServfailDns {
+    pub fn start() -> ServfailDns {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    if n >= 12 {
+                        // The question echoed back as a response (QR) with
+                        // RCODE 2 (SERVFAIL); RFC 1035 §4.1.1.
+                        buf[2] |= 0x80;
+                        buf[3] = (buf[3] & 0xF0) | 0x82;
+                        let _ = socket.send_to(&buf[..n], from);
+                    }
+                }
+            }
+        });
+        ServfailDns { addr, stop }
+    }
+}
+
+impl Drop for ServfailDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A running `tern serve`.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
@@ -38,6 +81,8 @@ pub struct TestServer {
     /// Bound addresses by role name ("mx", "submission", "submissions").
     pub addrs: Vec<(String, SocketAddr)>,
     pub log_path: PathBuf,
+    /// The SERVFAIL DNS server, when the test did not configure `[relay]`.
+    pub dns: Option<ServfailDns>,
 }
 
 /// The path of the binary under test.
@@ -51,12 +96,23 @@ impl TestServer {
     pub fn start(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        let config = format!(
+        let mut config = format!(
             "{}\n{}",
             BASE_CONFIG.replace("{data}", data.to_str().unwrap()),
             extra
         );
-        Self::start_with_config(dir, &config)
+        let mut dns = None;
+        if !extra.contains("[relay]") {
+            let servfail = ServfailDns::start();
+            config.push_str(&format!(
+                "\n[relay]\nnameservers = [\"{}\"]\n",
+                servfail.addr
+            ));
+            dns = Some(servfail);
+        }
+        let mut server = Self::start_with_config(dir, &config);
+        server.dns = dns;
+        server
     }
 
     /// Starts a server with exactly `config` in `dir`.
@@ -69,6 +125,7 @@ impl TestServer {
             config_path,
             child: None,
             addrs: Vec::new(),
+            dns: None,
         };
         server.spawn();
         server
@@ -346,5 +403,72 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+/// What a run of the `tern` command printed, and its exit code.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn of(output: std::process::Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the command exited 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        self
+    }
+}
+
+/// Runs `program` (the tern binary or a link to it) with `args`.
+pub fn run_program(program: &Path, args: &[&str]) -> Run {
+    Run::of(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the tern binary"),
+    )
+}
+
+/// The queue id in a `250 2.0.0 Ok: queued as <id>` reply.
+pub fn queued_id(reply: &str) -> String {
+    reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not a queued reply: {reply}"))
+        .trim()
+        .to_string()
+}
+
+impl TestServer {
+    /// Runs `tern queue <args> --config <this server's config>`.
+    pub fn tern_queue(&self, args: &[&str]) -> Run {
+        let config = self.config_path.to_str().expect("utf-8 path");
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", config]);
+        run_program(Path::new(tern_bin()), &all)
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after
+/// `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,208 @@
+//! Unit tests of the daemon's end of the control socket: claiming the socket
+//! file (stale, live, in the way), and real conversations with a spool behind
+//! it, through the blocking client and through raw bytes.
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::config::{Config, Live};
+use crate::control::Client;
+use crate::queue::dsn::Notifier;
+use crate::queue::listing::RecipientState;
+use crate::queue::{Body, QueueId, Spool, SpoolOptions};
+use crate::smtp::{Address, Envelope, Recipient, Route};
+use std::io::{BufRead, Write};
+
+struct Daemon {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    spool: Spool,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn daemon() -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(
+        &dir.path().join("spool"),
+        Arc::new(SystemClock),
+        SpoolOptions::default(),
+    )
+    .unwrap();
+    let live = Arc::new(Live::new(Config::default_config()));
+    let admin = Arc::new(Admin::new(
+        spool.clone(),
+        Arc::new(Notifier::new(spool.clone(), live)),
+    ));
+    let socket = dir.path().join("control.sock");
+    let listener = ControlListener::bind(&socket).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(listener.serve(admin, stopped));
+    Daemon {
+        _dir: dir,
+        socket,
+        spool,
+        stop,
+        task,
+    }
+}
+
+/// Queues a message from `<>` (so no bounce is ever made) to a remote address.
+async fn queue_one(spool: &Spool) -> QueueId {
+    let id = spool.new_id();
+    let envelope = Envelope {
+        sender: None,
+        recipients: vec![Recipient {
+            original: "someone@remote.example".into(),
+            route: Route::Remote(Address::parse("someone@remote.example").unwrap()),
+        }],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let body = Body::from_bytes(b"Subject: hi\r\nFrom: x@y.example\r\n\r\nbody\r\n".to_vec());
+    spool
+        .enqueue(id, envelope, b"Received: test\r\n".to_vec(), body)
+        .await
+        .unwrap();
+    spool
+        .update(vec![crate::queue::Record::Attempt {
+            id,
+            attempts: 1,
+            next_attempt: u64::MAX / 2,
+            error: "451 4.4.1 try later".into(),
+        }])
+        .await
+        .unwrap();
+    id
+}
+
+/// Runs blocking client code off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_socket_refuses_a_second_daemon_and_a_stale_one_is_replaced() {
+    let d = daemon().await;
+    assert!(matches!(
+        ControlListener::bind(&d.socket),
+        Err(ControlError::AlreadyRunning(_))
+    ));
+    d.stop.send(true).unwrap();
+    d.task.await.unwrap();
+    assert!(!d.socket.exists(), "the socket file is removed at shutdown");
+
+    // A daemon killed with -9 leaves its socket file behind.
+    drop(std::os::unix::net::UnixListener::bind(&d.socket).unwrap());
+    assert!(d.socket.exists());
+    let listener = ControlListener::bind(&d.socket).unwrap();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+    drop(listener);
+    assert!(!d.socket.exists());
+}
+
+#[tokio::test]
+async fn something_else_in_the_way_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    std::fs::write(&path, "precious").unwrap();
+    assert!(matches!(
+        ControlListener::bind(&path),
+        Err(ControlError::NotASocket(_))
+    ));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+#[test]
+fn no_daemon_is_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    assert!(matches!(
+        Client::connect(&path),
+        Err(ControlError::NotRunning(_))
+    ));
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(matches!(
+        Client::connect(&path),
+        Err(ControlError::NotRunning(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_answered_with_typed_results() {
+    let d = daemon().await;
+    let id = queue_one(&d.spool).await;
+    let socket = d.socket.clone();
+    blocking(move || {
+        let mut c = Client::connect(&socket).unwrap();
+        let (pid, version) = c.ping().unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+
+        let list = c.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, id);
+        assert_eq!(list[0].pending, ["someone@remote.example"]);
+        assert_eq!(list[0].last_error.as_deref(), Some("451 4.4.1 try later"));
+
+        let shown = c.show(id).unwrap();
+        assert_eq!(shown.recipients[0].state, RecipientState::Pending);
+        assert_eq!(shown.recipients[0].route, "remote someone@remote.example");
+        assert!(matches!(&shown.headers,
+            crate::queue::listing::Headers::Text(t) if t == "Received: test\r\nSubject: hi\r\nFrom: x@y.example\r\n"));
+
+        c.hold(id).unwrap();
+        assert!(c.list().unwrap()[0].held);
+        assert_eq!(c.flush(Some(id)).unwrap(), (0, 1));
+        c.release(id).unwrap();
+        let after = c.list().unwrap();
+        assert!(!after[0].held);
+        assert_eq!(after[0].next_attempt, 0);
+
+        c.delete(id, false).unwrap();
+        assert!(c.list().unwrap().is_empty());
+        match c.show(id) {
+            Err(ControlError::Refused(f)) => {
+                assert_eq!(f.kind, FailureKind::NotFound);
+                assert_eq!(f.message, format!("no message {id} in the queue"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.hold(id), Err(ControlError::Refused(_))));
+        assert!(matches!(c.flush(Some(id)), Err(ControlError::Refused(_))));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_answered_and_the_connection_closed() {
+    let d = daemon().await;
+    let socket = d.socket.clone();
+    blocking(move || {
+        for input in [
+            &b"hello\n"[..],
+            b"{\"op\":\"submit\",\"size\":3}\nabc",
+            b"{\"op\":\"hold\",\"id\":\"zz\"}\n{\"op\":\"list\"}\n",
+        ] {
+            let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            s.write_all(input).unwrap();
+            let mut r = std::io::BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.starts_with("{\"error\":{\"kind\":"), "{line}");
+            // Closed after the error: nothing more is read as a request.
+            let mut rest = String::new();
+            assert_eq!(r.read_line(&mut rest).unwrap(), 0, "{rest}");
+        }
+        // An endless line is cut off.
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let _ = s.write_all(&vec![b'x'; MAX_REQUEST_LINE + 10]);
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        assert!(line.contains("longer than"), "{line}");
+    })
+    .await;
+    // Still serving.
+    let socket = d.socket.clone();
+    blocking(move || assert!(Client::connect(&socket).unwrap().list().is_ok())).await;
+}

@@ -1,0 +1,439 @@
+//! What `tern queue list` and `tern queue show` report about queued mail:
+//! [`MessageSummary`] (one row of the list) and [`MessageDetails`] (the page of
+//! `show`), built from spool entries, carried over the control socket (serde),
+//! and formatted for people ([`format_list`], [`format_details`]). The same
+//! code serves the daemon's answers and the read-only view of the spool when
+//! the daemon is down ([`inspect_list`], [`inspect_details`]), so both look
+//! alike.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::smtp::date::rfc5322;
+use crate::smtp::Route;
+
+use super::record::RcptStatus;
+use super::spool::{from_millis, millis, Entry, Spool, SpoolError};
+use super::QueueId;
+
+/// At most this much of a message's header section is shown.
+pub const MAX_HEADERS: usize = 64 << 10;
+/// The list shows at most this many pending recipients under a message.
+const LIST_RECIPIENTS: usize = 5;
+/// The list cuts the last error to this many characters (`show` has it all).
+const LIST_ERROR_CHARS: usize = 70;
+
+/// One queued message, as a row of `tern queue list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSummary {
+    pub id: QueueId,
+    /// When it was accepted (ms since the epoch).
+    pub received_at: u64,
+    /// Octets queued: our trace headers and the body.
+    pub size: u64,
+    /// The envelope sender; empty for the null sender `<>`.
+    pub sender: String,
+    /// The recipients still to be delivered, as the client named them.
+    pub pending: Vec<String>,
+    /// How many recipients the message has in all.
+    pub recipients: usize,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this time (ms since the epoch); 0 = at once.
+    pub next_attempt: u64,
+    pub held: bool,
+    pub last_error: Option<String>,
+}
+
+/// Where a recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One recipient of a message, for `tern queue show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientView {
+    /// The address as the client named it.
+    pub address: String,
+    /// Where it goes: `local user me`, or the remote address.
+    pub route: String,
+    pub state: RecipientState,
+    /// For delivered and failed recipients: where it went, or the reason
+    /// (usually the remote server's reply).
+    pub detail: Option<String>,
+}
+
+/// The header section of a message, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Headers {
+    Text(String),
+    Unavailable(String),
+}
+
+/// Everything `tern queue show` prints about a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDetails {
+    pub summary: MessageSummary,
+    pub recipients: Vec<RecipientView>,
+    /// BODY=8BITMIME was given.
+    pub eight_bit: bool,
+    /// SMTPUTF8 was given.
+    pub smtputf8: bool,
+    /// The sender has been told of the delay.
+    pub delay_notified: bool,
+    pub headers: Headers,
+}
+
+impl MessageSummary {
+    /// The row for `entry`.
+    pub fn of(entry: &Entry) -> MessageSummary {
+        let message = &entry.message;
+        MessageSummary {
+            id: message.id,
+            received_at: message.received_at,
+            size: message.prepend.len() as u64 + message.body_len,
+            sender: message
+                .envelope
+                .sender
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            pending: message
+                .envelope
+                .recipients
+                .iter()
+                .zip(&message.statuses)
+                .filter(|(_, s)| !s.is_final())
+                .map(|(r, _)| r.original.clone())
+                .collect(),
+            recipients: message.envelope.recipients.len(),
+            attempts: entry.attempts,
+            next_attempt: entry.next_attempt,
+            held: entry.held,
+            last_error: entry.last_error.clone(),
+        }
+    }
+}
+
+impl MessageDetails {
+    /// The page for `entry`, whose content (trace headers and body) is
+    /// `content`, or the reason it could not be read.
+    pub fn of(entry: &Entry, content: Result<&[u8], String>) -> MessageDetails {
+        let message = &entry.message;
+        let recipients = message
+            .envelope
+            .recipients
+            .iter()
+            .zip(&message.statuses)
+            .map(|(r, status)| {
+                let (state, detail) = match status {
+                    RcptStatus::Pending => (RecipientState::Pending, None),
+                    RcptStatus::Delivered(d) => (RecipientState::Delivered, Some(d.clone())),
+                    RcptStatus::Failed(d) => (RecipientState::Failed, Some(d.clone())),
+                };
+                RecipientView {
+                    address: r.original.clone(),
+                    route: match &r.route {
+                        Route::Local(user) => format!("local user {user}"),
+                        Route::Remote(addr) => format!("remote {addr}"),
+                    },
+                    state,
+                    detail,
+                }
+            })
+            .collect();
+        MessageDetails {
+            summary: MessageSummary::of(entry),
+            recipients,
+            eight_bit: message.envelope.eight_bit,
+            smtputf8: message.envelope.smtputf8,
+            delay_notified: entry.delay_notified,
+            headers: match content {
+                Ok(content) => Headers::Text(header_section(content)),
+                Err(why) => Headers::Unavailable(why),
+            },
+        }
+    }
+}
+
+/// The header section of `content` (up to, not including, the empty line),
+/// decoded lossily and cut at [`MAX_HEADERS`] octets.
+pub fn header_section(content: &[u8]) -> String {
+    let end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |p| p + 2);
+    let shown = &content[..end.min(MAX_HEADERS)];
+    let mut text = String::from_utf8_lossy(shown).into_owned();
+    if end > MAX_HEADERS {
+        text.push_str("\r\n[... headers cut ...]\r\n");
+    }
+    text
+}
+
+/// The queue read straight from the spool directory, for when the daemon is
+/// not running. A spool that was never created is an empty queue. Blocking.
+pub fn inspect_list(spool_dir: &Path) -> Result<Vec<MessageSummary>, SpoolError> {
+    Ok(inspect(spool_dir)?.iter().map(MessageSummary::of).collect())
+}
+
+/// One message read straight from the spool directory (see [`inspect_list`]).
+pub fn inspect_details(spool_dir: &Path, id: QueueId) -> Result<MessageDetails, SpoolError> {
+    let entry = inspect(spool_dir)?
+        .into_iter()
+        .find(|e| e.message.id == id)
+        .ok_or(SpoolError::NotFound(id))?;
+    let details = match Spool::inspect_content(spool_dir, &entry) {
+        Ok(content) => MessageDetails::of(&entry, Ok(&content)),
+        Err(e) => MessageDetails::of(&entry, Err(e.to_string())),
+    };
+    Ok(details)
+}
+
+fn inspect(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
+    if !spool_dir.exists() {
+        return Ok(Vec::new());
+    }
+    Spool::inspect(spool_dir)
+}
+
+/// `1 message`, `2 messages`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A duration the way people say it: `42s`, `12m`, `3h05m`, `2d04h`.
+pub fn compact(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// How long ago `ms` (since the epoch) was at `now`.
+fn ago(ms: u64, now: SystemTime) -> Duration {
+    Duration::from_millis(millis(now).saturating_sub(ms))
+}
+
+/// The NEXT column: `held`, `now`, or `in 4m`.
+fn next_column(m: &MessageSummary, now: SystemTime) -> String {
+    let now_ms = millis(now);
+    if m.held {
+        "held".into()
+    } else if m.next_attempt <= now_ms {
+        "now".into()
+    } else {
+        format!(
+            "in {}",
+            compact(Duration::from_millis(m.next_attempt - now_ms))
+        )
+    }
+}
+
+/// `<>` for the null sender, the address otherwise.
+fn sender_text(sender: &str) -> &str {
+    if sender.is_empty() {
+        "<>"
+    } else {
+        sender
+    }
+}
+
+/// Cuts `s` to `max` characters, marking the cut; keeps it on one line.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut cut: String = flat.chars().take(max.saturating_sub(3)).collect();
+        cut.push_str("...");
+        cut
+    }
+}
+
+/// The `N messages, M bytes` line that ends the list.
+pub fn total_line(messages: &[MessageSummary]) -> String {
+    let bytes: u64 = messages.iter().map(|m| m.size).sum();
+    format!(
+        "{}, {}",
+        plural(messages.len() as u64, "message", "messages"),
+        plural(bytes, "byte", "bytes")
+    )
+}
+
+/// `tern queue list` / `mailq`: one row per message (id, age, size, sender,
+/// pending/total recipients, next attempt, last error), the pending
+/// recipients under it, and a total line.
+pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
+    if messages.is_empty() {
+        return format!("Mail queue is empty\n{}\n", total_line(messages));
+    }
+    let header = ["ID", "AGE", "SIZE", "SENDER", "RCPTS", "NEXT", "LAST ERROR"];
+    let rows: Vec<[String; 7]> = messages
+        .iter()
+        .map(|m| {
+            [
+                m.id.to_string(),
+                compact(ago(m.received_at, now)),
+                m.size.to_string(),
+                sender_text(&m.sender).to_string(),
+                format!("{}/{}", m.pending.len(), m.recipients),
+                next_column(m, now),
+                m.last_error
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |e| one_line(e, LIST_ERROR_CHARS)),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Numbers are right-aligned; the last column is not padded.
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths[i];
+            let _ = match i {
+                1 | 2 | 4 => write!(out, "{cell:>w$}  "),
+                6 => write!(out, "{cell}"),
+                _ => write!(out, "{cell:<w$}  "),
+            };
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let indent = widths[..3].iter().map(|w| w + 2).sum::<usize>();
+    let mut out = line(header);
+    for (m, row) in messages.iter().zip(&rows) {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+        for rcpt in m.pending.iter().take(LIST_RECIPIENTS) {
+            let _ = writeln!(out, "{:indent$}to {rcpt}", "");
+        }
+        if m.pending.len() > LIST_RECIPIENTS {
+            let _ = writeln!(
+                out,
+                "{:indent$}... and {} more",
+                "",
+                m.pending.len() - LIST_RECIPIENTS
+            );
+        }
+    }
+    out.push_str(&total_line(messages));
+    out.push('\n');
+    out
+}
+
+/// `tern queue show ID`: the envelope, the state, every recipient with its
+/// status, and the message's headers.
+pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
+    let m = &d.summary;
+    let mut out = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
+    };
+    field("Queue ID", &m.id.to_string());
+    field(
+        "Arrived",
+        &format!(
+            "{} ({} ago)",
+            rfc5322(from_millis(m.received_at)),
+            compact(ago(m.received_at, now))
+        ),
+    );
+    let mut size = plural(m.size, "byte", "bytes");
+    let flags: Vec<&str> = [(d.eight_bit, "8BITMIME"), (d.smtputf8, "SMTPUTF8")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if !flags.is_empty() {
+        size.push_str(&format!(" ({})", flags.join(", ")));
+    }
+    field("Size", &size);
+    field("Sender", &format!("<{}>", m.sender));
+    field(
+        "State",
+        if m.held {
+            "held by the administrator (no delivery until released)"
+        } else if m.attempts > 0 {
+            "deferred"
+        } else {
+            "queued"
+        },
+    );
+    field("Attempts", &m.attempts.to_string());
+    let next = if m.held {
+        "none while held".to_string()
+    } else if m.next_attempt <= millis(now) {
+        "now".to_string()
+    } else {
+        format!(
+            "{} ({})",
+            rfc5322(from_millis(m.next_attempt)),
+            next_column(m, now)
+        )
+    };
+    field("Next attempt", &next);
+    field("Last error", m.last_error.as_deref().unwrap_or("-"));
+    field(
+        "Delay notice",
+        if d.delay_notified {
+            "sent to the sender"
+        } else {
+            "not sent"
+        },
+    );
+    field(
+        "Recipients",
+        &format!("{} pending of {}", m.pending.len(), m.recipients),
+    );
+    for r in &d.recipients {
+        let state = match r.state {
+            RecipientState::Pending => "pending",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Failed => "failed",
+        };
+        let _ = writeln!(out, "  <{}> ({})", r.address, r.route);
+        match &r.detail {
+            Some(detail) => {
+                let _ = writeln!(out, "      {state}: {}", one_line(detail, usize::MAX));
+            }
+            None => {
+                let _ = writeln!(out, "      {state}");
+            }
+        }
+    }
+    out.push_str("Headers:\n");
+    match &d.headers {
+        Headers::Text(text) => {
+            for line in text.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        Headers::Unavailable(why) => {
+            let _ = writeln!(out, "  (cannot read the message: {why})");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "listing_tests.rs"]
+mod tests;

@@ -1,0 +1,226 @@
+//! Unit tests of the queue listing: exact `tern queue list` and `show` output
+//! at a fixed time, and the read-only view of a spool on disk.
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::queue::{Body, Record, SpoolOptions};
+use crate::smtp::{Address, Envelope, Recipient};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+/// 2027-01-15 08:00:00 UTC.
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(NOW_MS)
+}
+
+fn deferred() -> MessageSummary {
+    MessageSummary {
+        id: QueueId(0x18C4F0A2B3D41),
+        received_at: NOW_MS - 12 * 60_000,
+        size: 1204,
+        sender: "bob@example.org".into(),
+        pending: vec!["someone@remote.example".into()],
+        recipients: 2,
+        attempts: 2,
+        next_attempt: NOW_MS + 4 * 60_000 + 5_000,
+        held: false,
+        last_error: Some("MX lookup for remote.example: timed out".into()),
+    }
+}
+
+fn held_bounce() -> MessageSummary {
+    MessageSummary {
+        id: QueueId(0x18C4F0A2B3D42),
+        received_at: NOW_MS - (26 * 3600 + 5 * 60) * 1000,
+        size: 98765,
+        sender: String::new(),
+        pending: (0..7).map(|i| format!("r{i}@remote.example")).collect(),
+        recipients: 7,
+        attempts: 0,
+        next_attempt: 0,
+        held: true,
+        last_error: Some(format!("450 4.2.0 {}\r\nsecond line", "x".repeat(80))),
+    }
+}
+
+#[test]
+fn durations_are_compact() {
+    assert_eq!(compact(Duration::from_secs(0)), "0s");
+    assert_eq!(compact(Duration::from_secs(59)), "59s");
+    assert_eq!(compact(Duration::from_secs(60)), "1m");
+    assert_eq!(compact(Duration::from_secs(3599)), "59m");
+    assert_eq!(compact(Duration::from_secs(3600 + 5 * 60)), "1h05m");
+    assert_eq!(compact(Duration::from_secs(2 * 86_400 + 4 * 3600)), "2d04h");
+}
+
+#[test]
+fn the_list_has_aligned_columns_pending_recipients_and_a_total() {
+    let text = format_list(&[deferred(), held_bounce()], now());
+    let error = format!("450 4.2.0 {}...", "x".repeat(57));
+    let expected = format!(
+        "\
+ID               AGE   SIZE  SENDER           RCPTS  NEXT   LAST ERROR
+18C4F0A2B3D41    12m   1204  bob@example.org    1/2  in 4m  MX lookup for remote.example: timed out
+                             to someone@remote.example
+18C4F0A2B3D42  1d02h  98765  <>                 7/7  held   {error}
+                             to r0@remote.example
+                             to r1@remote.example
+                             to r2@remote.example
+                             to r3@remote.example
+                             to r4@remote.example
+                             ... and 2 more
+2 messages, 99969 bytes
+"
+    );
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn an_empty_queue_says_so() {
+    assert_eq!(
+        format_list(&[], now()),
+        "Mail queue is empty\n0 messages, 0 bytes\n"
+    );
+    let mut one = deferred();
+    one.size = 1;
+    assert_eq!(total_line(&[one]), "1 message, 1 byte");
+}
+
+#[test]
+fn show_prints_the_envelope_state_recipients_and_headers() {
+    let details = MessageDetails {
+        summary: deferred(),
+        recipients: vec![
+            RecipientView {
+                address: "me@example.org".into(),
+                route: "local user me".into(),
+                state: RecipientState::Delivered,
+                detail: Some("delivered to maildir /var/lib/tern/mail/me/new/x".into()),
+            },
+            RecipientView {
+                address: "someone@remote.example".into(),
+                route: "remote someone@remote.example".into(),
+                state: RecipientState::Pending,
+                detail: None,
+            },
+        ],
+        eight_bit: true,
+        smtputf8: false,
+        delay_notified: false,
+        headers: Headers::Text("Received: from a\r\n\tby b\r\nSubject: hi\r\n".into()),
+    };
+    let expected = "\
+Queue ID:     18C4F0A2B3D41
+Arrived:      Fri, 15 Jan 2027 07:48:00 +0000 (12m ago)
+Size:         1204 bytes (8BITMIME)
+Sender:       <bob@example.org>
+State:        deferred
+Attempts:     2
+Next attempt: Fri, 15 Jan 2027 08:04:05 +0000 (in 4m)
+Last error:   MX lookup for remote.example: timed out
+Delay notice: not sent
+Recipients:   1 pending of 2
+  <me@example.org> (local user me)
+      delivered: delivered to maildir /var/lib/tern/mail/me/new/x
+  <someone@remote.example> (remote someone@remote.example)
+      pending
+Headers:
+  Received: from a
+  \tby b
+  Subject: hi
+";
+    assert_eq!(format_details(&details, now()), expected);
+
+    let mut held = details;
+    held.summary.held = true;
+    held.headers = Headers::Unavailable("message X is damaged".into());
+    let text = format_details(&held, now());
+    assert!(
+        text.contains("State:        held by the administrator"),
+        "{text}"
+    );
+    assert!(text.contains("Next attempt: none while held\n"), "{text}");
+    assert!(text.ends_with("Headers:\n  (cannot read the message: message X is damaged)\n"));
+}
+
+#[test]
+fn the_header_section_stops_at_the_empty_line() {
+    assert_eq!(
+        header_section(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore"),
+        "A: 1\r\nB: 2\r\n"
+    );
+    assert_eq!(header_section(b"A: 1\r\n"), "A: 1\r\n");
+    let long = format!("X: {}\r\n\r\n", "y".repeat(MAX_HEADERS));
+    let cut = header_section(long.as_bytes());
+    assert!(cut.ends_with("[... headers cut ...]\r\n"));
+    assert!(cut.len() < MAX_HEADERS + 100);
+}
+
+#[tokio::test]
+async fn the_spool_is_read_without_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    assert_eq!(inspect_list(&spool_dir).unwrap(), Vec::new());
+    let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default()).unwrap();
+    let id = spool.new_id();
+    let envelope = Envelope {
+        sender: Some(Address::parse("bob@example.org").unwrap()),
+        recipients: vec![
+            Recipient {
+                original: "me@example.org".into(),
+                route: Route::Local("me".into()),
+            },
+            Recipient {
+                original: "fwd@example.org".into(),
+                route: Route::Remote(Address::parse("someone@remote.example").unwrap()),
+            },
+        ],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let body = b"Subject: offline\r\n\r\nhello\r\n".to_vec();
+    spool
+        .enqueue(
+            id,
+            envelope,
+            b"Received: x\r\n".to_vec(),
+            Body::from_bytes(body),
+        )
+        .await
+        .unwrap();
+    spool
+        .update(vec![
+            Record::Recipient {
+                id,
+                index: 0,
+                status: RcptStatus::Delivered("delivered to maildir /m".into()),
+            },
+            Record::Attempt {
+                id,
+                attempts: 1,
+                next_attempt: NOW_MS,
+                error: "connection refused".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    drop(spool);
+
+    let list = inspect_list(&spool_dir).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].pending, ["fwd@example.org"]);
+    assert_eq!(list[0].size, 13 + 27);
+    let details = inspect_details(&spool_dir, id).unwrap();
+    assert_eq!(
+        details.headers,
+        Headers::Text("Received: x\r\nSubject: offline\r\n".into())
+    );
+    assert_eq!(details.recipients[0].state, RecipientState::Delivered);
+    assert_eq!(details.recipients[1].route, "remote someone@remote.example");
+    assert!(matches!(
+        inspect_details(&spool_dir, QueueId(1)),
+        Err(SpoolError::NotFound(_))
+    ));
+}
