@@ -252,19 +252,19 @@ impl Scheduler {
             let to = &loaded.entry.message.envelope.recipients[i].original;
             let status = match outcome {
                 Outcome::Delivered(detail) => {
-                    log::info!("queue_id={id} to=<{to}> status=sent ({detail})");
+                    log::info!(queue_id:% = id, rcpt = to.as_str(), action = "sent"; "queue_id={id} to=<{to}> status=sent ({detail})");
                     RcptStatus::Delivered(detail)
                 }
                 Outcome::Failed(reason) => {
-                    log::info!("queue_id={id} to=<{to}> status=bounced ({reason})");
+                    log::info!(queue_id:% = id, rcpt = to.as_str(), action = "bounced"; "queue_id={id} to=<{to}> status=bounced ({reason})");
                     RcptStatus::Failed(reason)
                 }
                 Outcome::Deferred(reason) if expired => {
-                    log::info!("queue_id={id} to=<{to}> status=expired ({reason})");
+                    log::info!(queue_id:% = id, rcpt = to.as_str(), action = "expired"; "queue_id={id} to=<{to}> status=expired ({reason})");
                     RcptStatus::Failed(format!("delivery time expired; last error: {reason}"))
                 }
                 Outcome::Deferred(reason) => {
-                    log::info!("queue_id={id} to=<{to}> status=deferred ({reason})");
+                    log::info!(queue_id:% = id, rcpt = to.as_str(), action = "deferred"; "queue_id={id} to=<{to}> status=deferred ({reason})");
                     deferred.push((i, reason));
                     continue;
                 }
@@ -293,6 +293,11 @@ impl Scheduler {
                     .await;
             }
         }
+        let finished = statuses.iter().all(RcptStatus::is_final);
+        if finished {
+            // One durable write for the outcomes and the removal.
+            records.push(Record::Done { id });
+        }
         if !records.is_empty() {
             if let Err(e) = self.spool.update(records).await {
                 log::error!("queue_id={id} cannot record delivery results: {e}");
@@ -301,11 +306,8 @@ impl Scheduler {
                     .await;
             }
         }
-        if statuses.iter().all(RcptStatus::is_final) {
-            match self.spool.update(vec![Record::Done { id }]).await {
-                Ok(()) => log::info!("queue_id={id} removed"),
-                Err(e) => log::error!("queue_id={id} cannot mark done: {e}"),
-            }
+        if finished {
+            log::info!(queue_id:% = id, action = "removed"; "queue_id={id} removed");
         } else if !deferred.is_empty() {
             let waited = age(loaded.entry.message.received_at, now);
             if waited >= retry.delay_notice && !loaded.entry.delay_notified {
