@@ -3,4 +3,5 @@
 //! loopback.
 
 pub mod dns;
+pub mod postfix;
 pub mod sink;
