@@ -122,6 +122,8 @@ pub struct Connection {
 const MAX_REPLY_LINE: usize = 4096;
 /// Most lines in one reply.
 const MAX_REPLY_LINES: usize = 100;
+/// The most we write under one timeout (RFC 5321 §4.5.3.2.5).
+const SEND_CHUNK: usize = 64 * 1024;
 
 impl Connection {
     /// Connects and reads the greeting.
@@ -376,21 +378,27 @@ impl Connection {
         self.read_reply(what).await
     }
 
+    /// Writes `bytes`, allowing the timeout for each [`SEND_CHUNK`] the
+    /// server takes rather than for the whole: RFC 5321 §4.5.3.2.5 times
+    /// "each TCP SEND call", so a big message over a slow link still goes.
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let write = async {
-            match &mut self.stream {
-                Stream::Plain(s) => s.write_all(bytes).await,
-                Stream::Tls(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
+        for chunk in bytes.chunks(SEND_CHUNK) {
+            let write = async {
+                match &mut self.stream {
+                    Stream::Plain(s) => s.write_all(chunk).await,
+                    Stream::Tls(s) => {
+                        s.write_all(chunk).await?;
+                        s.flush().await
+                    }
+                    Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
                 }
-                Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
-            }
-        };
-        tokio::time::timeout(self.timeout, write)
-            .await
-            .map_err(|_| ClientError::Timeout("the server to take data"))?
-            .map_err(ClientError::Io)
+            };
+            tokio::time::timeout(self.timeout, write)
+                .await
+                .map_err(|_| ClientError::Timeout("the server to take data"))?
+                .map_err(ClientError::Io)?;
+        }
+        Ok(())
     }
 
     async fn read_reply(&mut self, what: &'static str) -> Result<RemoteReply, ClientError> {
@@ -509,6 +517,72 @@ mod tests {
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    /// RFC 5321 §4.5.3.2.5: the data timeout bounds each chunk the server
+    /// takes ("each TCP SEND call"), not the whole message: a server that
+    /// reads steadily but slowly (a big message over a slow uplink) must get
+    /// it all, even when that takes longer than the command timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_but_steady_reader_gets_the_whole_message() {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        // The server reads at most RATE octets a second; the message takes
+        // about 1 s to go at that rate (less what the kernel buffers: up to 4
+        // MB), twice the timeout. The kernel wakes a blocked writer when half
+        // its send buffer has drained (2 MB, 1/8 s here), well within it.
+        const RATE: f64 = 16.0 * 1024.0 * 1024.0;
+        let timeout = Duration::from_millis(500);
+        let line = format!("{}\r\n", "x".repeat(998));
+        let content = line.repeat(16 * 1024 * 1024 / line.len());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = BufReader::new(stream);
+            stream.get_mut().write_all(b"220 slow\r\n").await.unwrap();
+            for reply in [&b"250 ok\r\n"[..], b"250 ok\r\n", b"354 go\r\n"] {
+                let mut line = String::new();
+                stream.read_line(&mut line).await.unwrap();
+                stream.get_mut().write_all(reply).await.unwrap();
+            }
+            let started = tokio::time::Instant::now();
+            let (mut received, mut tail) = (0usize, Vec::new());
+            let mut buf = vec![0u8; 64 * 1024];
+            while !tail.ends_with(b"\r\n.\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client gave up after {received} octets");
+                received += n;
+                tail.extend_from_slice(&buf[..n]);
+                tail.drain(..tail.len().saturating_sub(5));
+                tokio::time::sleep_until(started + Duration::from_secs_f64(received as f64 / RATE))
+                    .await;
+            }
+            stream.get_mut().write_all(b"250 done\r\n").await.unwrap();
+            received
+        });
+        let (mut conn, _) = Connection::connect(addr, timeout, timeout).await.unwrap();
+        let started = std::time::Instant::now();
+        let replies = conn
+            .transaction(
+                "MAIL FROM:<a@example.org>",
+                &["b@example.net".into()],
+                content.as_bytes(),
+            )
+            .await;
+        let took = started.elapsed();
+        assert_eq!(
+            replies.unwrap().data.map(|r| r.code),
+            Some(250),
+            "after {took:?}"
+        );
+        assert!(
+            took > timeout,
+            "the transfer must outlast the timeout: {took:?}"
+        );
+        assert_eq!(server.await.unwrap(), content.len() + 3);
     }
 
     #[test]

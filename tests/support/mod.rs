@@ -2,6 +2,7 @@
 //!
 //! - [`dns`]: a real DNS server on loopback answering from a table.
 //! - [`sink`]: a programmable remote SMTP server on loopback.
+//! - [`postfix`]: a private Postfix instance (scripts/postfix-instance) for interop.
 //! - [`burst`]: the crash tests' client threads, bookkeeping and Maildir audit.
 //! - [`peers`]: runs real SMTP clients (Python's smtplib, swaks) as child
 //!   processes, bounded in time.
@@ -17,5 +18,6 @@ pub mod delivered;
 pub mod dns;
 pub mod mailer;
 pub mod peers;
+pub mod postfix;
 pub mod rng;
 pub mod sink;
