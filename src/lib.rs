@@ -2,9 +2,11 @@
 //!
 //! Layout (see DESIGN.md for the message flow):
 //! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
+//! - [`dkim`]: DKIM signing of submitted mail, key files, DNS records.
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dkim;
 pub mod inbound;
 pub mod local;
 pub mod outbound;
