@@ -1,8 +1,8 @@
 //! `tern serve`: start-up and shutdown of the whole server. Opens (and
-//! recovers) the spool, loads certificates, binds the listeners, starts the
-//! scheduler, tells systemd it is ready, and on SIGTERM/SIGINT stops accepting,
-//! lets sessions in DATA and deliveries in progress finish (bounded), and exits
-//! with nothing lost.
+//! recovers) the spool, loads certificates and DKIM keys, binds the
+//! listeners, starts the scheduler, tells systemd it is ready, and on
+//! SIGTERM/SIGINT stops accepting, lets sessions in DATA and deliveries in
+//! progress finish (bounded), and exits with nothing lost.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use tokio::sync::watch;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
+use crate::dkim::keys::KeyKind;
+use crate::dkim::Signer;
 use crate::inbound::Server;
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
@@ -29,6 +31,8 @@ const DELIVERY_CONCURRENCY: usize = 8;
 
 /// Runs the server until a stop signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // A missing or broken DKIM key stops the start, as a config error.
+    let signer = Signer::from_config(&config)?.map(Arc::new);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -38,8 +42,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
+    for keys in signer.iter().flat_map(|s| s.domains()) {
+        log::info!(
+            "dkim: signing mail from {} (selectors {}, {})",
+            keys.domain,
+            KeyKind::Rsa.selector(&keys.selector),
+            KeyKind::Ed25519.selector(&keys.selector)
+        );
+    }
     let live = Arc::new(Live::new(config));
-    let server = Server::bind(live.clone(), spool.clone(), Some(tls)).await?;
+    let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer).await?;
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0.
         println!("tern: listening on {addr} ({})", role.name());
