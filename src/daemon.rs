@@ -1,6 +1,6 @@
 //! `tern serve`: start-up, reload and shutdown of the whole server. Claims
 //! the control socket (so a second daemon stops before it touches the spool),
-//! opens (and recovers) the spool, loads certificates, binds the listeners,
+//! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners,
 //! starts the scheduler and the control server, tells systemd it is ready
 //! (READY=1 only after all that), pings the watchdog; on SIGHUP re-reads
 //! tern.toml and the certificates (a bad new config is refused and the old one
@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
 use crate::control::{self, ControlListener};
+use crate::dkim::keys::KeyKind;
+use crate::dkim::Signer;
 use crate::inbound::{Server, Shared};
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
@@ -36,6 +38,8 @@ const DELIVERY_CONCURRENCY: usize = 8;
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // A missing or broken DKIM key stops the start, as a config error.
+    let signer = Signer::from_config(&config)?.map(Arc::new);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -49,8 +53,16 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
+    for keys in signer.iter().flat_map(|s| s.domains()) {
+        log::info!(
+            "dkim: signing mail from {} (selectors {}, {})",
+            keys.domain,
+            KeyKind::Rsa.selector(&keys.selector),
+            KeyKind::Ed25519.selector(&keys.selector)
+        );
+    }
     let live = Arc::new(Live::new(config));
-    let server = Server::bind(live.clone(), spool.clone(), Some(tls)).await?;
+    let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer).await?;
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0.
         println!("tern: listening on {addr} ({})", role.name());

@@ -3,6 +3,8 @@
 //! `tern queue …` manages queued mail through the daemon's control socket (or
 //! reads the spool when the daemon is down). Invoked as `mailq` (a symlink),
 //! it is `tern queue list`. Exit codes: 0 ok, 1 error, 2 usage.
+//! `tern dkim keygen` and `tern dkim dns` make DKIM keys and print their DNS
+//! records.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use tern::config::Config;
 use tern::control::{self, Client, ControlError};
 use tern::queue::listing;
 use tern::queue::{QueueId, SpoolError};
+use tern::dkim::keys::{self, KeyKind};
+use tern::dkim::Signer;
 
 /// Where `tern config check` looks when no path is given.
 const DEFAULT_CONFIG_PATH: &str = "/etc/tern/tern.toml";
@@ -53,6 +57,11 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         cmd: QueueCmd,
+    },
+    /// DKIM keys and the DNS records that publish them.
+    Dkim {
+        #[command(subcommand)]
+        cmd: DkimCmd,
     },
 }
 
@@ -112,6 +121,37 @@ enum ConfigCmd {
     },
 }
 
+/// `tern dkim …`
+#[derive(Debug, Subcommand)]
+enum DkimCmd {
+    /// Generate a domain's DKIM keys (RSA 2048 and Ed25519, mode 0600) into
+    /// the configured key directory and print the DNS TXT records to publish.
+    Keygen {
+        /// The domain mail is signed for, e.g. example.org
+        #[arg(long)]
+        domain: String,
+        /// The base selector; the keys get <selector>-rsa and
+        /// <selector>-ed25519 [default: selector of [dkim], or "tern"]
+        #[arg(long)]
+        selector: Option<String>,
+        /// The configuration file [default: /etc/tern/tern.toml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write the keys into this directory instead of [dkim] keys
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace existing keys (the old DNS records stop working)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the DNS TXT records of every [dkim] domain again.
+    Dns {
+        /// The configuration file [default: /etc/tern/tern.toml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     // argv[0] dispatch: the same binary installed under other names.
@@ -143,6 +183,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Dkim { cmd } => dkim(cmd),
     }
 }
 
@@ -290,9 +331,10 @@ fn serve(path: Option<&Path>) -> ExitCode {
     }
 }
 
-/// `tern config check`: the summary on stdout, or the error on stderr.
+/// `tern config check`: the summary on stdout, or the error on stderr. The
+/// DKIM keys the file names must be there and usable.
 fn config_check(path: &Path) -> ExitCode {
-    match Config::load(path) {
+    match Config::load(path).and_then(|c| Signer::from_config(&c).map(|_| c)) {
         Ok(config) => {
             println!("{}", config.summary(path));
             ExitCode::SUCCESS
@@ -378,4 +420,83 @@ fn without_echo<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T>
     let result = f();
     let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
     result
+}
+
+/// `tern dkim keygen` and `tern dkim dns`: records on stdout, the rest on
+/// stderr.
+fn dkim(cmd: DkimCmd) -> ExitCode {
+    let config_path = |c: Option<PathBuf>| c.unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
+    let result = match cmd {
+        DkimCmd::Keygen {
+            domain,
+            selector,
+            config,
+            dir,
+            force,
+        } => {
+            // With --dir alone, no config is needed.
+            let config = match (&dir, config) {
+                (Some(_), None) => None,
+                (_, path) => match Config::load(&config_path(path)) {
+                    Ok(config) => Some(config),
+                    Err(e) => return fail(&e),
+                },
+            };
+            let dkim = config.as_ref().and_then(|c| c.dkim.as_ref());
+            let dir = dir
+                .or_else(|| dkim.map(|d| d.keys_dir.clone()))
+                .or_else(|| config.as_ref().map(|c| c.data_dir.join("dkim")))
+                .unwrap_or_default();
+            let selector = selector
+                .or_else(|| dkim.map(|d| d.selector.clone()))
+                .unwrap_or_else(|| tern::config::DEFAULT_DKIM_SELECTOR.into());
+            keys::keygen(&dir, &domain, &selector, force).map(|keys| {
+                for kind in KeyKind::ALL {
+                    let path = kind.path(&dir, &keys.domain, &keys.selector);
+                    eprintln!("wrote {}", path.display());
+                }
+                match (&config, dkim) {
+                    (Some(_), None) => {
+                        eprintln!("note: nothing is signed until tern.toml has a [dkim] table")
+                    }
+                    (_, Some(d)) if !d.domains.contains(&keys.domain) => eprintln!(
+                        "note: mail from {} is not signed until [dkim] domains lists it",
+                        keys.domain
+                    ),
+                    _ => {}
+                }
+                eprintln!("publish these DNS records in the zone of {}:", keys.domain);
+                vec![keys]
+            })
+        }
+        DkimCmd::Dns { config } => {
+            let path = config_path(config);
+            match Config::load(&path).map(|c| c.dkim) {
+                Ok(Some(dkim)) => match Signer::load(&dkim) {
+                    Ok(signer) => Ok(signer.into_domains()),
+                    Err(e) => return fail(&dkim.place.error(e.to_string())),
+                },
+                Ok(None) => {
+                    eprintln!("{}: no [dkim] table: nothing is signed", path.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => return fail(&e),
+            }
+        }
+    };
+    match result {
+        Ok(domains) => {
+            for record in domains.iter().flat_map(|keys| keys.dns_records()) {
+                println!("{record}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints `error` and fails.
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{error}");
+    ExitCode::FAILURE
 }

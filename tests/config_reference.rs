@@ -97,6 +97,9 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(queue.delay_notice, Duration::from_secs(4 * 3600));
     assert_eq!(queue.retry_first, Duration::from_secs(5 * 60));
     assert_eq!(queue.retry_max, Duration::from_secs(4 * 3600));
+
+    // [dkim] is a commented-out example: nothing is signed.
+    assert_eq!(config.dkim, None);
 }
 
 #[test]
@@ -227,5 +230,36 @@ fn the_commented_out_tls_table_is_valid_when_uncommented() {
             cert: "/etc/tern/tls/fullchain.pem".into(),
             key: "/etc/tern/tls/key.pem".into()
         }
+    );
+}
+
+#[test]
+fn the_commented_out_dkim_table_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = uncomment(&text, "[dkim]");
+    assert!(
+        uncommented.contains("\n[dkim]\nselector = "),
+        "the [dkim] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let dkim = config.dkim.expect("[dkim] is parsed");
+    assert_eq!(dkim.selector, "tern");
+    assert_eq!(dkim.keys_dir, PathBuf::from("/var/lib/tern/dkim"));
+    assert_eq!(dkim.domains, ["example.org", "example.net"]);
+    // The documented defaults are the values the example spells out.
+    let defaults = Config::parse(
+        &uncommented.replace(
+            "[dkim]\nselector = \"tern\"\nkeys = \"/var/lib/tern/dkim\"\n\
+             domains = [\"example.org\", \"example.net\"]\n",
+            "[dkim]\n",
+        ),
+        Path::new("tern.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let defaults = defaults.dkim.expect("[dkim] is parsed");
+    assert_eq!(
+        (defaults.selector, defaults.keys_dir, defaults.domains),
+        (dkim.selector, dkim.keys_dir, dkim.domains)
     );
 }

@@ -59,6 +59,28 @@ impl Position {
     }
 }
 
+/// A place in a config file, kept after validation for the mistakes that can
+/// only be found later, such as a key file the config names that is missing
+/// (checked when the server starts and by `tern config check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The origin the config was parsed under.
+    pub file: PathBuf,
+    /// Where in the file, if known.
+    pub position: Option<Position>,
+}
+
+impl Place {
+    /// A [`ConfigError`] at this place.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            position: self.position,
+            message: message.into(),
+        }
+    }
+}
+
 /// Renders `:line:col` for a known position and nothing otherwise.
 struct At<'a>(&'a Option<Position>);
 

@@ -13,8 +13,9 @@ mod raw;
 mod units;
 mod validate;
 
-pub use error::{ConfigError, Position};
+pub use error::{ConfigError, Place, Position};
 pub use live::Live;
+pub(crate) use names::{dns_name_problem, selector_problem};
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;
@@ -51,6 +52,31 @@ pub struct Config {
     pub relay: Relay,
     /// Retry schedule and lifetime of queued mail (`[queue]`).
     pub queue: QueueSettings,
+    /// DKIM signing of submitted mail (`[dkim]`); `None`: nothing is signed.
+    pub dkim: Option<Dkim>,
+}
+
+/// The base DKIM selector when `[dkim]` names none.
+pub const DEFAULT_DKIM_SELECTOR: &str = "tern";
+
+/// DKIM signing (`[dkim]`, see `crate::dkim`): mail submitted by our users
+/// whose From: domain is one of `domains` gets an rsa-sha256 and an
+/// ed25519-sha256 signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dkim {
+    /// The base selector (lowercase). Each key has its own selector: the RSA
+    /// key is published at `<selector>-rsa._domainkey.<domain>`, the Ed25519
+    /// key at `<selector>-ed25519._domainkey.<domain>`. Default `tern`.
+    pub selector: String,
+    /// The directory holding the private keys,
+    /// `<domain>.<selector>.rsa.pem` and `<domain>.<selector>.ed25519.pem`.
+    /// Default `<data_dir>/dkim`.
+    pub keys_dir: PathBuf,
+    /// The signing domains (lowercase, each a local domain). Default: all
+    /// local domains.
+    pub domains: Vec<String>,
+    /// Where `[dkim]` is written, for a key file found missing at start.
+    pub place: Place,
 }
 
 /// How mail for other domains is delivered.
@@ -301,8 +327,8 @@ impl Config {
     /// A one-line summary for `tern config check`, naming the file it came from:
     /// `ok: /etc/tern/tern.toml: hostname mail.example.org, 3 listeners (mx
     /// 0.0.0.0:25, submission 0.0.0.0:587, submissions 0.0.0.0:465), 2 domains,
-    /// 2 users, 3 aliases`, and `, smarthost smtp.provider.example:587` when
-    /// one is set.
+    /// 2 users, 3 aliases`, then `, smarthost smtp.provider.example:587` when
+    /// one is set and `, dkim for 2 domains (selector tern)` with `[dkim]`.
     pub fn summary(&self, origin: &Path) -> String {
         let listeners = self
             .listeners
@@ -315,8 +341,16 @@ impl Config {
             Some(s) => format!(", smarthost {}:{}", s.host, s.port),
             None => String::new(),
         };
+        let dkim = match &self.dkim {
+            Some(d) => format!(
+                ", dkim for {} (selector {})",
+                count(d.domains.len(), "domain", "domains"),
+                d.selector
+            ),
+            None => String::new(),
+        };
         format!(
-            "ok: {}: hostname {}, {} ({listeners}), {}, {}, {}{smarthost}",
+            "ok: {}: hostname {}, {} ({listeners}), {}, {}, {}{smarthost}{dkim}",
             origin.display(),
             self.hostname,
             count(self.listeners.len(), "listener", "listeners"),

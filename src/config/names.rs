@@ -1,5 +1,6 @@
 //! Syntax of the names `tern.toml` holds: DNS names (hostname, domains), user
-//! names, the local parts of addresses and `host[:port]` (smarthost, routes).
+//! names, the local parts of addresses, `host[:port]` (smarthost, routes) and
+//! DKIM selectors.
 //! Each check returns `None` for a good name or the reason it is bad, phrased to
 //! follow `… is not a valid …: `.
 
@@ -54,6 +55,51 @@ pub fn dns_name_problem(name: &str) -> Option<String> {
     let last = name.rsplit('.').next().unwrap_or(name);
     if last.bytes().all(|b| b.is_ascii_digit()) {
         return Some("it looks like an IP address; expected a name".into());
+    }
+    None
+}
+
+/// The longest suffix tern appends to a DKIM selector: `-ed25519` (see
+/// `crate::dkim`: each key has its own selector, `<selector>-rsa` and
+/// `<selector>-ed25519`).
+pub const SELECTOR_SUFFIX_MAX: usize = "-ed25519".len();
+
+/// Why `selector` is not a DKIM selector we accept, or `None`.
+///
+/// A selector is one or more dot-separated DNS labels (RFC 6376 §3.1) of
+/// letters, digits and hyphens, not starting or ending with a hyphen; unlike a
+/// host name it may be all digits (`2026`). Its last label must leave room for
+/// the `-ed25519` tern appends, within the 63 characters of a label.
+pub fn selector_problem(selector: &str) -> Option<String> {
+    if selector.is_empty() {
+        return Some("it is empty".into());
+    }
+    if selector.starts_with('.') || selector.ends_with('.') || selector.contains("..") {
+        return Some("it has an empty label (a leading, trailing or double dot)".into());
+    }
+    for label in selector.split('.') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Some(format!(
+                "label \"{label}\" may hold only letters, digits and hyphens"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label \"{label}\" starts or ends with a hyphen"));
+        }
+        if label.len() > 63 {
+            return Some(format!("label \"{label}\" is longer than 63 characters"));
+        }
+    }
+    let last = selector.rsplit('.').next().unwrap_or(selector);
+    let room = 63 - SELECTOR_SUFFIX_MAX;
+    if last.len() > room {
+        return Some(format!(
+            "its last label is longer than {room} characters, which leaves no room for \
+             the \"-ed25519\" suffix"
+        ));
     }
     None
 }
@@ -216,6 +262,28 @@ mod tests {
         ] {
             let problem = dns_name_problem(name).unwrap_or_default();
             assert!(problem.contains(reason), "{name}: {problem}");
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        for good in ["tern", "2026", "mail-2026", "a.b", &"s".repeat(55)] {
+            assert_eq!(selector_problem(good), None, "{good}");
+        }
+        for (bad, reason) in [
+            ("", "empty"),
+            (".tern", "empty label"),
+            ("tern.", "empty label"),
+            ("a..b", "empty label"),
+            ("tern_1", "letters, digits and hyphens"),
+            ("tern/x", "letters, digits and hyphens"),
+            ("-tern", "hyphen"),
+            ("tern-", "hyphen"),
+            (&"s".repeat(56), "no room"),
+            (&format!("{}.x", "s".repeat(64)), "longer than 63"),
+        ] {
+            let problem = selector_problem(bad).unwrap_or_default();
+            assert!(problem.contains(reason), "{bad}: {problem}");
         }
     }
 

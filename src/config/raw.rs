@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     #[serde(default)]
     pub queue: RawQueue,
+    /// `[dkim]`; absent means no signing.
+    pub dkim: Option<Spanned<RawDkim>>,
 }
 
 /// One `[[listener]]` table.
@@ -135,6 +137,18 @@ pub struct RawQueue {
     pub delay_notice: Option<Spanned<RawDuration>>,
     pub retry_first: Option<Spanned<RawDuration>>,
     pub retry_max: Option<Spanned<RawDuration>>,
+}
+
+/// The `[dkim]` table; every key is optional.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [dkim] table with optionally selector, keys and domains"
+)]
+pub struct RawDkim {
+    pub selector: Option<Spanned<String>>,
+    pub keys: Option<Spanned<String>>,
+    pub domains: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The `[aliases]` table: `(source, targets)` pairs in file order.

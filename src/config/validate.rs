@@ -2,10 +2,10 @@
 //! TOML shape lives here, checked once; the first broken rule becomes a
 //! [`ConfigError`] at the span of the value that breaks it.
 //!
-//! Relative paths (`data_dir`, `[tls]`, `maildir`, `relay.ca_file`) resolve
-//! against the directory of the config file; when the origin has no directory
-//! part (the embedded default, or a bare `tern.toml`) they stay relative to the
-//! current directory.
+//! Relative paths (`data_dir`, `[tls]`, `maildir`, `relay.ca_file`,
+//! `dkim.keys`) resolve against the directory of the config file; when the
+//! origin has no directory part (the embedded default, or a bare `tern.toml`)
+//! they stay relative to the current directory.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ use super::raw::{RawConfig, RawListener, RawTls, RawUser};
 use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
+mod dkim;
 mod limits;
 mod numbers;
 mod queue;
@@ -65,6 +66,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let limits = check.limits(&raw.limits)?;
     let relay = check.relay(&raw.relay, raw.route.as_ref(), &domains)?;
     let queue = check.queue(&raw.queue)?;
+    let dkim = check.dkim(raw.dkim.as_ref(), &domains, &data_dir)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -78,6 +80,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         limits,
         relay,
         queue,
+        dkim,
     })
 }
 

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Live, Role};
+use crate::dkim::Signer;
 use crate::queue::Spool;
 use crate::smtp::Reply;
 
@@ -42,14 +43,18 @@ pub struct Shared {
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     pub limits: Arc<ConnectionLimits>,
     pub throttle: Arc<auth::Throttle>,
+    /// Signs what authenticated users submit (`[dkim]`); loaded at start.
+    pub signer: Option<Arc<Signer>>,
 }
 
 impl Server {
-    /// Binds every listener of the live config.
+    /// Binds every listener of the live config. `signer` DKIM-signs what
+    /// authenticated users submit.
     pub async fn bind(
         live: Arc<Live>,
         spool: Spool,
         tls: Option<Arc<rustls::ServerConfig>>,
+        signer: Option<Arc<Signer>>,
     ) -> io::Result<Server> {
         let config = live.get();
         let mut listeners = Vec::new();
@@ -67,6 +72,7 @@ impl Server {
                 tls: RwLock::new(tls),
                 limits: Arc::new(ConnectionLimits::default()),
                 throttle: Arc::new(auth::Throttle::default()),
+                signer,
             }),
         })
     }
@@ -147,6 +153,7 @@ async fn accept_loop(
             spool: shared.spool.clone(),
             tls,
             throttle: shared.throttle.clone(),
+            signer: shared.signer.clone(),
             shutdown: shutdown.clone(),
         };
         connections.spawn(async move {

@@ -4,7 +4,8 @@
 //! spool appends to its log.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,6 +27,59 @@ impl Body {
             crc: crc32fast::hash(&bytes),
             data: BodyData::Memory(bytes),
         }
+    }
+
+    /// An independent reader of the bytes from the start, which can be sent
+    /// to another thread (the DKIM signer reads the message on a blocking
+    /// thread while the body stays here): a copy of a body in memory (at most
+    /// the spill threshold), or a second handle of the spill file read with
+    /// positioned reads, which leave the file's own position alone.
+    pub fn reader(&self) -> io::Result<BodyReader> {
+        let source = match &self.data {
+            BodyData::Memory(bytes) => ReaderSource::Memory(bytes.clone()),
+            BodyData::File(file) => ReaderSource::File(file.try_clone()?),
+        };
+        Ok(BodyReader {
+            source,
+            pos: 0,
+            len: self.len,
+        })
+    }
+}
+
+/// Reads a [`Body`]; see [`Body::reader`].
+#[derive(Debug)]
+pub struct BodyReader {
+    source: ReaderSource,
+    pos: u64,
+    len: u64,
+}
+
+#[derive(Debug)]
+enum ReaderSource {
+    Memory(Vec<u8>),
+    File(File),
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match &self.source {
+            ReaderSource::Memory(bytes) => {
+                let start = usize::try_from(self.pos).unwrap_or(usize::MAX);
+                let chunk = bytes.get(start..).unwrap_or_default();
+                let n = want.min(chunk.len());
+                buf[..n].copy_from_slice(&chunk[..n]);
+                n
+            }
+            ReaderSource::File(file) => file.read_at(&mut buf[..want], self.pos)?,
+        };
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -143,7 +197,7 @@ impl BodyBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Seek, SeekFrom};
 
     fn contents(body: Body) -> Vec<u8> {
         match body.data {
@@ -176,6 +230,25 @@ mod tests {
         assert_eq!(contents(body), expected);
         // The spill file has no name.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn readers_see_every_byte_and_leave_the_body_alone() {
+        let dir = std::env::temp_dir().join(format!("tern-body-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for threshold in [1000, 10] {
+            let mut buf = BodyBuffer::new(&dir, threshold);
+            let expected: Vec<u8> = (0..200u8).collect();
+            buf.write(&expected).unwrap();
+            let body = buf.take().unwrap();
+            let mut first = Vec::new();
+            body.reader().unwrap().read_to_end(&mut first).unwrap();
+            let mut second = Vec::new();
+            body.reader().unwrap().read_to_end(&mut second).unwrap();
+            assert_eq!((&first, &second), (&expected, &expected));
+            assert_eq!(contents(body), expected);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

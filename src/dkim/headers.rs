@@ -1,0 +1,361 @@
+//! The header section of a message as the signer needs it: its fields
+//! ([`fields`]), and the domain of the one author in `From:`
+//! ([`author_domain`]), parsed by the RFC 5322 §3.4 grammar with comments,
+//! quoted strings, display names and folding. Pure functions over bytes.
+
+/// One header field: the name as written and the raw value after the colon,
+/// continuation lines and the final CRLF included (what relaxed
+/// canonicalization, RFC 6376 §3.4.2, works on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// The fields of `section` (the header section, up to and including the
+/// CRLF of its last line) in order.
+///
+/// A field starts on a line whose text before the first colon is a field
+/// name (RFC 5322 §3.6.8: printable ASCII, no space); lines starting with
+/// a space or tab continue it (§2.2.3). Any other line is not a field and is
+/// skipped: it cannot be one of the fields we sign.
+pub fn fields(section: &[u8]) -> Vec<Field<'_>> {
+    let mut result: Vec<Field<'_>> = Vec::new();
+    // The field being read: (name, start of value) and where its text ends.
+    let mut current: Option<(&[u8], usize)> = None;
+    let mut end = 0;
+    let mut pos = 0;
+    while pos < section.len() {
+        let line_end = match section[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => pos + i + 1,
+            None => section.len(),
+        };
+        let line = &section[pos..line_end];
+        if matches!(line.first(), Some(b' ' | b'\t')) && current.is_some() {
+            end = line_end;
+        } else {
+            if let Some((name, start)) = current.take() {
+                result.push(Field {
+                    name,
+                    value: &section[start..end],
+                });
+            }
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                let name = &line[..colon];
+                if !name.is_empty() && name.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+                    current = Some((name, pos + colon + 1));
+                    end = line_end;
+                }
+            }
+        }
+        pos = line_end;
+    }
+    if let Some((name, start)) = current {
+        result.push(Field {
+            name,
+            value: &section[start..end],
+        });
+    }
+    result
+}
+
+/// Why a message has no author domain to sign for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoAuthor {
+    /// No `From:` field at all.
+    Missing,
+    /// More than one `From:` field (RFC 5322 §3.6 allows exactly one).
+    Repeated(usize),
+    /// `From:` names no mailbox, several, a group, or is not valid syntax.
+    Unparseable,
+}
+
+impl std::fmt::Display for NoAuthor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoAuthor::Missing => write!(f, "the message has no From: header"),
+            NoAuthor::Repeated(n) => write!(f, "the message has {n} From: headers"),
+            NoAuthor::Unparseable => write!(f, "its From: header is not one parseable mailbox"),
+        }
+    }
+}
+
+/// The domain (lowercase) of the single mailbox in the single `From:` field.
+pub fn author_domain(fields: &[Field<'_>]) -> Result<String, NoAuthor> {
+    let mut from = fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case(b"From"));
+    let field = match (from.next(), from.count()) {
+        (None, _) => return Err(NoAuthor::Missing),
+        (Some(field), 0) => field,
+        (Some(_), more) => return Err(NoAuthor::Repeated(more + 1)),
+    };
+    mailbox_domain(field.value).ok_or(NoAuthor::Unparseable)
+}
+
+/// The lexical tokens of an address header, comments and white space dropped
+/// (RFC 5322 §3.2.2 CFWS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token<'a> {
+    /// A run of `atext` and dots: an atom, a dot-atom, or part of an
+    /// obsolete one (`john . doe`). Bytes above 127 count as `atext`
+    /// (RFC 6532 §3.2, UTF-8 headers).
+    Atom(&'a [u8]),
+    /// The contents of a quoted string, quoted-pairs still escaped.
+    Quoted(&'a [u8]),
+    /// `[...]`, a domain literal.
+    Literal(&'a [u8]),
+    /// One of `< > @ , : ;` (and `(`, `)`, `[`, `]`, `\`, `"` when they
+    /// stand unmatched, which makes the header unparseable).
+    Special(u8),
+}
+
+/// Splits a header value into tokens; `None` when a comment, quoted string or
+/// domain literal is left open.
+fn tokens(value: &[u8]) -> Option<Vec<Token<'_>>> {
+    let mut result = Vec::new();
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'(' => i = skip_comment(value, i)?,
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                loop {
+                    match value.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                result.push(Token::Quoted(&value[start..i]));
+                i += 1;
+            }
+            b'[' => {
+                let start = i + 1;
+                i = start;
+                loop {
+                    match value.get(i)? {
+                        b'\\' => i += 2,
+                        b']' => break,
+                        b'[' => return None,
+                        _ => i += 1,
+                    }
+                }
+                result.push(Token::Literal(&value[start..i]));
+                i += 1;
+            }
+            b if is_atom_byte(b) => {
+                let start = i;
+                while i < value.len() && is_atom_byte(value[i]) {
+                    i += 1;
+                }
+                result.push(Token::Atom(&value[start..i]));
+            }
+            other => {
+                result.push(Token::Special(other));
+                i += 1;
+            }
+        }
+    }
+    Some(result)
+}
+
+/// `atext` (RFC 5322 §3.2.3), `.`, and UTF-8 bytes.
+fn is_atom_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b) || b >= 0x80
+}
+
+/// The index after the comment that opens at `start` (comments nest,
+/// RFC 5322 §3.2.2); `None` if it never closes.
+fn skip_comment(value: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    loop {
+        match value.get(i)? {
+            b'\\' => i += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The domain of the one mailbox (RFC 5322 §3.4 `mailbox`) that `value`
+/// holds: `addr-spec`, or `[display-name] <addr-spec>`. `None` for anything
+/// else: no mailbox, a list of several, a group, a source route.
+fn mailbox_domain(value: &[u8]) -> Option<String> {
+    let tokens = tokens(value)?;
+    // obs-mbox-list (RFC 5322 §4.4) allows empty list elements: ", a@b,".
+    let mut mailboxes = tokens
+        .split(|t| *t == Token::Special(b','))
+        .filter(|m| !m.is_empty());
+    let (Some(mailbox), None) = (mailboxes.next(), mailboxes.next()) else {
+        return None;
+    };
+    let addr_spec = match mailbox.iter().position(|t| *t == Token::Special(b'<')) {
+        Some(open) => {
+            let close = mailbox.iter().position(|t| *t == Token::Special(b'>'))?;
+            let display = &mailbox[..open];
+            let words = |t: &Token<'_>| matches!(t, Token::Atom(_) | Token::Quoted(_));
+            if close != mailbox.len() - 1 || close < open || !display.iter().all(words) {
+                return None;
+            }
+            &mailbox[open + 1..close]
+        }
+        None => mailbox,
+    };
+    let at = addr_spec.iter().position(|t| *t == Token::Special(b'@'))?;
+    let (local, domain) = (&addr_spec[..at], &addr_spec[at + 1..]);
+    if !local_part_ok(local) {
+        return None;
+    }
+    domain_text(domain)
+}
+
+/// A local part: words (atoms or quoted strings) joined by dots, white space
+/// or comments around the dots allowed (RFC 5322 §4.4 `obs-local-part`).
+fn local_part_ok(local: &[Token<'_>]) -> bool {
+    let words = |t: &Token<'_>| matches!(t, Token::Atom(_) | Token::Quoted(_));
+    let dotted = |pair: &[Token<'_>]| match pair {
+        [Token::Atom(a), _] if a.ends_with(b".") => true,
+        [_, Token::Atom(b)] if b.starts_with(b".") => true,
+        _ => false,
+    };
+    !local.is_empty() && local.iter().all(words) && local.windows(2).all(dotted)
+}
+
+/// The domain of an `addr-spec`, lowercase: a dot-atom (atoms separated by
+/// folding white space or comments, RFC 5322 §4.4 `obs-domain`, are joined).
+/// A domain literal is never one of our domains: `None`.
+fn domain_text(tokens: &[Token<'_>]) -> Option<String> {
+    let mut domain = Vec::new();
+    for token in tokens {
+        match token {
+            Token::Atom(atom) => domain.extend_from_slice(atom),
+            _ => return None,
+        }
+    }
+    if domain.is_empty() || domain.starts_with(b".") || domain.ends_with(b".") {
+        return None;
+    }
+    if domain.windows(2).any(|w| w == b"..") {
+        return None;
+    }
+    String::from_utf8(domain)
+        .ok()
+        .map(|d| d.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain_of(from: &str) -> Option<String> {
+        mailbox_domain(format!("{from}\r\n").as_bytes())
+    }
+
+    #[test]
+    fn fields_keep_folding_and_final_crlf() {
+        let section = b"From: a@example.org\r\nSubject: one\r\n two\r\n\tthree\r\nX:\r\n";
+        let got = fields(section);
+        assert_eq!(
+            got,
+            [
+                Field {
+                    name: b"From",
+                    value: b" a@example.org\r\n"
+                },
+                Field {
+                    name: b"Subject",
+                    value: b" one\r\n two\r\n\tthree\r\n"
+                },
+                Field {
+                    name: b"X",
+                    value: b"\r\n"
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_that_are_not_fields_are_skipped() {
+        let section = b" orphan continuation\r\nnot a field\r\nFrom : x@y\r\nTo: b@c\r\n";
+        let got = fields(section);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, b"To");
+    }
+
+    #[test]
+    fn plain_and_named_mailboxes() {
+        for from in [
+            "alice@example.org",
+            "Alice@EXAMPLE.Org",
+            "<alice@example.org>",
+            "Alice <alice@example.org>",
+            "\"Alice, the \\\"first\\\"\" <alice@example.org>",
+            "Alice (work) <alice@example.org> (sent from my phone)",
+            "(comment (nested) here) alice@example.org",
+            "alice@example.org (Alice Liddell)",
+            "Alice\r\n\t<alice@example.org>",
+            "=?utf-8?q?Al=C3=ADce?= <alice@example.org>",
+            "Alíce Ünïcode <alice@example.org>",
+            "\"alice smith\"@example.org",
+            "\"alice\".smith@example.org",
+            "alice . smith@example.org",
+            "alice@ example . org",
+            "John Q. Public <alice@example.org>",
+            ", alice@example.org ,",
+        ] {
+            assert_eq!(domain_of(from).as_deref(), Some("example.org"), "{from}");
+        }
+    }
+
+    #[test]
+    fn anything_but_one_mailbox_has_no_domain() {
+        for from in [
+            "",
+            "   ",
+            "alice",
+            "alice@",
+            "@example.org",
+            "alice@example.org, bob@example.org",
+            "Alice <alice@example.org>, Bob <bob@example.org>",
+            "friends: alice@example.org;",
+            "undisclosed-recipients:;",
+            "Alice <alice@example.org",
+            "Alice alice@example.org>",
+            "<alice@example.org> Alice",
+            "alice@[192.0.2.1]",
+            "<@relay.example:alice@example.org>",
+            "(unclosed comment alice@example.org",
+            "\"unclosed alice@example.org",
+            "alice@example..org",
+            "Alice alice@example.org",
+            "\"Alice\" alice@example.org",
+            "alice@.example.org",
+            "a@b@example.org",
+        ] {
+            assert_eq!(domain_of(from), None, "{from}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_from_field() {
+        let one = fields(b"To: b@c\r\nfrom: Alice <alice@Example.org>\r\n");
+        assert_eq!(author_domain(&one), Ok("example.org".into()));
+        let none = fields(b"To: b@c\r\n");
+        assert_eq!(author_domain(&none), Err(NoAuthor::Missing));
+        let two = fields(b"From: a@example.org\r\nFrom: b@example.org\r\n");
+        assert_eq!(author_domain(&two), Err(NoAuthor::Repeated(2)));
+        let bad = fields(b"From: a@example.org, b@example.org\r\n");
+        assert_eq!(author_domain(&bad), Err(NoAuthor::Unparseable));
+    }
+}
