@@ -14,10 +14,10 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 use tern::config::Config;
 use tern::control::{self, Client, ControlError};
-use tern::queue::listing;
-use tern::queue::{QueueId, SpoolError};
 use tern::dkim::keys::{self, KeyKind};
 use tern::dkim::Signer;
+use tern::queue::listing;
+use tern::queue::{QueueId, SpoolError};
 
 /// Where `tern config check` looks when no path is given.
 const DEFAULT_CONFIG_PATH: &str = "/etc/tern/tern.toml";

@@ -15,11 +15,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Role};
 use crate::dkim::Signer;
-use crate::queue::{Body, BodyBuffer, QueueId, Spool};
-use crate::smtp::date::rfc5322;
-use crate::smtp::envelope::received_header;
+use crate::queue::{BodyBuffer, Spool};
 use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
+use super::accept::{accept, Origin};
 use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
 
@@ -309,46 +308,25 @@ impl Driver {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
                 Reply::QUEUE_FAILED
             })?;
-        let spool = &self.ctx.spool;
-        let id = spool.new_id();
-        let single = match tx.envelope.recipients.as_slice() {
-            [only] => Some(only.original.as_str()),
-            _ => None,
+        let show_peer = self.ctx.role == Role::Mx;
+        let origin = Origin::Smtp {
+            trace: tx.trace,
+            show_peer,
         };
-        let now = spool.clock().now();
-        let date = rfc5322(now);
-        let received = received_header(
-            &tx.trace,
-            &self.ctx.config.hostname,
-            &id.to_string(),
-            single,
-            &date,
-            true,
-        );
-        let sender = tx
-            .envelope
-            .sender
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let rcpts = tx.envelope.recipients.len();
-        let size = body.len;
-        // Sign once, here, at acceptance: what our users submit (RFC 6409).
-        // RFC 6376 §5.6: the signatures go on top, above our Received:,
-        // as the newest trace fields; neither is in the other's h=.
-        let mut prepend = match (&self.ctx.signer, &self.client.authenticated) {
-            (Some(signer), Some(_)) => dkim_signatures(signer, &body, now, id, self.peer).await,
-            _ => Vec::new(),
-        };
-        prepend.extend_from_slice(received.as_bytes());
-        match spool.enqueue(id, tx.envelope, prepend, body).await {
-            Ok(()) => {
-                log::info!(
-                    "queue_id={id} peer={} from=<{sender}> size={size} nrcpt={rcpts} status=queued",
-                    self.peer
-                );
-                Ok(id.to_string())
-            }
+        let signer = self.ctx.signer.as_ref();
+        let sign = self.client.authenticated.is_some();
+        match accept(
+            &self.ctx.spool,
+            &self.ctx.config,
+            signer,
+            tx.envelope,
+            origin,
+            body,
+            sign,
+        )
+        .await
+        {
+            Ok(id) => Ok(id.to_string()),
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
                 Err(Reply::QUEUE_FAILED)
@@ -368,53 +346,5 @@ impl Driver {
     async fn close_with(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
-    }
-}
-
-/// The `DKIM-Signature:` fields for a submitted message, or nothing when it
-/// is not ours to sign (its From: is not at a signing domain; the signer
-/// logs why).
-///
-/// A failure to sign never loses the message: it is logged as an error and
-/// the message is queued unsigned. Failures are either I/O on the spilled
-/// body (which the spool is about to read too, and would then refuse) or
-/// would repeat on every retry (a header section over the limit), so a 451
-/// would only move the failure to the client's outbox; an unsigned message
-/// still reaches local recipients, and one refused for its missing
-/// signature comes back to the sender as a bounce.
-async fn dkim_signatures(
-    signer: &Arc<Signer>,
-    body: &Body,
-    now: std::time::SystemTime,
-    id: QueueId,
-    peer: SocketAddr,
-) -> Vec<u8> {
-    let reader = match body.reader() {
-        Ok(reader) => reader,
-        Err(e) => {
-            log::error!("queue_id={id} peer={peer} dkim=fail: cannot read the body to sign it, queued UNSIGNED: {e}");
-            return Vec::new();
-        }
-    };
-    let signer = signer.clone();
-    // Hashing a large body and the RSA signature are CPU work: off the
-    // async threads.
-    match tokio::task::spawn_blocking(move || signer.sign_reader(reader, now)).await {
-        Ok(Ok(Some(headers))) => {
-            log::info!("queue_id={id} peer={peer} dkim=signed");
-            headers
-        }
-        Ok(Ok(None)) => {
-            log::info!("queue_id={id} peer={peer} dkim=none");
-            Vec::new()
-        }
-        Ok(Err(e)) => {
-            log::error!("queue_id={id} peer={peer} dkim=fail: {e}; queued UNSIGNED");
-            Vec::new()
-        }
-        Err(e) => {
-            log::error!("queue_id={id} peer={peer} dkim=fail: the signing task failed: {e}; queued UNSIGNED");
-            Vec::new()
-        }
     }
 }

@@ -5,7 +5,10 @@
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
 //! - [`limits`]: connection counting.
 //! - [`auth`]: password checks and the failed-login throttle.
+//! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
+//!   SMTP and local sendmail alike.
 
+pub mod accept;
 pub mod auth;
 pub mod connection;
 pub mod limits;

@@ -106,6 +106,29 @@ pub fn received_header(
     h
 }
 
+/// The `Received:` header for a message submitted on this machine with
+/// `sendmail` (RFC 5321 §4.4 allows a trace field with only "by"): which Unix
+/// user ran it, no network address.
+pub fn local_received_header(
+    hostname: &str,
+    uid: u32,
+    user: Option<&str>,
+    queue_id: &str,
+    single_recipient: Option<&str>,
+    date: &str,
+) -> String {
+    let who = match user {
+        Some(name) => format!("{} uid {uid}", sanitize(name)),
+        None => format!("uid {uid}"),
+    };
+    let mut h = format!("Received: by {hostname} (tern) via sendmail ({who})\r\n\tid {queue_id}");
+    if let Some(rcpt) = single_recipient {
+        h.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
+    }
+    h.push_str(&format!(";\r\n\t{date}\r\n"));
+    h
+}
+
 /// Keeps client-supplied text from breaking the header: printable, no parens.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -161,6 +184,22 @@ mod tests {
             h,
             "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (tern) with ESMTPS \
              (TLSv1.3 TLS13_AES_128_GCM_SHA256) id abc123\r\n\tfor <me@example.org>;\r\n\tSat, 28 Nov 2026 15:52:42 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn local_submissions_name_the_user_not_an_address() {
+        let h = local_received_header(
+            "mx.example.org",
+            1000,
+            Some("alice"),
+            "Q1",
+            Some("bob@example.org"),
+            "date",
+        );
+        assert_eq!(
+            h,
+            "Received: by mx.example.org (tern) via sendmail (alice uid 1000)\r\n\tid Q1\r\n\tfor <bob@example.org>;\r\n\tdate\r\n"
         );
     }
 
