@@ -21,6 +21,7 @@ use crate::config::{Config, Live};
 use crate::control::{self, ControlListener};
 use crate::dkim::keys::KeyKind;
 use crate::dkim::Signer;
+use crate::inbound::submit::Submitter;
 use crate::inbound::{Server, Shared};
 use crate::outbound::resolver::HickoryResolver;
 use crate::outbound::Outbound;
@@ -62,7 +63,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     let live = Arc::new(Live::new(config));
-    let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer).await?;
+    let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer.clone()).await?;
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0.
         println!("tern: listening on {addr} ({})", role.name());
@@ -79,7 +80,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
-    let control = tokio::spawn(control.serve(admin, stopped.clone()));
+    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone(), signer.clone()));
+    let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
     let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));

@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         cmd: DkimCmd,
     },
+    /// The sendmail interface (also when invoked as `sendmail`): reads a
+    /// message on stdin and hands it to the running daemon. Flags: -t -i -oi
+    /// -f ADDR -F NAME -C CONFIG, then recipients. Exit codes from sysexits.h.
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// `tern queue …`
@@ -162,10 +169,8 @@ fn main() -> ExitCode {
             .into_iter()
             .chain(args.into_iter().skip(1))
             .collect(),
-        // Issue 4 §3 goes here: `Some("sendmail") => return sendmail(args)`,
-        // which parses sendmail's own flags (-t, -i, -oi, -f, -F, recipients)
-        // without clap, submits over the control socket, and exits with
-        // sysexits.h codes.
+        // sendmail's own flags (-t, -i, -oi, -f, -F, recipients), not clap's.
+        Some("sendmail") => return sendmail(&args[1..]),
         _ => args,
     };
     match Cli::parse_from(args).command {
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Dkim { cmd } => dkim(cmd),
+        Command::Sendmail { args } => sendmail(&args),
     }
 }
 
@@ -499,4 +505,99 @@ fn dkim(cmd: DkimCmd) -> ExitCode {
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{error}");
     ExitCode::FAILURE
+}
+
+/// `sendmail`: reads the message, has the daemon queue it. Silent on
+/// success, like sendmail; a clear message and a sysexits.h code otherwise
+/// (never a silent drop: without a daemon nothing is accepted).
+fn sendmail(args: &[OsString]) -> ExitCode {
+    use std::io::Read;
+    use tern::sendmail::{exit, parse_args, prepare, Defaults};
+    let fail = |code: u8, message: &dyn std::fmt::Display| {
+        eprintln!("sendmail: {message}");
+        ExitCode::from(code)
+    };
+    let inv = match parse_args(args) {
+        Ok(inv) => inv,
+        Err(e) => return fail(exit::USAGE, &e.0),
+    };
+    let config_path = inv
+        .config
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
+    if inv.list_queue {
+        return match queue(&config_path, QueueCmd::List { json: false }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::UNAVAILABLE, &e),
+        };
+    }
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, &e),
+    };
+    let mut input = Vec::new();
+    let limit = config.limits.message_size;
+    if let Err(e) = std::io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut input)
+    {
+        return fail(exit::IOERR, &format!("cannot read the message: {e}"));
+    }
+    if input.len() as u64 > limit {
+        return fail(
+            exit::DATAERR,
+            &format!("message larger than the limit of {limit} octets; not sent"),
+        );
+    }
+    let login = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| "nobody".to_string(), |u| u.name);
+    let sender = inv
+        .sender
+        .clone()
+        .unwrap_or_else(|| format!("{login}@{}", config.hostname));
+    let now = SystemTime::now();
+    let unique = format!(
+        "{}.{}",
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0),
+        std::process::id()
+    );
+    let defaults = Defaults {
+        sender: if sender.is_empty() || sender == "<>" {
+            "MAILER-DAEMON"
+        } else {
+            &sender
+        },
+        hostname: &config.hostname,
+        date: &tern::smtp::date::rfc5322(now),
+        unique: &unique,
+    };
+    let prepared = match prepare(&input, &inv, &defaults) {
+        Ok(p) => p,
+        Err(e) => return fail(e.exit_code(), &e),
+    };
+    let socket = control::socket_path(&config.data_dir);
+    let result = Client::connect(&socket)
+        .and_then(|mut c| c.submit(&sender, &prepared.recipients, &prepared.content));
+    match result {
+        Ok(_) => ExitCode::from(exit::OK),
+        Err(ControlError::NotRunning(_)) => fail(
+            exit::UNAVAILABLE,
+            &"the tern daemon is not running; the message was NOT sent (start it: systemctl start tern)",
+        ),
+        Err(ControlError::Refused(f)) => {
+            let code = match f.kind {
+                control::FailureKind::NoSuchUser => exit::NOUSER,
+                control::FailureKind::BadAddress | control::FailureKind::TooBig => exit::DATAERR,
+                control::FailureKind::Io | control::FailureKind::Timeout => exit::TEMPFAIL,
+                _ => exit::SOFTWARE,
+            };
+            fail(code, &format!("message not sent: {f}"))
+        }
+        Err(e) => fail(exit::TEMPFAIL, &format!("message not sent: {e}")),
+    }
 }

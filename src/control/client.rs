@@ -52,6 +52,12 @@ impl Client {
             .get_mut()
             .write_all(&encode_request(request))
             .map_err(io)?;
+        self.read_answer()
+    }
+
+    /// Reads one answer line.
+    fn read_answer(&mut self) -> Result<Reply, ControlError> {
+        let io = |e| ControlError::io(&self.path, e);
         let mut line = Vec::new();
         (&mut self.reader)
             .take(MAX_RESPONSE_LINE as u64)
@@ -119,6 +125,32 @@ impl Client {
         self.done("delete", &Request::Delete { id, bounce })
     }
 
+    /// Hands a message to the daemon (local `sendmail`); returns its queue id
+    /// once it is durable.
+    pub fn submit(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+        content: &[u8],
+    ) -> Result<QueueId, ControlError> {
+        let request = Request::Submit {
+            sender: sender.to_string(),
+            recipients: recipients.to_vec(),
+            size: content.len() as u64,
+        };
+        let io = |e| ControlError::io(&self.path, e);
+        let stream = self.reader.get_mut();
+        stream.write_all(&encode_request(&request)).map_err(io)?;
+        // The daemon may refuse before reading the payload (too big) and
+        // close: its answer still tells why.
+        let sent = stream.write_all(content);
+        match (self.read_answer(), sent) {
+            (Ok(Reply::Queued { id }), _) => Ok(id),
+            (Ok(other), _) => Err(unexpected("submit", &other)),
+            (Err(e), _) => Err(e),
+        }
+    }
+
     fn done(&mut self, name: &str, request: &Request) -> Result<(), ControlError> {
         match self.request(request)? {
             Reply::Done => Ok(()),
@@ -133,6 +165,7 @@ fn unexpected(request: &str, reply: &Reply) -> ControlError {
         Reply::List { .. } => "list",
         Reply::Show { .. } => "show",
         Reply::Flushed { .. } => "flushed",
+        Reply::Queued { .. } => "queued",
         Reply::Done => "done",
     };
     ControlError::Protocol(format!("the daemon answered {request} with {kind}"))

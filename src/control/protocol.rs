@@ -40,10 +40,20 @@ pub enum Request {
         #[serde(default)]
         bounce: bool,
     },
+    /// Queue a message from local `sendmail`; exactly `size` octets of it
+    /// follow the request line: [`Reply::Queued`].
+    Submit {
+        /// The envelope sender; empty for the null sender `<>`.
+        sender: String,
+        recipients: Vec<String>,
+        size: u64,
+    },
 }
 
 /// Every `op` this daemon knows; any other is [`FailureKind::Unsupported`].
-const KNOWN_OPS: &[&str] = &["ping", "list", "show", "flush", "hold", "release", "delete"];
+const KNOWN_OPS: &[&str] = &[
+    "ping", "list", "show", "flush", "hold", "release", "delete", "submit",
+];
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +76,10 @@ pub enum Reply {
         held: usize,
     },
     Done,
+    /// A submitted message is durable under this id.
+    Queued {
+        id: QueueId,
+    },
 }
 
 /// Why the daemon did not do what was asked.
@@ -84,6 +98,12 @@ pub enum FailureKind {
     Io,
     /// The operation did not finish in time (it may still complete).
     Timeout,
+    /// A submitted message names a recipient at our domains nobody has.
+    NoSuchUser,
+    /// A submitted address is not valid syntax.
+    BadAddress,
+    /// A submitted message is larger than `limits.message_size`.
+    TooBig,
     /// Anything else (a bug).
     Internal,
     /// A kind a newer daemon sends that this client does not know.
@@ -295,9 +315,9 @@ mod tests {
                 "not a queue id",
             ),
             (
-                br#"{"op":"submit","size":10}"#,
+                br#"{"op":"frobnicate","size":10}"#,
                 FailureKind::Unsupported,
-                "does not support \"submit\"",
+                "does not support \"frobnicate\"",
             ),
             (b"\xff\xfe", FailureKind::BadRequest, "not a JSON request"),
         ] {

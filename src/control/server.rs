@@ -15,8 +15,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::inbound::submit::{SubmitError, Submitter};
 use crate::queue::admin::Admin;
 use crate::queue::listing::{MessageDetails, MessageSummary};
+use crate::queue::BodyBuffer;
 use crate::queue::SpoolError;
 
 use super::protocol::{
@@ -74,7 +76,12 @@ impl ControlListener {
 
     /// Answers requests until `shutdown` turns true; then closes the socket,
     /// removes its file, and gives connections in progress a moment.
-    pub async fn serve(self, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        admin: Arc<Admin>,
+        submitter: Arc<Submitter>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut connections = JoinSet::new();
         loop {
@@ -94,8 +101,9 @@ impl ControlListener {
             match accepted {
                 Ok((stream, _)) => {
                     let admin = admin.clone();
+                    let submitter = submitter.clone();
                     connections.spawn(async move {
-                        connection(stream, admin).await;
+                        connection(stream, admin, submitter).await;
                         drop(permit);
                     });
                 }
@@ -189,7 +197,8 @@ async fn read_line(
 
 /// Serves one client: requests in sequence until it closes, stalls, or sends
 /// something that is not a request we know.
-async fn connection(stream: UnixStream, admin: Arc<Admin>) {
+async fn connection(stream: UnixStream, admin: Arc<Admin>, submitter: Arc<Submitter>) {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -218,9 +227,73 @@ async fn connection(stream: UnixStream, admin: Arc<Admin>) {
                 return;
             }
         };
+        if let Request::Submit {
+            sender,
+            recipients,
+            size,
+        } = request
+        {
+            // The payload follows the line; after a refusal the connection
+            // closes, since what follows cannot be read as requests.
+            let result = submit(&mut reader, &submitter, sender, recipients, size, uid).await;
+            let refused = result.is_err();
+            if !answer(&mut write, &Response::from(result)).await || refused {
+                return;
+            }
+            continue;
+        }
         let response = Response::from(run(request, admin.clone()).await);
         if !answer(&mut write, &response).await {
             return;
+        }
+    }
+}
+
+/// Reads a submitted message (`size` octets) and queues it.
+async fn submit(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    submitter: &Submitter,
+    sender: String,
+    recipients: Vec<String>,
+    size: u64,
+    uid: Option<u32>,
+) -> Result<Reply, Failure> {
+    let limit = submitter.size_limit();
+    if size > limit {
+        return Err(Failure::new(
+            FailureKind::TooBig,
+            format!("the message has {size} octets; the limit is {limit} (limits.message_size)"),
+        ));
+    }
+    let mut buffer = BodyBuffer::new(&submitter.tmp_dir(), 1 << 20);
+    let mut left = size;
+    let mut chunk = vec![0u8; 64 << 10];
+    let io = |e: &dyn std::fmt::Display| {
+        Failure::new(FailureKind::Io, format!("reading the message: {e}"))
+    };
+    while left > 0 {
+        let want = left.min(chunk.len() as u64) as usize;
+        let n = match tokio::time::timeout(READ_TIMEOUT, reader.read(&mut chunk[..want])).await {
+            Ok(Ok(0)) => return Err(io(&"the client stopped before the end of the message")),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(io(&e)),
+            Err(_) => return Err(io(&"the client stalled")),
+        };
+        buffer.write(&chunk[..n]).map_err(|e| io(&e))?;
+        left -= n as u64;
+    }
+    buffer.ensure_final_crlf().map_err(|e| io(&e))?;
+    let body = buffer.take().map_err(|e| io(&e))?;
+    match submitter.submit(&sender, &recipients, body, uid).await {
+        Ok(id) => Ok(Reply::Queued { id }),
+        Err(e) => {
+            log::warn!("control: sendmail submission from uid {uid:?} refused: {e}");
+            let kind = match &e {
+                SubmitError::NoSuchUser(_) => FailureKind::NoSuchUser,
+                SubmitError::BadAddress(_) => FailureKind::BadAddress,
+                SubmitError::Spool(_) => FailureKind::Io,
+            };
+            Err(Failure::new(kind, e.to_string()))
         }
     }
 }
@@ -263,6 +336,11 @@ async fn handle(request: Request, admin: Arc<Admin>) -> Result<Reply, Failure> {
     let spool = admin.spool();
     let failed = |e: SpoolError| Failure::from(&e);
     match request {
+        // Handled by `connection`, which reads its payload.
+        Request::Submit { .. } => Err(Failure::new(
+            FailureKind::BadRequest,
+            "submit without its payload",
+        )),
         Request::Ping => Ok(Reply::Pong {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -31,12 +31,17 @@ async fn daemon() -> Daemon {
     let live = Arc::new(Live::new(Config::default_config()));
     let admin = Arc::new(Admin::new(
         spool.clone(),
-        Arc::new(Notifier::new(spool.clone(), live)),
+        Arc::new(Notifier::new(spool.clone(), live.clone())),
+    ));
+    let submitter = Arc::new(crate::inbound::submit::Submitter::new(
+        live,
+        spool.clone(),
+        None,
     ));
     let socket = dir.path().join("control.sock");
     let listener = ControlListener::bind(&socket).unwrap();
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(listener.serve(admin, stopped));
+    let task = tokio::spawn(listener.serve(admin, submitter, stopped));
     Daemon {
         _dir: dir,
         socket,

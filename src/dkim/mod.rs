@@ -13,7 +13,6 @@
 //! - [`headers`]: header fields of a message, and the domain of its author.
 //! - [`keys`]: key files, key generation, the DNS records to publish.
 
-pub mod headers;
 pub mod keys;
 
 use std::io::{self, Read};
@@ -25,7 +24,7 @@ use mail_auth::dkim::canonicalize::BodyHasher;
 use mail_auth::dkim::{Canonicalization, Signature};
 
 use crate::config::{Config, ConfigError, Dkim};
-use headers::Field;
+use crate::message::{self as headers, Field};
 use keys::{DomainKeys, KeyKind};
 
 /// The header fields we sign when the message has them, in `h=` order

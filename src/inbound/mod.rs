@@ -7,12 +7,14 @@
 //! - [`auth`]: password checks and the failed-login throttle.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
+//! - [`submit`]: local sendmail submissions (from the control socket).
 
 pub mod accept;
 pub mod auth;
 pub mod connection;
 pub mod limits;
 pub mod policy;
+pub mod submit;
 
 use std::io;
 use std::net::SocketAddr;

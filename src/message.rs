@@ -1,7 +1,8 @@
-//! The header section of a message as the signer needs it: its fields
-//! ([`fields`]), and the domain of the one author in `From:`
-//! ([`author_domain`]), parsed by the RFC 5322 §3.4 grammar with comments,
-//! quoted strings, display names and folding. Pure functions over bytes.
+//! The header section of a message (RFC 5322): its fields ([`fields`]), the
+//! domain of the one author in `From:` ([`author_domain`], for DKIM), and the
+//! addresses of an address-list field ([`addresses`], for `sendmail -t`),
+//! parsed by the §3.4 grammar with comments, quoted strings, display names,
+//! groups and folding. Pure functions over bytes.
 
 /// One header field: the name as written and the raw value after the colon,
 /// continuation lines and the final CRLF included (what relaxed
@@ -91,6 +92,94 @@ pub fn author_domain(fields: &[Field<'_>]) -> Result<String, NoAuthor> {
         (Some(_), more) => return Err(NoAuthor::Repeated(more + 1)),
     };
     mailbox_domain(field.value).ok_or(NoAuthor::Unparseable)
+}
+
+/// The header section of `message`: up to and including the CRLF (or LF)
+/// that ends its last line, before the empty line; all of it when there is no
+/// body.
+pub fn header_section(message: &[u8]) -> &[u8] {
+    let mut pos = 0;
+    while pos < message.len() {
+        let line_end = message[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |i| pos + i + 1);
+        let line = &message[pos..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return &message[..pos];
+        }
+        pos = line_end;
+    }
+    message
+}
+
+/// The addresses (`local@domain`, as written, quotes kept) of an address-list
+/// field value such as `To:` or `Cc:` (RFC 5322 §3.4 `address-list`): plain
+/// addresses, `Name <addr>`, groups (`friends: a@x, b@y;`, the empty
+/// `undisclosed-recipients:;`). `None` when the value is not valid syntax.
+pub fn addresses(value: &[u8]) -> Option<Vec<String>> {
+    let tokens = tokens(value)?;
+    let mut result = Vec::new();
+    // Group names and their ':' and ';' only frame the addresses inside.
+    let mut mailbox: Vec<Token<'_>> = Vec::new();
+    let flush = |mailbox: &mut Vec<Token<'_>>, result: &mut Vec<String>| -> Option<()> {
+        if mailbox.is_empty() {
+            return Some(());
+        }
+        result.push(addr_spec_text(mailbox)?);
+        mailbox.clear();
+        Some(())
+    };
+    let mut i = 0;
+    while i < tokens.len() {
+        match tokens[i] {
+            Token::Special(b',') | Token::Special(b';') => flush(&mut mailbox, &mut result)?,
+            Token::Special(b':') if !mailbox.iter().any(|t| *t == Token::Special(b'<')) => {
+                // A group's display name ends here.
+                mailbox.clear();
+            }
+            ref t => mailbox.push(t.clone()),
+        }
+        i += 1;
+    }
+    flush(&mut mailbox, &mut result)?;
+    Some(result)
+}
+
+/// The addr-spec of one mailbox's tokens (`[display] <addr>` or `addr`).
+fn addr_spec_text(mailbox: &[Token<'_>]) -> Option<String> {
+    let spec = match mailbox.iter().position(|t| *t == Token::Special(b'<')) {
+        Some(open) => {
+            let close = mailbox.iter().position(|t| *t == Token::Special(b'>'))?;
+            if close < open {
+                return None;
+            }
+            &mailbox[open + 1..close]
+        }
+        None => mailbox,
+    };
+    let mut text = Vec::new();
+    for t in spec {
+        match t {
+            Token::Atom(a) => text.extend_from_slice(a),
+            Token::Quoted(q) => {
+                text.push(b'"');
+                text.extend_from_slice(q);
+                text.push(b'"');
+            }
+            Token::Literal(l) => {
+                text.push(b'[');
+                text.extend_from_slice(l);
+                text.push(b']');
+            }
+            Token::Special(b'@') => text.push(b'@'),
+            Token::Special(_) => return None,
+        }
+    }
+    if !text.contains(&b'@') {
+        return None;
+    }
+    String::from_utf8(text).ok()
 }
 
 /// The lexical tokens of an address header, comments and white space dropped
@@ -257,6 +346,39 @@ fn domain_text(tokens: &[Token<'_>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_lists() {
+        let got = addresses(
+            b" Alice <alice@example.org>, bob@example.net (Bob),\r\n\t\"C, D\" <c.d@x.example>\r\n",
+        );
+        assert_eq!(
+            got.unwrap(),
+            ["alice@example.org", "bob@example.net", "c.d@x.example"]
+        );
+        let got = addresses(b" friends: a@x.example, b@y.example;, z@z.example").unwrap();
+        assert_eq!(got, ["a@x.example", "b@y.example", "z@z.example"]);
+        assert_eq!(
+            addresses(b" undisclosed-recipients:;").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            addresses(b" \"odd one\"@x.example").unwrap(),
+            ["\"odd one\"@x.example"]
+        );
+        assert_eq!(addresses(b" not an address"), None);
+        assert_eq!(addresses(b" <unclosed@x.example"), None);
+    }
+
+    #[test]
+    fn header_sections() {
+        assert_eq!(
+            header_section(b"A: 1\r\nB: 2\r\n\r\nbody\r\n"),
+            b"A: 1\r\nB: 2\r\n"
+        );
+        assert_eq!(header_section(b"A: 1\nB: 2\n\nbody\n"), b"A: 1\nB: 2\n");
+        assert_eq!(header_section(b"A: 1\r\n"), b"A: 1\r\n");
+    }
 
     fn domain_of(from: &str) -> Option<String> {
         mailbox_domain(format!("{from}\r\n").as_bytes())

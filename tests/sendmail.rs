@@ -1,0 +1,186 @@
+//! The sendmail interface against the real daemon: `tern sendmail` and the
+//! `sendmail` name (argv[0]) hand messages over the control socket; -t reads
+//! and hides Bcc; unknown local users and a stopped daemon fail loudly with
+//! sysexits.h codes; a message to a remote recipient leaves DKIM-signed,
+//! verified by dkimpy.
+
+mod common;
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{tern_bin, TestServer};
+use support::dns::DnsServer;
+use support::sink::{Sink, SinkOptions};
+
+/// Runs sendmail (as `tern sendmail` or through a `sendmail` symlink) with
+/// `input` on stdin; returns (exit code, stderr).
+fn sendmail(program: &Path, pre: &[&str], args: &[&str], input: &[u8]) -> (i32, String) {
+    let mut child = Command::new(program)
+        .args(pre)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sendmail");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tern_sendmail(server: &TestServer, args: &[&str], input: &[u8]) -> (i32, String) {
+    let config = server.config_path.to_str().unwrap().to_string();
+    let mut all = vec!["-C", config.as_str()];
+    all.extend_from_slice(args);
+    sendmail(Path::new(tern_bin()), &["sendmail"], &all, input)
+}
+
+#[test]
+fn t_delivers_locally_hides_bcc_and_adds_missing_headers() {
+    let server = TestServer::start("");
+    let input = b"To: Me <me@example.org>\nBcc: bob@example.org\nSubject: from cron\n\nline one\n.\nline after a dot\n";
+    let (code, err) = tern_sendmail(&server, &["-t", "-oi", "-f", "cron@example.org"], input);
+    assert_eq!(code, 0, "{err}");
+    let me = server.wait_for_messages("me", 1, Duration::from_secs(10));
+    let bob = server.wait_for_messages("bob", 1, Duration::from_secs(10));
+    for copy in [&me[0], &bob[0]] {
+        let text = String::from_utf8_lossy(copy);
+        assert!(
+            text.starts_with("Return-Path: <cron@example.org>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("via sendmail (root uid 0)") || text.contains("via sendmail (uid"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Bcc") && !text.contains("bob@example.org\r\nSubject"),
+            "Bcc must be gone: {text}"
+        );
+        assert!(text.contains("\r\nFrom: cron@example.org\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nDate: ") && text.contains("\r\nMessage-ID: <"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\r\n\r\nline one\r\n.\r\nline after a dot\r\n"),
+            "-oi keeps the dot: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn invoked_as_sendmail_with_recipients_as_arguments() {
+    let server = TestServer::start("");
+    let link = server.dir.path().join("sendmail");
+    std::os::unix::fs::symlink(tern_bin(), &link).unwrap();
+    let config = server.config_path.to_str().unwrap();
+    let (code, err) = sendmail(
+        &link,
+        &[],
+        &["-C", config, "me"],
+        b"Subject: short name\n\nhello\n.\nnot sent\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let got = server.wait_for_messages("me", 1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.contains("Delivered-To: me@example.org"),
+        "a bare name is a local user: {text}"
+    );
+    assert!(
+        text.ends_with("\r\n\r\nhello\r\n"),
+        "without -i a lone dot ends the input: {text:?}"
+    );
+}
+
+#[test]
+fn failures_are_loud_with_sysexits_codes() {
+    let mut server = TestServer::start("");
+    let (code, err) = tern_sendmail(&server, &["nobody@example.org"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 67, "EX_NOUSER: {err}");
+    assert!(
+        err.contains("no such user here: nobody@example.org"),
+        "{err}"
+    );
+    let (code, err) = tern_sendmail(&server, &["-t"], b"Subject: no recipients\n\nx\n");
+    assert_eq!(code, 64, "EX_USAGE: {err}");
+    let (code, err) = tern_sendmail(&server, &["-q"], b"");
+    assert_eq!(code, 64, "{err}");
+    server.stop();
+    let (code, err) = tern_sendmail(&server, &["me@example.org"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 69, "EX_UNAVAILABLE: {err}");
+    assert!(err.contains("NOT sent"), "{err}");
+}
+
+#[test]
+fn a_remote_recipient_gets_the_message_dkim_signed() {
+    let dkimpy = Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim, nacl"])
+        .status();
+    assert!(
+        dkimpy.is_ok_and(|s| s.success()),
+        "python3-dkim and python3-nacl are needed (.ci/run installs them)"
+    );
+    let sink = Sink::start("127.0.0.9:0", SinkOptions::default());
+    let dns = DnsServer::start();
+    dns.mx("remote.test", 10, "mx.remote.test")
+        .a("mx.remote.test", "127.0.0.9");
+    let keys = tempfile::tempdir().unwrap();
+    let keygen = Command::new(tern_bin())
+        .args(["dkim", "keygen", "--domain", "example.org", "--dir"])
+        .arg(keys.path())
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let zone = keys.path().join("zone.txt");
+    std::fs::write(&zone, &keygen.stdout).unwrap();
+    let server = TestServer::start(&format!(
+        "[relay]\nnameservers = [\"{}\"]\nport = {}\n[dkim]\nkeys = \"{}\"\ndomains = [\"example.org\"]\n",
+        dns.addr,
+        sink.addr.port(),
+        keys.path().display()
+    ));
+    let input = b"From: Me <me@example.org>\nTo: friend@remote.test\nSubject: signed from a script\n\n8-bit body: gr\xc3\xbc\xc3\x9fe\nbye\n";
+    let (code, err) = tern_sendmail(&server, &["-t", "-i", "-f", "me@example.org"], input);
+    assert_eq!(code, 0, "{err}");
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got[0].rcpts, ["friend@remote.test"]);
+    let message = &got[0].data;
+    let text = String::from_utf8_lossy(message);
+    assert!(
+        text.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{text}"
+    );
+    let message_file = keys.path().join("message.eml");
+    std::fs::write(&message_file, message).unwrap();
+    let verify = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkim_verify.py"))
+        .arg("--dns")
+        .arg(&zone)
+        .arg(&message_file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "dkimpy: {said}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("pass")).count(),
+        2,
+        "{said}"
+    );
+}
