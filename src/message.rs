@@ -134,7 +134,7 @@ pub fn addresses(value: &[u8]) -> Option<Vec<String>> {
     while i < tokens.len() {
         match tokens[i] {
             Token::Special(b',') | Token::Special(b';') => flush(&mut mailbox, &mut result)?,
-            Token::Special(b':') if !mailbox.iter().any(|t| *t == Token::Special(b'<')) => {
+            Token::Special(b':') if !mailbox.contains(&Token::Special(b'<')) => {
                 // A group's display name ends here.
                 mailbox.clear();
             }
