@@ -52,6 +52,8 @@ pub struct Config {
     pub relay: Relay,
     /// Retry schedule and lifetime of queued mail (`[queue]`).
     pub queue: QueueSettings,
+    /// How submitted mail is traced (`[submission]`).
+    pub submission: Submission,
     /// DKIM signing of submitted mail (`[dkim]`); `None`: nothing is signed.
     pub dkim: Option<Dkim>,
 }
@@ -77,6 +79,15 @@ pub struct Dkim {
     pub domains: Vec<String>,
     /// Where `[dkim]` is written, for a key file found missing at start.
     pub place: Place,
+}
+
+/// Settings of the submission ports (587, 465).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Submission {
+    /// Put the client's address and login in the `Received:` header of
+    /// submitted mail. Off by default: it would tell every recipient where
+    /// the owner was when sending.
+    pub trace: bool,
 }
 
 /// How mail for other domains is delivered.

@@ -40,6 +40,15 @@ pub struct RawConfig {
     pub queue: RawQueue,
     /// `[dkim]`; absent means no signing.
     pub dkim: Option<Spanned<RawDkim>>,
+    #[serde(default)]
+    pub submission: RawSubmission,
+}
+
+/// The `[submission]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [submission] table")]
+pub struct RawSubmission {
+    pub trace: Option<bool>,
 }
 
 /// One `[[listener]]` table.

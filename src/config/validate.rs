@@ -81,6 +81,9 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         relay,
         queue,
         dkim,
+        submission: super::Submission {
+            trace: raw.submission.trace.unwrap_or(false),
+        },
     })
 }
 

@@ -308,7 +308,7 @@ impl Driver {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
                 Reply::QUEUE_FAILED
             })?;
-        let show_peer = self.ctx.role == Role::Mx;
+        let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,
             show_peer,
