@@ -1,10 +1,24 @@
 //! tern: a mail server appliance for one owner.
 //!
-//! Layout (see DESIGN.md for the message flow):
-//! - [`config`]: tern.toml → validated [`config::Config`], errors with file:line:col.
-//! - [`control`]: the unix socket `tern queue` (and later `sendmail`) uses to
-//!   talk to the running daemon: protocol, daemon side, client side.
-//! - [`dkim`]: DKIM signing of submitted mail, key files, DNS records.
+//! Layout (DESIGN.md has the message flow):
+//! - [`smtp`]: the SMTP protocol core, sans-IO: commands, replies, addresses,
+//!   DATA/BDAT receivers, AUTH exchanges, the session state machine.
+//! - [`inbound`]: tokio listeners (25/587/465), TLS, the per-connection
+//!   driver, limits, logins, the relay policy, and [`inbound::accept`], the
+//!   one path by which accepted mail enters the queue.
+//! - [`queue`]: the durable spool (segment log, group commit, recovery), the
+//!   scheduler, retries, bounces (DSN), administration and listings.
+//! - [`local`]: who lives here (users, aliases, catch-alls, +tags) and
+//!   Maildir delivery.
+//! - [`outbound`]: DNS (MX) and the SMTP client that relays mail onwards.
+//! - [`dkim`]: signing what our users send; key files and DNS records.
+//! - [`message`]: RFC 5322 header fields and address lists.
+//! - [`sendmail`]: the classic `sendmail` command line.
+//! - [`control`]: the unix socket `tern queue` and `sendmail` talk over.
+//! - [`config`]: tern.toml → validated [`config::Config`] (file:line:col errors).
+//! - [`tls`]: certificates and rustls configurations.
+//! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
+//! - [`clock`]: the injected clock.
 pub mod clock;
 pub mod config;
 pub mod control;
