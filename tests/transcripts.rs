@@ -89,6 +89,12 @@ macro_rules! transcripts {
 
 transcripts! {
     aliases,
+    auth_error_limit,
+    auth_errors,
+    auth_mechanisms,
+    auth_requires_tls,
+    auth_sender,
+    auth_throttle,
     bare_lf_commands,
     bdat,
     command_order,
