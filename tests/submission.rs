@@ -443,3 +443,60 @@ fn swaks_throttle_sixth_failure_gets_454() {
     let queue_id = out.queue_id().expect("queue id");
     check_delivered(&server, &queue_id, &message);
 }
+
+/// The throttle must also hold when the attempts overlap: eight wrong
+/// passwords sent at the same moment on eight connections from one address
+/// may have at most five checked (535); the rest must get 454.
+///
+/// BUG, found by this test (fails today: all eight get 535 and eight
+/// "AUTH failed" lines are logged). `connection.rs` asks
+/// `Throttle::blocked()` before the argon2 check and calls
+/// `Throttle::failed()` only after it; the check takes tens of
+/// milliseconds, and every attempt that starts in that gap passes
+/// `blocked()`. So an attacker gets up to `limits.connections_per_ip`
+/// (default 10) guesses per 10-minute window instead of 5, and more with
+/// a higher per-IP limit. The fix needs the driver: count an attempt as
+/// in flight from the moment it is let through (e.g. `Throttle::begin(ip)`
+/// returning a guard that is `blocked` while failures plus attempts in
+/// flight reach the limit, turned into a failure by `failed()` and
+/// released on success) — not `src/inbound/auth.rs` alone, since nothing
+/// tells it about a success. Run with `cargo test --test submission --
+/// --ignored` once that is done.
+#[test]
+#[ignore = "BUG: overlapping failed logins from one address are not throttled (see doc comment)"]
+fn overlapping_failures_from_one_address_are_throttled_too() {
+    assert!(Path::new(PYTHON).is_file(), "{PYTHON} is missing");
+    let server = server();
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(fixture("auth_burst.py"))
+        .args(["--port", &server.addr("submission").port().to_string()])
+        .args([
+            "--source",
+            "127.0.0.6",
+            "--connections",
+            "8",
+            "--user",
+            USER,
+        ]);
+    let out = run(cmd, PEER_TIMEOUT);
+    assert!(out.success, "{}", out.transcript());
+    let codes: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("code "))
+        .collect();
+    assert_eq!(codes.len(), 8, "{}", out.transcript());
+    let checked = codes.iter().filter(|c| **c == "535").count();
+    let throttled = codes.iter().filter(|c| **c == "454").count();
+    assert_eq!(checked + throttled, 8, "only 535 or 454: {codes:?}");
+    let logged = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("peer=127.0.0.6:") && l.contains("AUTH failed"))
+        .count();
+    assert!(
+        checked <= 5 && logged <= 5,
+        "{checked} of 8 overlapping wrong passwords were checked ({logged} logged as \
+         failed); the throttle allows 5: {codes:?}"
+    );
+}
