@@ -140,8 +140,9 @@ fn check_received(received: &str, queue_id: &str) {
 // Python smtplib
 // ---------------------------------------------------------------------------
 
-/// smtplib over `tls` ("starttls" on 587, "implicit" on 465).
-fn python_submit(tls: &str, mechanism: Option<&str>) {
+/// smtplib over `tls` ("starttls" on 587, "implicit" on 465), with `AUTH
+/// mechanism` (smtplib's choice if `None`) and these extra MAIL parameters.
+fn python_submit(tls: &str, mechanism: Option<&str>, mail_options: &[&str]) {
     assert!(Path::new(PYTHON).is_file(), "{PYTHON} is missing");
     let server = server();
     let role = if tls == "implicit" {
@@ -167,6 +168,9 @@ fn python_submit(tls: &str, mechanism: Option<&str>) {
         .arg(&sent_path);
     if let Some(m) = mechanism {
         cmd.args(["--mechanism", m]);
+    }
+    for option in mail_options {
+        cmd.arg(format!("--mail-option={option}"));
     }
     let out = run(cmd, PEER_TIMEOUT);
     assert!(out.success, "smtplib failed:\n{}", out.transcript());
@@ -203,17 +207,35 @@ fn python_submit(tls: &str, mechanism: Option<&str>) {
 
 #[test]
 fn python_587_starttls_login_send_message() {
-    python_submit("starttls", None);
+    python_submit("starttls", None, &[]);
 }
 
 #[test]
 fn python_465_implicit_tls_login_send_message() {
-    python_submit("implicit", None);
+    python_submit("implicit", None, &[]);
 }
 
 #[test]
 fn python_465_implicit_tls_auth_login() {
-    python_submit("implicit", Some("LOGIN"));
+    python_submit("implicit", Some("LOGIN"), &[]);
+}
+
+/// RFC 4954 §3 (5): the AUTH extension adds the `AUTH=` parameter to MAIL
+/// FROM, so a server that advertises AUTH must accept it — `<>` or the
+/// mailbox the client vouches for. MTAs that relay through a smarthost
+/// with a login may send it (sendmail does once authenticated; Exim with
+/// `authenticated_sender`).
+///
+/// BUG, found by this test (fails today): `MAIL FROM:<sub@example.org>
+/// AUTH=<>` gets "555 5.5.4 Unsupported parameter AUTH=<>", so such a
+/// client cannot submit at all. The MAIL parameter parser
+/// (`src/smtp/command.rs`, `MailParams`) knows SIZE, BODY and SMTPUTF8
+/// only; it should accept AUTH=xtext and ignore its value (we do not relay
+/// it further). Not fixed here: command.rs is outside this branch's remit.
+#[test]
+#[ignore = "BUG: MAIL FROM ... AUTH=<> (RFC 4954 §5) is refused with 555 (see doc comment)"]
+fn python_587_mail_from_with_auth_parameter() {
+    python_submit("starttls", None, &["AUTH=<>"]);
 }
 
 // ---------------------------------------------------------------------------
