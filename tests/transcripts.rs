@@ -31,9 +31,15 @@
 //! timeout SECONDS           how long each following `<` waits (default 10s)
 //! starttls [1.2|1.3]        TLS handshake (rustls, trusting data_dir/tls/
 //!                           cert.pem, SNI mx.example.org) after a 220 to STARTTLS
-//! connect NAME [from IP]    open another connection (from source address IP,
-//!                           e.g. 127.0.0.2) and make it current; its greeting is
-//!                           not read. The first connection, c1, opens by itself
+//! connect NAME [to ROLE] [from IP]
+//!                           open another connection (to the first listener
+//!                           with ROLE: mx, the default, submission or
+//!                           submissions; from source address IP, e.g.
+//!                           127.0.0.2) and make it current; its greeting is
+//!                           not read. To `submissions` (port 465, RFC 8314)
+//!                           the TLS handshake comes first, as for `starttls`.
+//!                           The first connection, c1, opens by itself to the
+//!                           mx listener, unless the first step is `connect c1 …`
 //! use NAME                  make connection NAME current
 //! close                     the client closes the current connection
 //! queued N                  the server has queued exactly N messages in all
@@ -54,7 +60,7 @@
 //! Every reply line is also checked, whatever the transcript expects: it must
 //! end in CRLF, and carry an enhanced status code whose class matches the reply
 //! code (RFC 3463, RFC 2034) — except the greeting, the lines of EHLO/HELO
-//! replies and 354 (there is no 3.x.x class).
+//! replies, 354 and the 334 challenges of AUTH (there is no 3.x.x class).
 
 mod common;
 
@@ -83,6 +89,12 @@ macro_rules! transcripts {
 
 transcripts! {
     aliases,
+    auth_error_limit,
+    auth_errors,
+    auth_mechanisms,
+    auth_requires_tls,
+    auth_sender,
+    auth_throttle,
     bare_lf_commands,
     bdat,
     command_order,
@@ -163,15 +175,22 @@ fn run(name: &str) {
         read_timeout: DEFAULT_READ_TIMEOUT,
         log: Vec::new(),
     };
-    let result = runner
-        .connect("c1", None)
-        .map_err(|e| (0, e))
-        .and_then(|_| {
-            for step in &script.steps {
-                runner.step(step).map_err(|e| (step.line, e))?;
-            }
-            runner.no_leftovers().map_err(|e| (text.lines().count(), e))
-        });
+    // The transcript may open c1 itself (to another listener).
+    let opens_c1 = matches!(
+        script.steps.first(),
+        Some(Step { kind: Kind::Connect(name, ..), .. }) if name == "c1"
+    );
+    let first = if opens_c1 {
+        Ok(())
+    } else {
+        runner.connect("c1", None, None)
+    };
+    let result = first.map_err(|e| (0, e)).and_then(|_| {
+        for step in &script.steps {
+            runner.step(step).map_err(|e| (step.line, e))?;
+        }
+        runner.no_leftovers().map_err(|e| (text.lines().count(), e))
+    });
     if let Err((line, e)) = result {
         let step = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
         let exchanged = runner.log[runner.log.len().saturating_sub(40)..].join("\n");
@@ -211,7 +230,7 @@ enum Kind {
     Wait(Duration),
     Timeout(Duration),
     StartTls(Option<String>),
-    Connect(String, Option<IpAddr>),
+    Connect(String, Option<String>, Option<IpAddr>),
     Use(String),
     Close,
     Queued(usize),
@@ -263,11 +282,25 @@ fn parse(text: &str) -> Result<Script, (usize, String)> {
                 ["timeout", s] => Kind::Timeout(seconds(s).map_err(err)?),
                 ["starttls"] => Kind::StartTls(None),
                 ["starttls", v @ ("1.2" | "1.3")] => Kind::StartTls(Some(v.to_string())),
-                ["connect", name] => Kind::Connect(name.to_string(), None),
-                ["connect", name, "from", ip] => Kind::Connect(
-                    name.to_string(),
-                    Some(ip.parse().map_err(|_| err(format!("bad IP {ip}")))?),
-                ),
+                ["connect", name, rest @ ..] => {
+                    let (role, rest) = match rest {
+                        ["to", role @ ("mx" | "submission" | "submissions"), rest @ ..] => {
+                            (Some(role.to_string()), rest)
+                        }
+                        rest => (None, rest),
+                    };
+                    let from = match rest {
+                        [] => None,
+                        ["from", ip] => Some(ip.parse().map_err(|_| err(format!("bad IP {ip}")))?),
+                        _ => {
+                            return Err(err(format!(
+                                "expected `connect NAME [to mx|submission|submissions] \
+                                 [from IP]`, got {line:?}"
+                            )))
+                        }
+                    };
+                    Kind::Connect(name.to_string(), role, from)
+                }
                 ["use", name] => Kind::Use(name.to_string()),
                 ["queued", n] => Kind::Queued(number_arg(n).map_err(err)?),
                 ["maildir", user, n] => {
@@ -434,7 +467,7 @@ impl Runner<'_> {
                 Ok(())
             }
             Kind::StartTls(version) => self.starttls(version.as_deref()),
-            Kind::Connect(name, from) => self.connect(name, *from),
+            Kind::Connect(name, role, from) => self.connect(name, role.as_deref(), *from),
             Kind::Use(name) => {
                 self.current = self
                     .conns
@@ -506,8 +539,20 @@ impl Runner<'_> {
         }
     }
 
-    fn connect(&mut self, name: &str, from: Option<IpAddr>) -> Result<(), String> {
-        let addr = self.server.mx();
+    fn connect(
+        &mut self,
+        name: &str,
+        role: Option<&str>,
+        from: Option<IpAddr>,
+    ) -> Result<(), String> {
+        let role = role.unwrap_or("mx");
+        let addr = self
+            .server
+            .addrs
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| format!("no {role} listener (add one with `config:` lines)"))?;
         let stream = match from {
             None => TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?,
             Some(ip) => connect_from(ip, addr)?,
@@ -522,6 +567,10 @@ impl Runner<'_> {
             in_helo_reply: false,
         });
         self.current = self.conns.len() - 1;
+        if role == "submissions" {
+            // RFC 8314 §3: TLS from the first byte; the greeting comes after.
+            self.starttls(None)?;
+        }
         Ok(())
     }
 
@@ -787,7 +836,8 @@ fn check_reply_line(conn: &mut Conn, line: &str) -> Result<(), String> {
     let text = line.get(4..).unwrap_or("");
     let helo_reply = conn.in_helo_reply || (code == "250" && text.starts_with(HOSTNAME));
     conn.in_helo_reply = helo_reply && !last;
-    if helo_reply || code == "354" || (code == "220" && conn.lines_read == 0) {
+    // RFC 4954 §4: a 334 carries a base64 challenge, not a status code.
+    if helo_reply || code == "354" || code == "334" || (code == "220" && conn.lines_read == 0) {
         return Ok(());
     }
     let enhanced = text.split(' ').next().unwrap_or("");
@@ -874,6 +924,8 @@ fn runner_checks_every_reply_line() {
     assert!(check("250 mx.example.org"), "HELO");
     assert!(check("250 2.1.0 Sender ok"));
     assert!(check("354 End data with <CR><LF>.<CR><LF>"));
+    assert!(check("334 "), "an empty AUTH challenge");
+    assert!(check("334 VXNlcm5hbWU6"), "a base64 AUTH challenge");
     assert!(check("214-2.0.0 Commands"));
     assert!(!check("550 2.0.0 class does not match"));
     assert!(!check("550 5.1 too short"));
@@ -900,6 +952,18 @@ fn runner_parses_its_language() {
     assert!(matches!(&script.steps[17].kind,
         Kind::MaildirContains(u, 0, t, true) if u == "me" && t == b"a  b\r\n"));
     assert!(matches!(&script.steps[19].kind, Kind::MaildirBody(_, 0, b) if b == b"one\r\n\r\n"));
+    assert!(matches!(&script.steps[12].kind,
+        Kind::Connect(n, None, Some(ip)) if n == "c2" && ip.to_string() == "127.0.0.2"));
+    let script = parse(
+        "connect c1 to submission\nconnect c2 to submissions from 127.0.0.3\nconnect c3 to mx\n",
+    )
+    .unwrap();
+    assert!(matches!(&script.steps[0].kind,
+        Kind::Connect(n, Some(r), None) if n == "c1" && r == "submission"));
+    assert!(matches!(&script.steps[1].kind,
+        Kind::Connect(n, Some(r), Some(ip)) if n == "c2" && r == "submissions"
+            && ip.to_string() == "127.0.0.3"));
+    assert!(matches!(&script.steps[2].kind, Kind::Connect(_, Some(r), None) if r == "mx"));
     for (bad, line) in [
         ("> x\nconfig: a = 1\n", 2),
         ("\n\nfrobnicate\n", 3),
@@ -907,6 +971,9 @@ fn runner_parses_its_language() {
         ("maildir me 0 body\n", 1),
         (">> \\q\n", 1),
         ("wait soon\n", 1),
+        ("connect c2 to pop3\n", 1),
+        ("connect c2 from 127.0.0.2 to submission\n", 1),
+        ("connect c2 from nowhere\n", 1),
     ] {
         assert_eq!(parse(bad).unwrap_err().0, line, "{bad:?}");
     }

@@ -366,6 +366,11 @@ impl Session {
         // 512 octets "including the command word and the <CRLF>"); `nl + 1`
         // is exactly that, or one less for a bare LF.
         if nl + 1 > self.config.max_line_length {
+            // The 500 is the final reply to an AUTH response too: the exchange
+            // is over (as when the line arrives in pieces and is skipped).
+            if matches!(self.mode, Mode::Sasl(_)) {
+                self.mode = Mode::Command;
+            }
             self.reply(Reply::LINE_TOO_LONG);
             return true;
         }

@@ -496,3 +496,21 @@ fn no_auth_on_the_mx_port() {
     assert_eq!(h.codes(), ["220", "250", "220", "250", "502"]);
     assert!(!h.replies().iter().any(|l| l.contains("AUTH PLAIN LOGIN")));
 }
+
+#[test]
+fn an_over_long_auth_response_ends_the_exchange() {
+    // The 500 for a response line over the limit ends the AUTH exchange, so
+    // the next line is a command again (not a SASL response), however the
+    // input is split.
+    let long = "A".repeat(600);
+    let after = format!("EHLO c\r\nAUTH LOGIN\r\n{long}\r\nNOOP\r\n");
+    for step in [1, 7, 1000] {
+        let h = around_tls(submission(), "EHLO c\r\nSTARTTLS\r\n", &after, step);
+        assert_eq!(
+            h.codes(),
+            ["220", "250", "220", "250", "334", "500", "250"],
+            "split every {step}: {:?}",
+            h.replies()
+        );
+    }
+}
