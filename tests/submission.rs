@@ -226,14 +226,9 @@ fn python_465_implicit_tls_auth_login() {
 /// with a login may send it (sendmail does once authenticated; Exim with
 /// `authenticated_sender`).
 ///
-/// BUG, found by this test (fails today): `MAIL FROM:<sub@example.org>
-/// AUTH=<>` gets "555 5.5.4 Unsupported parameter AUTH=<>", so such a
-/// client cannot submit at all. The MAIL parameter parser
-/// (`src/smtp/command.rs`, `MailParams`) knows SIZE, BODY and SMTPUTF8
-/// only; it should accept AUTH=xtext and ignore its value (we do not relay
-/// it further). Not fixed here: command.rs is outside this branch's remit.
+/// (This test found that `AUTH=<>` used to be refused with 555; the MAIL
+/// parameter parser now accepts and ignores it.)
 #[test]
-#[ignore = "BUG: MAIL FROM ... AUTH=<> (RFC 4954 §5) is refused with 555 (see doc comment)"]
 fn python_587_mail_from_with_auth_parameter() {
     python_submit("starttls", None, &["AUTH=<>"]);
 }
@@ -470,22 +465,10 @@ fn swaks_throttle_sixth_failure_gets_454() {
 /// passwords sent at the same moment on eight connections from one address
 /// may have at most five checked (535); the rest must get 454.
 ///
-/// BUG, found by this test (fails today: all eight get 535 and eight
-/// "AUTH failed" lines are logged). `connection.rs` asks
-/// `Throttle::blocked()` before the argon2 check and calls
-/// `Throttle::failed()` only after it; the check takes tens of
-/// milliseconds, and every attempt that starts in that gap passes
-/// `blocked()`. So an attacker gets up to `limits.connections_per_ip`
-/// (default 10) guesses per 10-minute window instead of 5, and more with
-/// a higher per-IP limit. The fix needs the driver: count an attempt as
-/// in flight from the moment it is let through (e.g. `Throttle::begin(ip)`
-/// returning a guard that is `blocked` while failures plus attempts in
-/// flight reach the limit, turned into a failure by `failed()` and
-/// released on success) — not `src/inbound/auth.rs` alone, since nothing
-/// tells it about a success. Run with `cargo test --test submission --
-/// --ignored` once that is done.
+/// (This test found that attempts in flight were not counted: all eight
+/// were checked. `Throttle::begin` now counts them from the moment they are
+/// let through.)
 #[test]
-#[ignore = "BUG: overlapping failed logins from one address are not throttled (see doc comment)"]
 fn overlapping_failures_from_one_address_are_throttled_too() {
     assert!(Path::new(PYTHON).is_file(), "{PYTHON} is missing");
     let server = server();

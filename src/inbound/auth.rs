@@ -59,12 +59,45 @@ pub fn verify(config: &Config, login: &str, password: &str) -> Option<String> {
     }
 }
 
-/// Counts failed logins per client address over a sliding window.
+/// Counts failed logins per client address over a sliding window. Attempts
+/// still being checked count too: otherwise a client could start many
+/// password checks at once before the first failure is recorded.
 #[derive(Debug)]
 pub struct Throttle {
     max_failures: usize,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    in_flight: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One login attempt being checked; see [`Throttle::begin`].
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    ip: IpAddr,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong: it counts as a failure.
+    pub fn failed(self, now: Instant) {
+        self.throttle.failed(self.ip, now);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .throttle
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The most addresses remembered; the oldest are forgotten beyond this.
@@ -83,7 +116,38 @@ impl Throttle {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts a login attempt from `ip`: `None` while the address has used up
+    /// its failures, counting the attempts still being checked as failures.
+    pub fn begin(&self, ip: IpAddr, now: Instant) -> Option<Attempt<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = in_flight.get(&ip).copied().unwrap_or(0);
+        if self.failures_within(ip, now) + pending >= self.max_failures {
+            return None;
+        }
+        *in_flight.entry(ip).or_insert(0) += 1;
+        Some(Attempt { throttle: self, ip })
+    }
+
+    fn failures_within(&self, ip: IpAddr, now: Instant) -> usize {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(times) = map.get_mut(&ip) else {
+            return 0;
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        let n = times.len();
+        if n == 0 {
+            map.remove(&ip);
+        }
+        n
     }
 
     /// True while `ip` has used up its failed attempts.
@@ -158,6 +222,24 @@ mod tests {
             None,
             "a user without password cannot log in"
         );
+    }
+
+    #[test]
+    fn attempts_in_flight_count() {
+        let t = Throttle::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let now = Instant::now();
+        let a = t.begin(ip, now).unwrap();
+        let b = t.begin(ip, now).unwrap();
+        let c = t.begin(ip, now).unwrap();
+        assert!(t.begin(ip, now).is_none(), "three checks already running");
+        drop(c); // a success frees its place
+        let d = t.begin(ip, now).unwrap();
+        a.failed(now);
+        b.failed(now);
+        d.failed(now);
+        assert!(t.begin(ip, now).is_none());
+        assert!(t.begin(ip, now + Duration::from_secs(61)).is_some());
     }
 
     #[test]

@@ -250,10 +250,11 @@ impl Driver {
     /// Checks a login, with the per-address throttle of failures.
     async fn login(&mut self, login: String, password: String) -> Answer {
         let ip = self.peer.ip();
-        if self.ctx.throttle.blocked(ip, std::time::Instant::now()) {
+        let throttle = self.ctx.throttle.clone();
+        let Some(attempt) = throttle.begin(ip, std::time::Instant::now()) else {
             log::warn!("peer={} AUTH refused: too many failed attempts", self.peer);
             return Answer::Rejected(Reply::AUTH_THROTTLED);
-        }
+        };
         let config = self.ctx.config.clone();
         let name = login.clone();
         let verdict =
@@ -265,12 +266,9 @@ impl Driver {
                 Answer::Authenticated(user)
             }
             Ok(None) => {
-                self.ctx.throttle.failed(ip, std::time::Instant::now());
-                log::warn!(
-                    "peer={} AUTH failed for {:?}",
-                    self.peer,
-                    login.chars().take(64).collect::<String>()
-                );
+                attempt.failed(std::time::Instant::now());
+                let shown: String = login.chars().take(64).collect();
+                log::warn!("peer={} AUTH failed for {shown:?}", self.peer);
                 Answer::Rejected(Reply::BAD_CREDENTIALS)
             }
             Err(e) => {

@@ -180,6 +180,9 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => params.eight_bit = false,
             ("BODY", _) => return Err(CommandError::Syntax("BODY= takes 7BIT or 8BITMIME")),
             ("SMTPUTF8", None) => params.smtputf8 = true,
+            // RFC 4954 §5: the authenticated sender of a relayed message, as
+            // xtext; we trust our own login instead and ignore it.
+            ("AUTH", Some(v)) if !v.is_empty() => {}
             _ => return Err(CommandError::UnknownParameter(param.to_string())),
         }
         seen.push(key);
@@ -282,6 +285,19 @@ mod tests {
             parse("MAIL FROM: <>"),
             Ok(Command::Mail { from: None, .. })
         ));
+    }
+
+    #[test]
+    fn mail_takes_and_ignores_the_auth_parameter() {
+        assert!(matches!(
+            parse("MAIL FROM:<a@b.example> AUTH=<>"),
+            Ok(Command::Mail { .. })
+        ));
+        assert!(matches!(
+            parse("MAIL FROM:<a@b.example> AUTH=a+2Bb@c.example"),
+            Ok(Command::Mail { .. })
+        ));
+        assert!(parse("MAIL FROM:<a@b.example> AUTH=").is_err());
     }
 
     #[test]

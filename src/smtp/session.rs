@@ -601,8 +601,12 @@ impl Session {
 
     /// RFC 4954 §4: AUTH, only over TLS, once, outside a transaction.
     fn auth(&mut self, mechanism: &str, initial: Option<&str>) {
-        if !self.config.auth || self.helo.as_ref().is_none_or(|(_, extended)| !extended) {
+        if !self.config.auth {
             return self.reply(Reply::NOT_IMPLEMENTED.with_text("AUTH not available here"));
+        }
+        if self.helo.as_ref().is_none_or(|(_, extended)| !extended) {
+            // RFC 4954 §4: AUTH is an ESMTP extension; say EHLO (again after TLS).
+            return self.reply(Reply::NEED_HELO.with_text("Send EHLO first"));
         }
         if self.tls.is_none() {
             return self.reply(Reply::ENCRYPTION_REQUIRED);
