@@ -135,8 +135,12 @@ enum DkimCmd {
     /// the configured key directory and print the DNS TXT records to publish.
     Keygen {
         /// The domain mail is signed for, e.g. example.org
-        #[arg(long)]
-        domain: String,
+        #[arg(long, required_unless_present = "all_missing")]
+        domain: Option<String>,
+        /// Every signing domain that has no keys yet (first boot); domains
+        /// with keys are left alone
+        #[arg(long, conflicts_with_all = ["domain", "force"])]
+        all_missing: bool,
         /// The base selector; the keys get <selector>-rsa and
         /// <selector>-ed25519 [default: selector of [dkim], or "tern"]
         #[arg(long)]
@@ -151,7 +155,7 @@ enum DkimCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Print the DNS TXT records of every [dkim] domain again.
+    /// Print the DNS TXT records of every signing domain again.
     Dns {
         /// The configuration file [default: /etc/tern/tern.toml]
         #[arg(long, short)]
@@ -432,18 +436,19 @@ fn without_echo<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T>
 /// stderr.
 fn dkim(cmd: DkimCmd) -> ExitCode {
     let config_path = |c: Option<PathBuf>| c.unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
-    let result = match cmd {
+    let result: Result<Vec<tern::dkim::keys::DomainKeys>, tern::dkim::DkimError> = match cmd {
         DkimCmd::Keygen {
             domain,
+            all_missing: _,
             selector,
             config,
             dir,
             force,
         } => {
-            // With --dir alone, no config is needed.
-            let config = match (&dir, config) {
-                (Some(_), None) => None,
-                (_, path) => match Config::load(&config_path(path)) {
+            // With --dir and --domain alone, no config is needed.
+            let config = match (&dir, config, &domain) {
+                (Some(_), None, Some(_)) => None,
+                (_, path, _) => match Config::load(&config_path(path)) {
                     Ok(config) => Some(config),
                     Err(e) => return fail(&e),
                 },
@@ -456,34 +461,58 @@ fn dkim(cmd: DkimCmd) -> ExitCode {
             let selector = selector
                 .or_else(|| dkim.map(|d| d.selector.clone()))
                 .unwrap_or_else(|| tern::config::DEFAULT_DKIM_SELECTOR.into());
-            keys::keygen(&dir, &domain, &selector, force).map(|keys| {
-                for kind in KeyKind::ALL {
-                    let path = kind.path(&dir, &keys.domain, &keys.selector);
-                    eprintln!("wrote {}", path.display());
+            let wanted: Vec<String> = match (domain, &config) {
+                (Some(d), _) => vec![d],
+                (None, Some(c)) => {
+                    let all = dkim.map_or(&c.domains, |d| &d.domains);
+                    let missing = |d: &&String| {
+                        !KeyKind::ALL
+                            .iter()
+                            .all(|k| k.path(&dir, d, &selector).is_file())
+                    };
+                    all.iter().filter(missing).cloned().collect()
                 }
-                match (&config, dkim) {
-                    (Some(_), None) => {
-                        eprintln!("note: nothing is signed until tern.toml has a [dkim] table")
+                (None, None) => Vec::new(),
+            };
+            let mut made = Vec::new();
+            for domain in wanted {
+                match keys::keygen(&dir, &domain, &selector, force) {
+                    Ok(keys) => {
+                        for kind in KeyKind::ALL {
+                            eprintln!(
+                                "wrote {}",
+                                kind.path(&dir, &keys.domain, &keys.selector).display()
+                            );
+                        }
+                        match (&config, dkim) {
+                            (_, Some(d)) if !d.domains.contains(&keys.domain) => eprintln!(
+                                "note: mail from {} is not signed until [dkim] domains lists it",
+                                keys.domain
+                            ),
+                            _ => {}
+                        }
+                        eprintln!("publish these DNS records in the zone of {}:", keys.domain);
+                        made.push(keys);
                     }
-                    (_, Some(d)) if !d.domains.contains(&keys.domain) => eprintln!(
-                        "note: mail from {} is not signed until [dkim] domains lists it",
-                        keys.domain
-                    ),
-                    _ => {}
+                    Err(e) => return fail(&e),
                 }
-                eprintln!("publish these DNS records in the zone of {}:", keys.domain);
-                vec![keys]
-            })
+            }
+            Ok(made)
         }
         DkimCmd::Dns { config } => {
             let path = config_path(config);
-            match Config::load(&path).map(|c| c.dkim) {
-                Ok(Some(dkim)) => match Signer::load(&dkim) {
-                    Ok(signer) => Ok(signer.into_domains()),
-                    Err(e) => return fail(&dkim.place.error(e.to_string())),
-                },
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            match Signer::from_config(&config) {
+                Ok(Some(signer)) => Ok(signer.into_domains()),
                 Ok(None) => {
-                    eprintln!("{}: no [dkim] table: nothing is signed", path.display());
+                    eprintln!(
+                        "{}: no DKIM keys in {}: nothing is signed (tern dkim keygen --all-missing)",
+                        path.display(),
+                        config.data_dir.join("dkim").display()
+                    );
                     return ExitCode::FAILURE;
                 }
                 Err(e) => return fail(&e),

@@ -184,3 +184,52 @@ fn a_remote_recipient_gets_the_message_dkim_signed() {
         "{said}"
     );
 }
+
+#[test]
+fn without_a_dkim_table_keys_made_by_all_missing_are_used() {
+    let mut server = TestServer::start("");
+    server.stop();
+    let made = Command::new(tern_bin())
+        .args(["dkim", "keygen", "--all-missing", "--config"])
+        .arg(&server.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let records = String::from_utf8_lossy(&made.stdout);
+    assert_eq!(
+        records
+            .lines()
+            .filter(|l| l.contains("._domainkey."))
+            .count(),
+        4,
+        "two domains, two keys each: {records}"
+    );
+    // Again: nothing is missing, nothing is made.
+    let again = Command::new(tern_bin())
+        .args(["dkim", "keygen", "--all-missing", "--config"])
+        .arg(&server.config_path)
+        .output()
+        .unwrap();
+    assert!(again.status.success() && again.stdout.is_empty());
+    server.spawn();
+    let (code, err) = tern_sendmail(
+        &server,
+        &["-f", "me@example.org", "bob"],
+        b"From: me@example.org\nSubject: signed\n\nhi\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let got = server.wait_for_messages("bob", 1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.contains("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DKIM-Signature: v=1; a=ed25519-sha256;"),
+        "{text}"
+    );
+}

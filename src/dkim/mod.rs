@@ -136,17 +136,41 @@ impl Signer {
         Ok(Signer::new(domains))
     }
 
-    /// The signer `config` asks for: `None` without `[dkim]`. A key that is
-    /// missing or broken is a config error at the `[dkim]` table, e.g.
-    /// `tern.toml:40:1: DKIM key /var/lib/tern/dkim/example.org.tern.rsa.pem
-    /// is missing: run tern dkim keygen --domain example.org`.
+    /// The signer `config` asks for. With a `[dkim]` table every key it
+    /// names must be there: a missing or broken one is a config error at the
+    /// table, e.g. `tern.toml:40:1: DKIM key
+    /// /var/lib/tern/dkim/example.org.tern.rsa.pem is missing: run tern dkim
+    /// keygen --domain example.org`. Without one, the local domains whose keys
+    /// are in `<data_dir>/dkim` under the default selector are signed (the
+    /// appliance makes them on first boot); `None` when there are none.
     pub fn from_config(config: &Config) -> Result<Option<Signer>, ConfigError> {
         let Some(dkim) = &config.dkim else {
-            return Ok(None);
+            return Ok(Signer::available(config));
         };
         Signer::load(dkim)
             .map(Some)
             .map_err(|e| dkim.place.error(e.to_string()))
+    }
+
+    /// Without `[dkim]`: the domains that have both keys in `<data_dir>/dkim`.
+    fn available(config: &Config) -> Option<Signer> {
+        let dir = config.data_dir.join("dkim");
+        let selector = crate::config::DEFAULT_DKIM_SELECTOR;
+        let mut domains = Vec::new();
+        for domain in &config.domains {
+            let present = keys::KeyKind::ALL
+                .iter()
+                .all(|k| k.path(&dir, domain, selector).is_file());
+            if !present {
+                log::info!("dkim: no keys for {domain} in {}; its mail is not signed (tern dkim keygen --domain {domain})", dir.display());
+                continue;
+            }
+            match DomainKeys::load(&dir, domain, selector) {
+                Ok(keys) => domains.push(keys),
+                Err(e) => log::error!("dkim: {e}; mail from {domain} is not signed"),
+            }
+        }
+        (!domains.is_empty()).then(|| Signer::new(domains))
     }
 
     /// The keys of each signing domain.
