@@ -149,6 +149,20 @@ def write_results(args, res, method_doc):
         P("")
         P(targets(summary))
         P("")
+        outliers = []
+        for size, reuse, c in cells:
+            for server in ("postfix", "tern"):
+                mine = [r for r in runs if (r["size"], r["reuse"], r["conc"], r["server"]) == (size, reuse, c, server)
+                        and r["ok"]]
+                typical = med(mine, "e2e_s")
+                for r in mine:
+                    if typical and r["e2e_s"] > 3 * typical and r["e2e_s"] - typical > 5:
+                        outliers.append(f"{server} {fmt_size(size)} {'reuse' if reuse else 'new'} c={c} run {r['run'] + 1}: "
+                                        f"{r['e2e_s']:.1f} s (median {typical:.1f} s; accept took {r['accept_s']:.1f} s)")
+        if outliers:
+            P("Runs whose delivery took more than 3× the median (the median hides them; look into these): "
+              + "; ".join(outliers) + ".")
+            P("")
     if res.get("scaling"):
         P("## Scaling: tern with a queue held back (issue 5 §3)")
         P("")
