@@ -30,7 +30,7 @@ pub fn notify(state: &str) {
     }
 }
 
-/// A logger writing `LEVEL message` lines to stderr.
+/// A logger writing `TIME LEVEL message` lines to stderr.
 struct StderrLogger {
     level: log::LevelFilter,
 }
@@ -42,8 +42,15 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{} {}", record.level(), record.args());
+            // One write per line: lines of concurrent tasks never interleave,
+            // and one system call instead of one per formatted piece.
+            let line = format!(
+                "{} {} {}\n",
+                crate::smtp::date::iso8601(std::time::SystemTime::now()),
+                record.level(),
+                record.args()
+            );
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 

@@ -7,10 +7,12 @@
 //! the rename and the spool's record is not made twice (the file in `new/` is
 //! found and kept).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// A Maildir on disk.
 #[derive(Debug, Clone)]
@@ -72,9 +74,39 @@ impl Maildir {
         format!("{received_secs}.Q{queue_id}R{recipient}.{host}")
     }
 
+    /// [`Maildir::create`], once per Maildir per process (a delivery that then
+    /// finds a directory gone makes it again).
+    fn ensure(&self, again: bool) -> io::Result<()> {
+        static READY: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+        let ready = READY.get_or_init(Default::default);
+        let known = ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&self.root);
+        if known && !again {
+            return Ok(());
+        }
+        self.create()?;
+        ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.root.clone());
+        Ok(())
+    }
+
     /// Delivers `parts` (concatenated) as `name`, durably.
     pub fn deliver(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-        self.create()?;
+        self.ensure(false)?;
+        match self.deliver_ready(name, parts) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.ensure(true)?;
+                self.deliver_ready(name, parts)
+            }
+            other => other,
+        }
+    }
+
+    fn deliver_ready(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
         let new_path = self.root.join("new").join(name);
         if new_path.exists() {
             return Ok(Delivered::AlreadyThere(new_path));
@@ -95,13 +127,70 @@ impl Maildir {
             drop(out);
             file.sync_all()?;
             fs::rename(&tmp_path, &new_path)?;
-            File::open(self.root.join("new"))?.sync_all()
+            sync_dir_grouped(&self.root.join("new"))
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
         Ok(Delivered::New(new_path))
+    }
+}
+
+/// One directory's fsync, shared by the deliveries that wait for it.
+#[derive(Default)]
+struct DirSync {
+    state: Mutex<DirSyncState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    /// Deliveries that asked, in order.
+    requested: u64,
+    /// Every request up to this one is covered by a finished fsync.
+    synced: u64,
+    syncing: bool,
+}
+
+/// fsync of directory `dir`, group-committed: a delivery that renamed its
+/// file in while another fsync of the same directory runs waits for the next
+/// one, which then covers every rename made before it started. Concurrent
+/// deliveries into one Maildir (a burst for one user) share the flushes.
+fn sync_dir_grouped(dir: &Path) -> io::Result<()> {
+    static DIRS: OnceLock<Mutex<HashMap<PathBuf, Arc<DirSync>>>> = OnceLock::new();
+    let sync = {
+        let mut dirs = DIRS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if dirs.len() > 10_000 {
+            dirs.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        dirs.entry(dir.to_path_buf()).or_default().clone()
+    };
+    let mut state = sync.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.requested += 1;
+    let mine = state.requested;
+    loop {
+        if state.synced >= mine {
+            return Ok(());
+        }
+        if !state.syncing {
+            state.syncing = true;
+            let target = state.requested;
+            drop(state);
+            let result = File::open(dir).and_then(|d| d.sync_all());
+            state = sync.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.syncing = false;
+            if result.is_ok() {
+                state.synced = state.synced.max(target);
+            }
+            sync.done.notify_all();
+            result?;
+            continue;
+        }
+        state = sync.done.wait(state).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -145,6 +234,24 @@ mod tests {
             Delivered::AlreadyThere(_)
         ));
         assert_eq!(fs::read(md.root().join("new").join(&name)).unwrap(), b"one");
+    }
+
+    #[test]
+    fn concurrent_deliveries_share_directory_flushes_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("me"));
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let md = &md;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let name = Maildir::file_name(1, &format!("T{t}"), i, "h");
+                        md.deliver(&name, &[b"x"]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 160);
     }
 
     #[test]

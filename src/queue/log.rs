@@ -61,9 +61,17 @@ enum Request {
         appends: Vec<Append>,
         on_durable: Option<OnDurable>,
         reply: ReplyTo,
+        /// Wait for the flush. `false` (lazy): answered once written; the
+        /// next flush covers it (at the latest [`LAZY_FLUSH`] later, and
+        /// always before a segment is deleted).
+        sync: bool,
     },
     Delete(u64),
 }
+
+/// The longest lazily appended records stay unflushed when nothing else
+/// comes.
+pub const LAZY_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Settings of the log.
 #[derive(Debug, Clone)]
@@ -144,6 +152,7 @@ impl Log {
             options,
             active: Some(active),
             next_seq: first_segment + 1,
+            unsynced: false,
         };
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
@@ -163,11 +172,34 @@ impl Log {
         appends: Vec<Append>,
         on_durable: Option<OnDurable>,
     ) -> io::Result<Vec<Location>> {
+        self.append_with(appends, on_durable, true).await
+    }
+
+    /// Appends records that may be lost in a crash without harm (they would
+    /// be redone idempotently): returns once they are written, not flushed;
+    /// `on_written` runs then. They are flushed with the next batch that
+    /// needs it, after [`LAZY_FLUSH`] at the latest, and before any segment
+    /// is deleted.
+    pub async fn append_lazy(
+        &self,
+        appends: Vec<Append>,
+        on_written: Option<OnDurable>,
+    ) -> io::Result<Vec<Location>> {
+        self.append_with(appends, on_written, false).await
+    }
+
+    async fn append_with(
+        &self,
+        appends: Vec<Append>,
+        on_durable: Option<OnDurable>,
+        sync: bool,
+    ) -> io::Result<Vec<Location>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Request::Append {
             appends,
             on_durable,
             reply,
+            sync,
         })?;
         rx.await
             .map_err(|_| io::Error::other("spool writer stopped"))?
@@ -184,6 +216,7 @@ impl Log {
             appends,
             on_durable,
             reply,
+            sync: true,
         })?;
         rx.blocking_recv()
             .map_err(|_| io::Error::other("spool writer stopped"))?
@@ -265,24 +298,47 @@ struct Writer {
     /// `None` after a failure that also failed to open a new segment.
     active: Option<Segment>,
     next_seq: u64,
+    /// Lazily appended records are written but not flushed yet.
+    unsynced: bool,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.unsynced {
+                match rx.recv_timeout(LAZY_FLUSH) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.flush_lazy();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
             let mut batch = Vec::new();
             let mut bytes = 0;
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
-                    Request::Delete(seq) => self.delete(seq),
+                    Request::Delete(seq) => {
+                        // What finished the segment's messages is on disk
+                        // before the segment goes.
+                        self.flush_lazy();
+                        self.delete(seq)
+                    }
                     Request::Append {
                         appends,
                         on_durable,
                         reply,
+                        sync,
                     } => {
                         bytes += appends.iter().map(|a| a.frame.len()).sum::<usize>();
-                        batch.push((appends, on_durable, reply));
+                        batch.push((appends, on_durable, reply, sync));
                     }
                 }
                 if bytes < self.options.batch_bytes {
@@ -293,15 +349,31 @@ impl Writer {
                 self.commit(batch);
             }
         }
+        self.flush_lazy();
+    }
+
+    /// Flushes lazily appended records, if any are waiting.
+    fn flush_lazy(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        self.unsynced = false;
+        if let Some(seg) = self.active.as_mut() {
+            if let Err(e) = seg.sync() {
+                log::error!("spool: flushing lazily written records failed: {e}");
+                self.active = None;
+            }
+        }
     }
 
     /// Writes a batch and flushes it once; then answers every request.
-    fn commit(&mut self, batch: Vec<(Vec<Append>, Option<OnDurable>, ReplyTo)>) {
+    fn commit(&mut self, batch: Vec<(Vec<Append>, Option<OnDurable>, ReplyTo, bool)>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut failed: Option<io::Error> = None;
         let mut callbacks = Vec::with_capacity(batch.len());
-        for (appends, on_durable, reply) in batch {
+        let needs_sync = batch.iter().any(|(_, _, _, sync)| *sync);
+        for (appends, on_durable, reply, _) in batch {
             replies.push(reply);
             callbacks.push(on_durable);
             if failed.is_some() {
@@ -314,8 +386,15 @@ impl Writer {
         }
         if failed.is_none() {
             if let Some(seg) = self.active.as_mut() {
-                if let Err(e) = seg.sync() {
-                    failed = Some(e);
+                let done = if needs_sync {
+                    seg.sync()
+                } else {
+                    // In the kernel now; flushed later (see LAZY_FLUSH).
+                    seg.out.flush()
+                };
+                match done {
+                    Ok(()) => self.unsynced = !needs_sync,
+                    Err(e) => failed = Some(e),
                 }
             }
         }

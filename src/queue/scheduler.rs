@@ -181,12 +181,13 @@ impl Scheduler {
                 return;
             }
         };
+        let loaded = Arc::new(loaded);
         let outcomes = self.attempt(&loaded).await;
         self.record(loaded, outcomes).await;
     }
 
     /// Runs the agents for the pending recipients.
-    async fn attempt(&self, loaded: &Loaded) -> Vec<(usize, Outcome)> {
+    async fn attempt(&self, loaded: &Arc<Loaded>) -> Vec<(usize, Outcome)> {
         let message = &loaded.entry.message;
         let pending = message
             .statuses
@@ -239,7 +240,7 @@ impl Scheduler {
     }
 
     /// Writes the outcomes; finishes the message or schedules the next attempt.
-    async fn record(&self, loaded: Loaded, outcomes: Vec<(usize, Outcome)>) {
+    async fn record(&self, loaded: Arc<Loaded>, outcomes: Vec<(usize, Outcome)>) {
         let id = loaded.entry.message.id;
         let now = self.spool.clock().now();
         let retry = self.retry();
@@ -284,7 +285,7 @@ impl Scheduler {
         // crash in between repeats the attempt (and maybe the bounce), but
         // never loses it.
         if !failed_now.is_empty() {
-            let mut with_reasons = loaded.clone();
+            let mut with_reasons = (*loaded).clone();
             with_reasons.entry.message.statuses = statuses.clone();
             if let Err(e) = self.bounce(&with_reasons, failed_now).await {
                 log::error!("queue_id={id} cannot queue bounce: {e}");
@@ -298,8 +299,30 @@ impl Scheduler {
             // One durable write for the outcomes and the removal.
             records.push(Record::Done { id });
         }
+        // Local deliveries are idempotent (the Maildir file name is fixed per
+        // message and recipient, and found again if redone), so their
+        // outcome needs no flush of its own; anything else does.
+        let all_local = records.iter().all(|r| match r {
+            Record::Recipient {
+                index,
+                status: RcptStatus::Delivered(_),
+                ..
+            } => {
+                matches!(
+                    loaded.entry.message.envelope.recipients[*index as usize].route,
+                    Route::Local(_)
+                )
+            }
+            Record::Done { .. } => true,
+            _ => false,
+        });
         if !records.is_empty() {
-            if let Err(e) = self.spool.update(records).await {
+            let written = if all_local {
+                self.spool.update_lazy(records).await
+            } else {
+                self.spool.update(records).await
+            };
+            if let Err(e) = written {
                 log::error!("queue_id={id} cannot record delivery results: {e}");
                 return self
                     .retry_later(id, loaded.entry.attempts, &e.to_string())

@@ -93,6 +93,10 @@ struct Inner {
     wake: tokio::sync::Notify,
 }
 
+/// How long the messages left in the oldest segment must have waited before
+/// housekeeping copies them forward.
+pub const PINNED_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// Milliseconds since the epoch.
 pub fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -315,6 +319,21 @@ impl Spool {
         Ok(())
     }
 
+    /// Appends state records whose loss in a crash would only repeat work that
+    /// is idempotent (a local delivery found again in the Maildir): returns
+    /// once written, before the flush, which the next durable write (or
+    /// [`super::log::LAZY_FLUSH`] later) brings.
+    pub async fn update_lazy(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        let wake = Self::wakes(&records);
+        let appends = Self::state_appends(&records);
+        self.inner
+            .log
+            .append_lazy(appends, Some(self.apply_when_durable(records)))
+            .await?;
+        self.after_update(wake);
+        Ok(())
+    }
+
     /// Records that can make a message deliverable again.
     fn wakes(records: &[Record]) -> bool {
         records.iter().any(|r| {
@@ -473,26 +492,42 @@ impl Spool {
             }
             self.release(*id);
         }
+        // They are deliverable again: tell a scheduler that may be asleep.
+        self.inner.wake.notify_one();
         result?;
         self.delete_finished_segments();
         log::debug!("spool: compacted segment {oldest}, moved {moved} message(s)");
         Ok(moved)
     }
 
-    /// Compacts while old segments are pinned by a few long-queued messages:
+    /// Compacts while old segments are pinned by a few long-queued messages
+    /// (all older than [`PINNED_AFTER`]):
     /// with more than two segments, an oldest one holding at most
     /// `max_live` messages is copied forward. Blocking; bounded to a few
     /// segments per call.
     pub fn housekeeping(&self, max_live: usize) -> Result<usize, SpoolError> {
         let mut moved = 0;
         for _ in 0..8 {
+            let young =
+                millis(self.inner.clock.now()).saturating_sub(PINNED_AFTER.as_millis() as u64);
             let pinned = {
                 let index = self.lock();
+                let oldest = index
+                    .segments
+                    .first_key_value()
+                    .map(|(&seq, &live)| (seq, live));
                 index.segments.len() > 2
-                    && index
-                        .segments
-                        .first_key_value()
-                        .is_some_and(|(_, &live)| live > 0 && live <= max_live)
+                    && oldest.is_some_and(|(seq, live)| {
+                        // A backlog that is merely young will be delivered
+                        // soon: copying it would only cost disk writes.
+                        live > 0
+                            && live <= max_live
+                            && index
+                                .messages
+                                .values()
+                                .filter(|e| e.location.segment == seq)
+                                .all(|e| e.message.received_at < young)
+                    })
             };
             if !pinned {
                 break;

@@ -264,3 +264,44 @@ async fn leases_hand_out_each_due_message_once() {
     spool.release(a);
     assert_eq!(spool.lease_due(now, 10), vec![a]);
 }
+
+#[tokio::test]
+async fn housekeeping_leaves_young_backlogs_alone_and_moves_old_ones() {
+    use crate::clock::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let options = SpoolOptions {
+        log: LogOptions {
+            segment_size: 1024,
+            ..LogOptions::default()
+        },
+    };
+    let spool = Spool::open(dir.path(), clock.clone(), options).unwrap();
+    let old = put(&spool, b"waits for days\r\n").await;
+    for _ in 0..4 {
+        let id = put(&spool, &[b'z'; 700]).await;
+        spool.update(vec![Record::Done { id }]).await.unwrap();
+    }
+    let housekeeping = |spool: &Spool| {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || spool.housekeeping(1000))
+    };
+    assert_eq!(
+        housekeeping(&spool).await.unwrap().unwrap(),
+        0,
+        "young: left alone"
+    );
+    clock.advance(PINNED_AFTER + Duration::from_secs(1));
+    // Use up the wake-up the enqueues left.
+    let _ = tokio::time::timeout(Duration::from_millis(10), spool.changed()).await;
+    assert_eq!(
+        housekeeping(&spool).await.unwrap().unwrap(),
+        1,
+        "old: moved forward"
+    );
+    // Moved messages are due again and the scheduler is told.
+    tokio::time::timeout(Duration::from_secs(1), spool.changed())
+        .await
+        .unwrap();
+    assert_eq!(spool.lease_due(clock.now(), 10), vec![old]);
+}

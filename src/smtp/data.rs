@@ -57,32 +57,45 @@ impl DataReceiver {
     /// Consumes bytes from `input`, appending message content to `out`. Returns
     /// how many bytes were consumed and, once the end-of-data line was read, the
     /// outcome. Bytes after the end are not consumed.
+    ///
+    /// Content equals the input but for the dots removed by unstuffing and
+    /// the end line, so it is copied in spans: a span ends only at a line
+    /// starting with a dot, at the end, or at the end of the input.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Option<DataOutcome>) {
         let mut i = 0;
+        // Start of the bytes not yet copied to `out`.
+        let mut span = 0;
+        // Where the CR of ".\r" sits in this input, if it does.
+        let mut dot_cr = None;
         while i < input.len() {
             if self.state == DataState::Middle {
-                // Fast path: copy everything up to the next CR or LF.
-                let run = input[i..]
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(input.len() - i);
-                self.emit(&input[i..i + run], out);
-                i += run;
-                if i == input.len() {
-                    break;
+                // Fast path: skip to the next CR or LF.
+                match memchr::memchr2(b'\r', b'\n', &input[i..]) {
+                    Some(k) => i += k,
+                    None => break,
                 }
             }
             let b = input[i];
             i += 1;
             self.state = match (self.state, b) {
-                (DataState::LineStart, b'.') => DataState::Dot,
+                (DataState::LineStart, b'.') => {
+                    // RFC 5321 §4.5.2: the leading dot of a line is dropped
+                    // (and a line of just a dot ends the data).
+                    self.emit(&input[span..i - 1], out);
+                    span = i;
+                    DataState::Dot
+                }
+                (DataState::Dot, b'\r') => {
+                    dot_cr = Some(i - 1);
+                    DataState::DotCr
+                }
                 (DataState::DotCr, b'\n') => {
+                    // The end: nothing of ".\r\n" is content.
+                    let end = dot_cr.unwrap_or(span);
+                    self.emit(&input[span..end], out);
                     return (i, Some(self.outcome()));
                 }
-                (DataState::Cr, b'\n') => {
-                    self.emit(b"\r\n", out);
-                    DataState::LineStart
-                }
+                (DataState::Cr, b'\n') => DataState::LineStart,
                 (DataState::Cr | DataState::DotCr, other) => {
                     // A CR not followed by LF.
                     self.bare = true;
@@ -92,24 +105,21 @@ impl DataReceiver {
                         DataState::Middle
                     }
                 }
-                (DataState::Dot, b'\r') => DataState::DotCr,
                 (_, b'\r') => DataState::Cr,
                 (_, b'\n') => {
                     // An LF not preceded by CR.
                     self.bare = true;
                     DataState::Middle
                 }
-                (DataState::Dot, other) => {
-                    // RFC 5321 §4.5.2: drop the leading dot of a stuffed line.
-                    self.emit(&[other], out);
-                    DataState::Middle
-                }
-                (_, other) => {
-                    self.emit(&[other], out);
-                    DataState::Middle
-                }
+                _ => DataState::Middle,
             };
         }
+        // Hold back the CR of a possible end line until its LF decides.
+        let end = match (self.state, dot_cr) {
+            (DataState::DotCr, Some(p)) => p,
+            _ => input.len(),
+        };
+        self.emit(&input[span..end], out);
         (input.len(), None)
     }
 
@@ -191,10 +201,22 @@ mod tests {
         (out, None, consumed)
     }
 
+    /// Runs `input` whole and split at every size; the outcome and what was
+    /// consumed must agree, and so must the content when it is accepted
+    /// (refused content is dropped by the session, however much of it got
+    /// out before the refusal was known).
     fn every_split(input: &[u8], max: u64) -> (Vec<u8>, Option<DataOutcome>, usize) {
         let first = run(input, input.len().max(1), max);
         for step in 1..input.len().max(1) {
-            assert_eq!(run(input, step, max), first, "split every {step} bytes");
+            let split = run(input, step, max);
+            assert_eq!(
+                (split.1, split.2),
+                (first.1, first.2),
+                "split every {step} bytes"
+            );
+            if first.1 == Some(DataOutcome::Complete) {
+                assert_eq!(split.0, first.0, "content, split every {step} bytes");
+            }
         }
         first
     }

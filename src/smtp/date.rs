@@ -29,6 +29,21 @@ pub fn rfc5322(t: SystemTime) -> String {
     )
 }
 
+/// `2026-11-28T15:52:42.123Z`: ISO 8601 in UTC with milliseconds, for logs.
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// Days since 1970-01-01 → (year, month 1-12, day 1-31), proleptic Gregorian
 /// (H. Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -59,5 +74,11 @@ mod tests {
         assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(at(1_795_881_162), "Sat, 28 Nov 2026 15:52:42 +0000");
         assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
+    }
+
+    #[test]
+    fn iso_dates() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_881_162_123);
+        assert_eq!(iso8601(t), "2026-11-28T15:52:42.123Z");
     }
 }
