@@ -93,8 +93,12 @@ pub async fn accept(
     let rcpts = envelope.recipients.len();
     let size = body.len;
     spool.enqueue(id, envelope, prepend, body).await?;
+    // PEER is the client's address, or `local uid N` for sendmail.
+    let peer = who
+        .strip_prefix("peer=")
+        .map_or_else(|| format!("local {who}"), str::to_string);
     log::info!(
-        queue_id:% = id, action = "queued";
+        queue_id:% = id, peer = peer.as_str(), action = "queued";
         "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued"
     );
     Ok(id)

@@ -261,14 +261,14 @@ impl Driver {
             tokio::task::spawn_blocking(move || auth::verify(&config, &name, &password)).await;
         match verdict {
             Ok(Some(user)) => {
-                log::info!("peer={} authenticated as {user}", self.peer);
+                log::info!(peer:% = self.peer.ip(), action = "login"; "peer={} authenticated as {user}", self.peer);
                 self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
                 attempt.failed(std::time::Instant::now());
                 let shown: String = login.chars().take(64).collect();
-                log::warn!("peer={} AUTH failed for {shown:?}", self.peer);
+                log::warn!(peer:% = self.peer.ip(), action = "login-failed"; "peer={} AUTH failed for {shown:?}", self.peer);
                 Answer::Rejected(Reply::BAD_CREDENTIALS)
             }
             Err(e) => {

@@ -156,9 +156,17 @@ impl Scheduler {
     }
 
     async fn process_leased(&self, id: QueueId) {
+        // Reading the message and its local deliveries are one blocking
+        // task: one hand-off between threads instead of two.
         let spool = self.spool.clone();
-        let loaded = match tokio::task::spawn_blocking(move || spool.load(id)).await {
-            Ok(Ok(loaded)) => loaded,
+        let config = self.config.get();
+        let read_and_deliver = tokio::task::spawn_blocking(move || {
+            let loaded = spool.load(id)?;
+            let outcomes = deliver_locally(&config, &loaded);
+            Ok::<_, SpoolError>((loaded, outcomes))
+        });
+        let (loaded, mut outcomes) = match read_and_deliver.await {
+            Ok(Ok(done)) => done,
             Ok(Err(SpoolError::NotFound(_))) => return,
             Ok(Err(SpoolError::Damaged(_))) => {
                 // Keep it for the administrator rather than deliver garbage.
@@ -182,61 +190,27 @@ impl Scheduler {
             }
         };
         let loaded = Arc::new(loaded);
-        let outcomes = self.attempt(&loaded).await;
+        outcomes.extend(self.deliver_remotely(&loaded).await);
         self.record(loaded, outcomes).await;
     }
 
-    /// Runs the agents for the pending recipients.
-    async fn attempt(&self, loaded: &Arc<Loaded>) -> Vec<(usize, Outcome)> {
+    /// Runs the remote agent for the pending remote recipients.
+    async fn deliver_remotely(&self, loaded: &Arc<Loaded>) -> Vec<(usize, Outcome)> {
         let message = &loaded.entry.message;
-        let pending = message
-            .statuses
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_final());
-        let (mut locals, mut remotes) = (Vec::new(), Vec::new());
-        for (i, _) in pending {
-            match &message.envelope.recipients[i].route {
-                Route::Local(user) => locals.push((i, user.clone())),
-                Route::Remote(_) => remotes.push(i),
-            }
+        let remotes: Vec<usize> = (0..message.statuses.len())
+            .filter(|&i| !message.statuses[i].is_final())
+            .filter(|&i| matches!(message.envelope.recipients[i].route, Route::Remote(_)))
+            .collect();
+        if remotes.is_empty() {
+            return Vec::new();
         }
-        let mut outcomes = Vec::new();
-        if !locals.is_empty() {
-            let config = self.config.get();
-            let loaded = loaded.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                locals
-                    .into_iter()
-                    .map(|(i, user)| {
-                        let outcome = match local::deliver(&config, &loaded, i, &user) {
-                            Ok(detail) => Outcome::Delivered(detail),
-                            Err(e) if e.is_permanent() => {
-                                Outcome::Failed(crate::smtp::Reply::from(&e).to_string())
-                            }
-                            Err(e) => Outcome::Deferred(e.to_string()),
-                        };
-                        (i, outcome)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            match result {
-                Ok(o) => outcomes.extend(o),
-                Err(e) => log::error!("queue_id={} local delivery task failed: {e}", message.id),
-            }
+        match &self.remote {
+            Some(agent) => agent.deliver(loaded, remotes).await,
+            None => remotes
+                .into_iter()
+                .map(|i| (i, Outcome::Deferred("no outbound relay is running".into())))
+                .collect(),
         }
-        if !remotes.is_empty() {
-            match &self.remote {
-                Some(agent) => outcomes.extend(agent.deliver(loaded, remotes).await),
-                None => outcomes.extend(
-                    remotes
-                        .into_iter()
-                        .map(|i| (i, Outcome::Deferred("no outbound relay is running".into()))),
-                ),
-            }
-        }
-        outcomes
     }
 
     /// Writes the outcomes; finishes the message or schedules the next attempt.
@@ -390,4 +364,27 @@ impl Scheduler {
 /// How long ago `received_at` (ms) was, at `now`.
 pub fn age(received_at: u64, now: SystemTime) -> Duration {
     Duration::from_millis(millis(now).saturating_sub(received_at))
+}
+
+/// Delivers the pending local recipients of `loaded` into their Maildirs.
+/// Blocking.
+fn deliver_locally(config: &crate::config::Config, loaded: &Loaded) -> Vec<(usize, Outcome)> {
+    let message = &loaded.entry.message;
+    (0..message.statuses.len())
+        .filter(|&i| !message.statuses[i].is_final())
+        .filter_map(|i| match &message.envelope.recipients[i].route {
+            Route::Local(user) => Some((i, user)),
+            Route::Remote(_) => None,
+        })
+        .map(|(i, user)| {
+            let outcome = match local::deliver(config, loaded, i, user) {
+                Ok(detail) => Outcome::Delivered(detail),
+                Err(e) if e.is_permanent() => {
+                    Outcome::Failed(crate::smtp::Reply::from(&e).to_string())
+                }
+                Err(e) => Outcome::Deferred(e.to_string()),
+            };
+            (i, outcome)
+        })
+        .collect()
 }
