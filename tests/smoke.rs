@@ -22,3 +22,47 @@ fn one_message_reaches_the_maildir() {
     let text = String::from_utf8_lossy(&msgs[0]);
     assert!(text.starts_with("Return-Path: <a@b.example>\r\nDelivered-To: me@example.org\r\nReceived: from client.example ([127.0.0.1])\r\n"), "{text}");
 }
+
+/// A machine without CA certificates (the appliance image before
+/// ca-certificates, a container) still runs tern: only verified outbound TLS
+/// needs them, and it says so when used.
+#[test]
+fn starts_without_any_ca_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BASE_CONFIG.replace("{data}", dir.path().join("data").to_str().unwrap())
+        + "\n[relay]\nnameservers = [\"127.0.0.1:9\"]\n";
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(tern_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SSL_CERT_FILE", "/nonexistent")
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a tern that neither gets ready nor exits is stopped.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        unsafe_kill(pid, "KILL");
+    });
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok).take(30) {
+        let ready = line.contains("ready:");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("ready:")),
+        "tern did not get ready:\n{}",
+        seen.join("\n")
+    );
+}

@@ -79,6 +79,10 @@ impl HickoryResolver {
             }
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
         };
+        // We never speak DNS over TLS, but hickory builds a TLS client anyway
+        // and by default loads the system's CA certificates for it, failing
+        // on a machine without any. Give it one that needs none.
+        builder = builder.with_tls_config((*crate::tls::client_opportunistic()).clone());
         let options = builder.options_mut();
         options.timeout = Duration::from_secs(5);
         options.attempts = 2;
