@@ -44,8 +44,15 @@ fn starts_without_any_ca_certificates() {
         .unwrap();
     // Bounded: a tern that neither gets ready nor exits is stopped.
     let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = done.clone();
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(20));
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(100));
+            if finished.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
         unsafe_kill(pid, "KILL");
     });
     let stderr = child.stderr.take().unwrap();
