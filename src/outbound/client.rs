@@ -132,19 +132,7 @@ impl Connection {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<(Connection, RemoteReply), ClientError> {
-        let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::Timeout("connection"))?
-            .map_err(ClientError::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        let mut conn = Connection {
-            stream: Stream::Plain(tcp),
-            buffer: Vec::new(),
-            timeout,
-            peer: addr,
-            extensions: Extensions::default(),
-            tls: None,
-        };
+        let mut conn = Connection::open(addr, connect_timeout, timeout).await?;
         let greeting = conn.read_reply("greeting").await?;
         Ok((conn, greeting))
     }
@@ -157,21 +145,31 @@ impl Connection {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<(Connection, RemoteReply), ClientError> {
+        let mut conn = Connection::open(addr, connect_timeout, timeout).await?;
+        conn.handshake(connector, server_name).await?;
+        let greeting = conn.read_reply("greeting").await?;
+        Ok((conn, greeting))
+    }
+
+    /// The TCP connection, nothing read yet.
+    async fn open(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Connection, ClientError> {
         let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout("connection"))?
             .map_err(ClientError::Connect)?;
-        let mut conn = Connection {
+        let _ = tcp.set_nodelay(true);
+        Ok(Connection {
             stream: Stream::Plain(tcp),
             buffer: Vec::new(),
             timeout,
             peer: addr,
             extensions: Extensions::default(),
             tls: None,
-        };
-        conn.handshake(connector, server_name).await?;
-        let greeting = conn.read_reply("greeting").await?;
-        Ok((conn, greeting))
+        })
     }
 
     /// EHLO; HELO if the server does not know EHLO. Records the extensions.

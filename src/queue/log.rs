@@ -188,7 +188,8 @@ impl Log {
         self.append_with(appends, on_written, false).await
     }
 
-    async fn append_with(
+    /// [`Log::append`] (`sync`) or [`Log::append_lazy`].
+    pub async fn append_with(
         &self,
         appends: Vec<Append>,
         on_durable: Option<OnDurable>,

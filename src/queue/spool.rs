@@ -309,14 +309,7 @@ impl Spool {
 
     /// [`Spool::update_blocking`] from async code.
     pub async fn update(&self, records: Vec<Record>) -> Result<(), SpoolError> {
-        let wake = Self::wakes(&records);
-        let appends = Self::state_appends(&records);
-        self.inner
-            .log
-            .append(appends, Some(self.apply_when_durable(records)))
-            .await?;
-        self.after_update(wake);
-        Ok(())
+        self.update_as(records, true).await
     }
 
     /// Appends state records whose loss in a crash would only repeat work that
@@ -324,11 +317,16 @@ impl Spool {
     /// once written, before the flush, which the next durable write (or
     /// [`super::log::LAZY_FLUSH`] later) brings.
     pub async fn update_lazy(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        self.update_as(records, false).await
+    }
+
+    async fn update_as(&self, records: Vec<Record>, flush: bool) -> Result<(), SpoolError> {
         let wake = Self::wakes(&records);
         let appends = Self::state_appends(&records);
+        let on_applied = Some(self.apply_when_durable(records));
         self.inner
             .log
-            .append_lazy(appends, Some(self.apply_when_durable(records)))
+            .append_with(appends, on_applied, flush)
             .await?;
         self.after_update(wake);
         Ok(())
