@@ -64,9 +64,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let live = Arc::new(Live::new(config));
     let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer.clone()).await?;
+    let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
-        // Tests and scripts read this line to find ports bound as 0.
-        println!("tern: listening on {addr} ({})", role.name());
+        // Tests and scripts read this line to find ports bound as 0; under
+        // systemd stdout is the journal too, so it would only repeat the log.
+        if !journal {
+            println!("tern: listening on {addr} ({})", role.name());
+        }
         log::info!("listening on {addr} ({})", role.name());
     }
     let (stop, stopped) = watch::channel(false);

@@ -65,7 +65,7 @@ pub fn init_logging() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(log::LevelFilter::Info);
-    let journal = systemd_journal_logger::connected_to_journal()
+    let journal = logging_to_journal()
         .then(systemd_journal_logger::JournalLog::new)
         .and_then(Result::ok)
         .map(|j| {
@@ -77,6 +77,11 @@ pub fn init_logging() {
         return;
     }
     log::set_max_level(level);
+}
+
+/// True when systemd connected our output to the journal.
+pub fn logging_to_journal() -> bool {
+    systemd_journal_logger::connected_to_journal()
 }
 
 /// How often to send WATCHDOG=1: half the interval systemd expects
