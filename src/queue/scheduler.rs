@@ -20,6 +20,10 @@ use super::retry::RetryPolicy;
 use super::spool::{millis, Loaded, Spool, SpoolError};
 use super::QueueId;
 
+/// How long the idle scheduler waits after new mail arrives before it starts
+/// delivering: messages that come together are delivered together.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// What one delivery attempt did for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -133,7 +137,12 @@ impl Scheduler {
                     .unwrap_or(Duration::from_secs(60))
                     .clamp(Duration::from_millis(1), Duration::from_secs(60));
                 tokio::select! {
-                    _ = self.spool.changed() => {}
+                    _ = self.spool.changed() => {
+                        // New mail: let the messages arriving with it come
+                        // too, so their deliveries run together and share
+                        // the filesystem's flushes.
+                        tokio::time::sleep(GATHER).await;
+                    }
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => break 'outer,
                 }
