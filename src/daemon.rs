@@ -19,8 +19,7 @@ use tokio::sync::watch;
 use crate::clock::SystemClock;
 use crate::config::{Config, Live};
 use crate::control::{self, ControlListener};
-use crate::dkim::keys::KeyKind;
-use crate::dkim::Signer;
+use crate::dkim::{self, LiveSigner, Signer};
 use crate::inbound::submit::Submitter;
 use crate::inbound::{Server, Shared};
 use crate::outbound::resolver::HickoryResolver;
@@ -40,7 +39,7 @@ const DELIVERY_CONCURRENCY: usize = 8;
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // A missing or broken DKIM key stops the start, as a config error.
-    let signer = Signer::from_config(&config)?.map(Arc::new);
+    let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -54,14 +53,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
-    for keys in signer.iter().flat_map(|s| s.domains()) {
-        log::info!(
-            "dkim: signing mail from {} (selectors {}, {})",
-            keys.domain,
-            KeyKind::Rsa.selector(&keys.selector),
-            KeyKind::Ed25519.selector(&keys.selector)
-        );
-    }
+    dkim::log_domains(signer.as_ref());
+    let signer = Arc::new(LiveSigner::new(signer));
     let live = Arc::new(Live::new(config));
     let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer.clone()).await?;
     let journal = systemd::logging_to_journal();
@@ -136,19 +129,21 @@ async fn housekeeping(spool: Spool) {
     }
 }
 
-/// SIGHUP: re-reads the config file and the certificates. Sessions already
-/// open keep the config they started with; new ones get the new one. A config
-/// that does not validate (or certificates that do not load) changes nothing.
+/// SIGHUP: re-reads the config file, the certificates and the DKIM keys.
+/// Sessions already open keep the config they started with; new ones get the
+/// new one. A config that does not validate (or certificates or keys that do
+/// not load) changes nothing.
 fn reload(path: &Path, live: &Live, shared: &Shared) {
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
             let tls = crate::tls::server_config(&config).map_err(|e| e.to_string())?;
-            Ok((config, tls))
+            let signer = Signer::from_config(&config).map_err(|e| e.to_string())?;
+            Ok((config, tls, signer))
         });
     match outcome {
-        Ok((config, tls)) => {
+        Ok((config, tls, signer)) => {
             let old = live.get();
             for (what, changed) in [
                 ("listeners", old.listeners != config.listeners),
@@ -167,6 +162,7 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
             let summary = config.summary(path);
             live.replace(config);
             *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
+            shared.signer.replace(signer);
             log::info!("reloaded: {summary}");
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
         }

@@ -233,3 +233,90 @@ fn without_a_dkim_table_keys_made_by_all_missing_are_used() {
         "{text}"
     );
 }
+
+#[test]
+fn keys_made_while_running_sign_after_a_reload() {
+    let server = TestServer::start("");
+    let send = |subject: &str| {
+        let input = format!("From: me@example.org\nSubject: {subject}\n\nhi\n");
+        let (code, err) =
+            tern_sendmail(&server, &["-f", "me@example.org", "bob"], input.as_bytes());
+        assert_eq!(code, 0, "{err}");
+    };
+    send("before");
+    let got = server.wait_for_messages("bob", 1, Duration::from_secs(10));
+    assert!(!String::from_utf8_lossy(&got[0]).contains("DKIM-Signature:"));
+
+    let made = Command::new(tern_bin())
+        .args(["dkim", "keygen", "--all-missing", "--config"])
+        .arg(&server.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Until the reload, the running server goes on as it started.
+    send("made, not reloaded");
+    let got = server.wait_for_messages("bob", 2, Duration::from_secs(10));
+    assert!(got
+        .iter()
+        .all(|m| !String::from_utf8_lossy(m).contains("DKIM-Signature:")));
+
+    common::unsafe_kill(server.pid(), "HUP");
+    common::wait_until(Duration::from_secs(10), "the reload", || {
+        server.log().contains("reloaded:")
+    });
+    assert!(
+        server.log().contains("dkim: signing mail from example.org"),
+        "{}",
+        server.log()
+    );
+    send("after");
+    let got = server.wait_for_messages("bob", 3, Duration::from_secs(10));
+    let signed: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .filter(|m| m.contains("Subject: after"))
+        .collect();
+    assert_eq!(signed.len(), 1);
+    assert!(
+        signed[0].contains("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{}",
+        signed[0]
+    );
+    assert!(
+        signed[0].contains("DKIM-Signature: v=1; a=ed25519-sha256;"),
+        "{}",
+        signed[0]
+    );
+
+    // A [dkim] table naming keys that do not exist: the reload is refused
+    // and the keys in force keep signing.
+    let original = std::fs::read_to_string(&server.config_path).unwrap();
+    let keys = server.data().join("dkim");
+    std::fs::write(
+        &server.config_path,
+        format!(
+            "{original}\n[dkim]\nkeys = \"{}\"\ndomains = [\"example.org\"]\nselector = \"other\"\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    common::unsafe_kill(server.pid(), "HUP");
+    common::wait_until(Duration::from_secs(10), "the refused reload", || {
+        server.log().contains("reload refused")
+    });
+    assert!(
+        server.log().contains("example.org.other.rsa.pem"),
+        "{}",
+        server.log()
+    );
+    send("after the refused reload");
+    let got = server.wait_for_messages("bob", 4, Duration::from_secs(10));
+    assert!(got.iter().any(|m| {
+        let m = String::from_utf8_lossy(m);
+        m.contains("Subject: after the refused reload") && m.contains("DKIM-Signature:")
+    }));
+}

@@ -36,7 +36,7 @@ async fn daemon() -> Daemon {
     let submitter = Arc::new(crate::inbound::submit::Submitter::new(
         live,
         spool.clone(),
-        None,
+        Default::default(),
     ));
     let socket = dir.path().join("control.sock");
     let listener = ControlListener::bind(&socket).unwrap();

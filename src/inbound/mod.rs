@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Live, Role};
-use crate::dkim::Signer;
+use crate::dkim::LiveSigner;
 use crate::queue::Spool;
 use crate::smtp::Reply;
 
@@ -48,8 +48,8 @@ pub struct Shared {
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     pub limits: Arc<ConnectionLimits>,
     pub throttle: Arc<auth::Throttle>,
-    /// Signs what authenticated users submit (`[dkim]`); loaded at start.
-    pub signer: Option<Arc<Signer>>,
+    /// Signs what authenticated users submit (replaced on reload).
+    pub signer: Arc<LiveSigner>,
 }
 
 impl Server {
@@ -59,7 +59,7 @@ impl Server {
         live: Arc<Live>,
         spool: Spool,
         tls: Option<Arc<rustls::ServerConfig>>,
-        signer: Option<Arc<Signer>>,
+        signer: Arc<LiveSigner>,
     ) -> io::Result<Server> {
         let config = live.get();
         let mut listeners = Vec::new();
@@ -158,7 +158,7 @@ async fn accept_loop(
             spool: shared.spool.clone(),
             tls,
             throttle: shared.throttle.clone(),
-            signer: shared.signer.clone(),
+            signer: shared.signer.get(),
             shutdown: shutdown.clone(),
         };
         connections.spawn(async move {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Live;
-use crate::dkim::Signer;
+use crate::dkim::LiveSigner;
 use crate::local::directory::{self, Resolution};
 use crate::queue::{Body, QueueId, Spool, SpoolError};
 use crate::smtp::{Address, Envelope, Recipient, Route};
@@ -29,7 +29,7 @@ pub enum SubmitError {
 pub struct Submitter {
     live: Arc<Live>,
     spool: Spool,
-    signer: Option<Arc<Signer>>,
+    signer: Arc<LiveSigner>,
 }
 
 /// An address as sendmail users write it: `<a@b>` or `a@b`; a bare name is
@@ -49,7 +49,7 @@ fn address(text: &str, first_domain: &str) -> Result<Address, SubmitError> {
 }
 
 impl Submitter {
-    pub fn new(live: Arc<Live>, spool: Spool, signer: Option<Arc<Signer>>) -> Submitter {
+    pub fn new(live: Arc<Live>, spool: Spool, signer: Arc<LiveSigner>) -> Submitter {
         Submitter {
             live,
             spool,
@@ -125,7 +125,7 @@ impl Submitter {
         Ok(accept(
             &self.spool,
             &config,
-            self.signer.as_ref(),
+            self.signer.get().as_ref(),
             envelope,
             origin,
             body,
