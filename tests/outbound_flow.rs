@@ -211,7 +211,7 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     );
 
     // Backoff: nothing happens before the next attempt is due...
-    let connections = sink.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let attempts = sink.transactions.load(std::sync::atomic::Ordering::Relaxed);
     let next = mta.spool.entry(id).unwrap().next_attempt;
     let now_ms = tern::queue::spool::millis(mta.clock.now());
     let wait = Duration::from_millis(next - now_ms);
@@ -222,8 +222,8 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     mta.advance(Duration::from_secs(60));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        sink.connections.load(std::sync::atomic::Ordering::Relaxed),
-        connections
+        sink.transactions.load(std::sync::atomic::Ordering::Relaxed),
+        attempts
     );
     // ...and then it is retried.
     mta.advance(Duration::from_secs(5 * 60));
@@ -231,7 +231,7 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
         s.entry(id).is_some_and(|e| e.attempts == 2)
     })
     .await;
-    assert!(sink.connections.load(std::sync::atomic::Ordering::Relaxed) > connections);
+    assert!(sink.transactions.load(std::sync::atomic::Ordering::Relaxed) > attempts);
 
     // After 4 hours the sender is told, once.
     mta.advance(Duration::from_secs(4 * 3600));
@@ -430,4 +430,45 @@ async fn a_bounce_is_never_bounced() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(mta.spool.is_empty(), "no bounce was queued");
     assert!(mta.bob_mail().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_one_server_share_a_kept_connection() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sink = Sink::start("127.0.0.11:0", SinkOptions::default());
+    let dns = remote_dns("127.0.0.11");
+    let mta = Mta::start(&dns, sink.addr.port());
+
+    // One after another: the second and third go over the first connection.
+    for (n, rcpt) in ["a@remote.test", "b@remote.test", "c@remote.test"]
+        .iter()
+        .enumerate()
+    {
+        let id = mta.send("bob@example.org", &[rcpt], MESSAGE).await;
+        mta.wait_until("delivered", |s| s.entry(id).is_none()).await;
+        assert_eq!(sink.messages().len(), n + 1);
+    }
+    assert_eq!(sink.transactions.load(Relaxed), 3);
+    assert_eq!(
+        sink.connections.load(Relaxed),
+        1,
+        "one connection for three messages"
+    );
+
+    // The server closes a kept connection: the next message notices (RSET
+    // fails), connects again and is delivered, not deferred.
+    let id = mta
+        .send("bob@example.org", &["hangup@remote.test"], MESSAGE)
+        .await;
+    mta.wait_until("delivered", |s| s.entry(id).is_none()).await;
+    let id = mta
+        .send("bob@example.org", &["d@remote.test"], MESSAGE)
+        .await;
+    mta.wait_until("delivered", |s| s.entry(id).is_none()).await;
+    let got = sink.messages();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[4].rcpts, vec!["d@remote.test"]);
+    assert_eq!(got[4].data, MESSAGE.as_bytes());
+    assert_eq!(sink.connections.load(Relaxed), 2);
+    assert!(mta.bob_mail().is_empty(), "no bounce, no delay notice");
 }

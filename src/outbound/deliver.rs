@@ -14,6 +14,7 @@ use crate::queue::Loaded;
 use crate::smtp::{Domain, Route};
 
 use super::client::{connector, ClientError, Connection, RemoteReply, TransactionReplies};
+use super::pool::{Key, Pool};
 use super::resolver::{interleave, plan, DnsError, MxPlan, Resolver};
 
 /// How to reach a destination.
@@ -27,7 +28,7 @@ pub struct Plan {
 }
 
 /// The TLS rule for one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tls {
     /// STARTTLS if offered, any certificate; plaintext if not offered or if the
     /// handshake fails.
@@ -125,6 +126,8 @@ pub struct Attempt<'a> {
     pub loaded: &'a Loaded,
     /// Indices of the recipients (all at one domain).
     pub indices: &'a [usize],
+    /// Idle connections from earlier messages.
+    pub pool: &'a Pool,
 }
 
 /// Why one address did not take the message; the next one is tried.
@@ -176,6 +179,16 @@ impl Attempt<'_> {
         addr: SocketAddr,
         no_tls: bool,
     ) -> Result<Vec<(usize, Outcome)>, NextHost> {
+        let key = Key {
+            addr,
+            host: host.to_string(),
+            tls: plan.tls,
+            plaintext_fallback: no_tls,
+            login: plan.auth.as_ref().map(|(user, _)| user.clone()),
+        };
+        if let Some(outcomes) = self.reuse(&key).await {
+            return Ok(outcomes);
+        }
         let relay = &self.config.relay;
         let at = |e: &dyn std::fmt::Display| NextHost(format!("{host}[{}]: {e}", addr.ip()));
         let server_name = ServerName::try_from(host.to_string())
@@ -252,8 +265,47 @@ impl Attempt<'_> {
             .transaction(&mut conn, host, addr)
             .await
             .map_err(|e| at(&e))?;
-        conn.quit().await;
+        self.keep(key, conn, 1).await;
         Ok(outcomes)
+    }
+
+    /// Sends the message over a kept connection made for `key`, if there is
+    /// one and it still answers; `None` means: connect anew.
+    async fn reuse(&self, key: &Key) -> Option<Vec<(usize, Outcome)>> {
+        let (mut conn, used) = self.pool.take(key)?;
+        let (host, ip) = (key.host.as_str(), key.addr.ip());
+        match conn.command("RSET", "RSET reply").await {
+            Ok(reply) if reply.code == 250 => {}
+            Ok(reply) => {
+                log::debug!(
+                    "{host}[{ip}]: kept connection refused RSET: {}",
+                    reply.one_line()
+                );
+                conn.quit().await;
+                return None;
+            }
+            Err(e) => {
+                log::debug!("{host}[{ip}]: kept connection is gone: {e}");
+                return None;
+            }
+        }
+        match self.transaction(&mut conn, host, key.addr).await {
+            Ok(outcomes) => {
+                self.keep(key.clone(), conn, used + 1).await;
+                Some(outcomes)
+            }
+            Err(e) => {
+                log::info!("{host}[{ip}]: kept connection failed ({e}); connecting again");
+                None
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next message to the same server, or closes it.
+    async fn keep(&self, key: Key, conn: Connection, used: u32) {
+        if let Some(conn) = self.pool.put(key, conn, used) {
+            conn.quit().await;
+        }
     }
 
     async fn start_tls(

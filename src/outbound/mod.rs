@@ -6,9 +6,11 @@
 //! - [`resolver`]: DNS (the injected `Resolver` trait, hickory) and MX choice.
 //! - [`client`]: the SMTP client.
 //! - [`deliver`]: one attempt at one domain: hosts, TLS policy, outcomes.
+//! - [`pool`]: idle connections kept for the next message to a server.
 
 pub mod client;
 pub mod deliver;
+pub mod pool;
 pub mod resolver;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +24,7 @@ use crate::queue::Loaded;
 use crate::smtp::{Domain, Route};
 
 use deliver::{Attempt, Resolved, TlsClients};
+use pool::Pool;
 use resolver::Resolver;
 
 /// The remote delivery agent.
@@ -31,6 +34,7 @@ pub struct Outbound {
     tls: TlsClients,
     /// One semaphore per destination domain.
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pool: Arc<Pool>,
 }
 
 impl Outbound {
@@ -50,7 +54,13 @@ impl Outbound {
                 verified,
             },
             destinations: Mutex::new(HashMap::new()),
+            pool: Pool::start(),
         }
+    }
+
+    /// Connections kept idle for the next message (for tests).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     fn slot(&self, domain: &str, limit: usize) -> Arc<Semaphore> {
@@ -93,6 +103,7 @@ impl Outbound {
             tls: &self.tls,
             loaded,
             indices,
+            pool: &self.pool,
         }
         .run(&plan)
         .await

@@ -10,6 +10,7 @@
 //! | `datareject…`| RCPT ok, the final dot gets 554 5.6.0 |
 //! | `drop…`      | RCPT ok, the connection is closed in the middle of DATA |
 //! | `slow…`      | RCPT ok, the reply to the final dot comes after 2 s |
+//! | `hangup…`    | accepted, then the connection is closed without QUIT |
 //! | anything else| accepted |
 //!
 //! It records every message it accepted.
@@ -59,6 +60,8 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub accepted: Arc<Mutex<Vec<Accepted>>>,
     pub connections: Arc<AtomicUsize>,
+    /// MAIL commands seen: one per delivery attempt, whatever connection.
+    pub transactions: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -70,18 +73,24 @@ impl Sink {
         let addr = listener.local_addr().unwrap();
         let accepted: Arc<Mutex<Vec<Accepted>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
+        let transactions = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (accepted, connections, stop) =
-                (accepted.clone(), connections.clone(), stop.clone());
+            let (accepted, connections, transactions, stop) = (
+                accepted.clone(),
+                connections.clone(),
+                transactions.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             connections.fetch_add(1, Ordering::Relaxed);
-                            let (accepted, options) = (accepted.clone(), options.clone());
+                            let (accepted, options, transactions) =
+                                (accepted.clone(), options.clone(), transactions.clone());
                             std::thread::spawn(move || {
-                                let _ = session(stream, &options, &accepted);
+                                let _ = session(stream, &options, &accepted, &transactions);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -93,6 +102,7 @@ impl Sink {
             addr,
             accepted,
             connections,
+            transactions,
             stop,
         }
     }
@@ -130,6 +140,7 @@ fn session(
     stream: TcpStream,
     options: &SinkOptions,
     accepted: &Mutex<Vec<Accepted>>,
+    transactions: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut out = stream.try_clone()?;
@@ -172,6 +183,7 @@ fn session(
         } else if upper.starts_with("HELO") {
             say("250 sink.test")?;
         } else if upper.starts_with("MAIL FROM:") {
+            transactions.fetch_add(1, Ordering::Relaxed);
             from = cmd[10..]
                 .split('>')
                 .next()
@@ -237,6 +249,11 @@ fn session(
                     data,
                 });
                 say("250 2.0.0 queued on sink")?;
+                if has("hangup") {
+                    // Close without waiting for QUIT, as servers that time
+                    // out idle clients do.
+                    return Ok(());
+                }
             }
         } else if upper == "RSET" {
             rcpts.clear();
