@@ -78,6 +78,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
     let submitter = Arc::new(Submitter::new(live.clone(), spool.clone(), signer.clone()));
+    if let Some(listener) = submit_listener()? {
+        log::info!(
+            "submission socket for local users on {}",
+            listener.path().display()
+        );
+        tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()));
+    }
     let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
     let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
@@ -127,6 +134,22 @@ async fn housekeeping(spool: Spool) {
             Err(e) => log::error!("spool housekeeping task failed: {e}"),
         }
     }
+}
+
+/// The submission socket for every local user, when systemd gave us a
+/// runtime directory (`$RUNTIME_DIRECTORY`, from `RuntimeDirectory=tern`).
+fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
+    let Some(dirs) = std::env::var_os("RUNTIME_DIRECTORY") else {
+        return Ok(None);
+    };
+    let dirs = dirs.to_string_lossy().into_owned();
+    let Some(dir) = dirs.split(':').next().filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let path = Path::new(dir).join(control::SUBMIT_SOCKET_NAME);
+    let listener = ControlListener::bind_submit(&path)
+        .context("cannot start the submission socket for local users")?;
+    Ok(Some(listener))
 }
 
 /// SIGHUP: re-reads the config file, the certificates and the DKIM keys.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
-use tern::config::Config;
+use tern::config::{Config, ConfigError};
 use tern::control::{self, Client, ControlError};
 use tern::dkim::keys::{self, KeyKind};
 use tern::dkim::Signer;
@@ -560,12 +560,36 @@ fn sendmail(args: &[OsString]) -> ExitCode {
             Err(e) => fail(exit::UNAVAILABLE, &e),
         };
     }
-    let config = match Config::load(&config_path) {
-        Ok(c) => c,
+    // Where to hand the message over, and the two settings sendmail needs.
+    let (socket, hostname, limit) = match Config::load(&config_path) {
+        Ok(c) => (
+            control::socket_path(&c.data_dir),
+            c.hostname.clone(),
+            c.limits.message_size,
+        ),
+        // tern.toml is root:tern 0640: other users (a web application, a
+        // user's cron job) ask the daemon on the submission socket instead.
+        Err(ConfigError::Io { error, .. })
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            let socket = control::submit_socket_path();
+            match Client::connect(&socket).and_then(|mut c| c.submission_info()) {
+                Ok((hostname, limit)) => (socket, hostname, limit),
+                Err(ControlError::NotRunning(_)) => {
+                    return fail(
+                        exit::UNAVAILABLE,
+                        &format!(
+                            "the tern daemon is not running (nothing answers on {}); the message was NOT sent",
+                            socket.display()
+                        ),
+                    )
+                }
+                Err(e) => return fail(exit::TEMPFAIL, &format!("message not sent: {e}")),
+            }
+        }
         Err(e) => return fail(exit::CONFIG, &e),
     };
     let mut input = Vec::new();
-    let limit = config.limits.message_size;
     if let Err(e) = std::io::stdin()
         .lock()
         .take(limit + 1)
@@ -586,7 +610,7 @@ fn sendmail(args: &[OsString]) -> ExitCode {
     let sender = inv
         .sender
         .clone()
-        .unwrap_or_else(|| format!("{login}@{}", config.hostname));
+        .unwrap_or_else(|| format!("{login}@{hostname}"));
     let now = SystemTime::now();
     let unique = format!(
         "{}.{}",
@@ -601,7 +625,7 @@ fn sendmail(args: &[OsString]) -> ExitCode {
         } else {
             &sender
         },
-        hostname: &config.hostname,
+        hostname: &hostname,
         date: &tern::smtp::date::rfc5322(now),
         unique: &unique,
     };
@@ -609,8 +633,16 @@ fn sendmail(args: &[OsString]) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e.exit_code(), &e),
     };
-    let socket = control::socket_path(&config.data_dir);
     let result = Client::connect(&socket)
+        .or_else(|e| match e {
+            // A readable tern.toml, but the data directory is not ours.
+            ControlError::Io { error, .. }
+                if error.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Client::connect(&control::submit_socket_path())
+            }
+            e => Err(e),
+        })
         .and_then(|mut c| c.submit(&sender, &prepared.recipients, &prepared.content));
     match result {
         Ok(_) => ExitCode::from(exit::OK),

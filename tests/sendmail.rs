@@ -320,3 +320,73 @@ fn keys_made_while_running_sign_after_a_reload() {
         m.contains("Subject: after the refused reload") && m.contains("DKIM-Signature:")
     }));
 }
+
+#[test]
+fn any_local_user_sends_through_the_submission_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    assert!(
+        nix::unistd::getuid().is_root(),
+        "this test runs sendmail as uid 65534; run the tests as root (CI does)"
+    );
+    // As under systemd: RuntimeDirectory=tern, 0755.
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = TestServer::start("");
+    server.stop();
+    server
+        .env
+        .push(("RUNTIME_DIRECTORY".into(), runtime.path().to_path_buf()));
+    server.spawn();
+    let socket = runtime.path().join("submit.sock");
+    common::wait_until(Duration::from_secs(10), "the submission socket", || {
+        socket.exists()
+    });
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666);
+    // A copy of the binary that uid 65534 may run, wherever the tree is.
+    let bin = runtime.path().join("tern");
+    std::fs::copy(tern_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // tern.toml is unreadable for this user (0640 root:tern on the
+    // appliance): sendmail asks the daemon on the submission socket.
+    std::fs::set_permissions(&server.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = Command::new(&bin)
+        .arg("sendmail")
+        .arg("-C")
+        .arg(&server.config_path)
+        .arg("bob")
+        .env("TERN_SUBMIT_SOCKET", &socket)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: from a web app\n\nhello\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = server.wait_for_messages("bob", 1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("Subject: from a web app"), "{text}");
+    assert!(text.contains("From: nobody@mx.example.org"), "{text}");
+
+    // That socket queues mail and does nothing else.
+    let mut client = tern::control::Client::connect(&socket).unwrap();
+    match client.list() {
+        Err(tern::control::ControlError::Refused(f)) => {
+            assert_eq!(f.kind, tern::control::FailureKind::NotAllowed)
+        }
+        other => panic!("queue list on the submission socket: {other:?}"),
+    }
+}

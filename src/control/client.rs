@@ -80,7 +80,20 @@ impl Client {
     /// The daemon's process id and version.
     pub fn ping(&mut self) -> Result<(u32, String), ControlError> {
         match self.request(&Request::Ping)? {
-            Reply::Pong { pid, version } => Ok((pid, version)),
+            Reply::Pong { pid, version, .. } => Ok((pid, version)),
+            other => Err(unexpected("ping", &other)),
+        }
+    }
+
+    /// The daemon's host name and message size limit (what `sendmail`
+    /// needs when it cannot read the config).
+    pub fn submission_info(&mut self) -> Result<(String, u64), ControlError> {
+        match self.request(&Request::Ping)? {
+            Reply::Pong {
+                hostname,
+                message_size,
+                ..
+            } => Ok((hostname, message_size)),
             other => Err(unexpected("ping", &other)),
         }
     }

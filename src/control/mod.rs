@@ -1,8 +1,15 @@
-//! The control socket: how `tern queue …` (and later `sendmail`) talk to the
+//! The control socket: how `tern queue …` and `sendmail` talk to the
 //! running daemon. The daemon listens on a unix stream socket at
 //! `<data_dir>/control.sock` (mode 0660: the daemon's user and group; the
 //! data directory itself is 0750), [`server`]; the CLI connects with a
 //! blocking [`client::Client`] and gets typed results.
+//!
+//! Under systemd (`RuntimeDirectory=tern`) the daemon also listens on the
+//! submission socket [`SUBMIT_SOCKET`] (mode 0666 in a 0755 directory),
+//! which serves `ping` and `submit` only: `sendmail` run by any local user
+//! (a web application, a user's cron job), who cannot read tern.toml nor
+//! enter the data directory, queues mail there. The daemon learns each
+//! client's uid from the socket (SO_PEERCRED).
 //!
 //! # Protocol
 //!
@@ -59,6 +66,21 @@ pub use server::ControlListener;
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "control.sock";
+
+/// The submission socket's file name inside the runtime directory.
+pub const SUBMIT_SOCKET_NAME: &str = "submit.sock";
+
+/// Where `sendmail` finds the submission socket when it cannot read the
+/// config: systemd's `RuntimeDirectory=tern`. `TERN_SUBMIT_SOCKET` in the
+/// environment names another (tests; a daemon run by hand).
+pub const SUBMIT_SOCKET: &str = "/run/tern/submit.sock";
+
+/// The submission socket `sendmail` uses when it cannot read the config.
+pub fn submit_socket_path() -> PathBuf {
+    std::env::var_os("TERN_SUBMIT_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SUBMIT_SOCKET))
+}
 
 /// Where the daemon whose data directory is `data_dir` listens.
 pub fn socket_path(data_dir: &Path) -> PathBuf {

@@ -62,6 +62,11 @@ pub enum Reply {
     Pong {
         pid: u32,
         version: String,
+        /// What `sendmail` needs when it cannot read the config itself.
+        #[serde(default)]
+        hostname: String,
+        #[serde(default)]
+        message_size: u64,
     },
     List {
         messages: Vec<MessageSummary>,
@@ -104,6 +109,9 @@ pub enum FailureKind {
     BadAddress,
     /// A submitted message is larger than `limits.message_size`.
     TooBig,
+    /// This socket does not serve that request (the submission socket
+    /// only takes `ping` and `submit`).
+    NotAllowed,
     /// Anything else (a bug).
     Internal,
     /// A kind a newer daemon sends that this client does not know.
@@ -350,6 +358,8 @@ mod tests {
             Response::Ok(Reply::Pong {
                 pid: 7,
                 version: "0.1.0".into(),
+                hostname: "mx.example.org".into(),
+                message_size: 1 << 20,
             }),
             Response::Ok(Reply::List {
                 messages: vec![summary(), summary()],

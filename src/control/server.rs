@@ -38,33 +38,61 @@ const MAX_CONNECTIONS: usize = 16;
 /// How long connections in progress get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// What the clients of a socket may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: the queue's administration and submission
+    /// (`<data_dir>/control.sock`, mode 0660: root and group tern).
+    Admin,
+    /// `ping` and `submit` only, for every local user: `sendmail` run by
+    /// a web application or a user's cron job (mode 0666).
+    Submit,
+}
+
 /// The bound control socket. Dropping it removes the socket file (if it is
 /// still the one we created).
 #[derive(Debug)]
 pub struct ControlListener {
     listener: UnixListener,
     path: PathBuf,
+    scope: Scope,
     /// Device and inode of our socket file.
     identity: (u64, u64),
 }
 
 impl ControlListener {
-    /// Binds the socket at `path` with mode 0660. Must run inside the tokio
-    /// runtime.
+    /// Binds the administration socket at `path` with mode 0660. Must run
+    /// inside the tokio runtime.
     pub fn bind(path: &Path) -> Result<ControlListener, ControlError> {
+        Self::bind_scoped(path, Scope::Admin)
+    }
+
+    /// Binds the submission socket at `path` with mode 0666: any local user
+    /// may queue mail there, nothing else.
+    pub fn bind_submit(path: &Path) -> Result<ControlListener, ControlError> {
+        Self::bind_scoped(path, Scope::Submit)
+    }
+
+    fn bind_scoped(path: &Path, scope: Scope) -> Result<ControlListener, ControlError> {
         clear_stale(path)?;
         let listener = UnixListener::bind(path).map_err(|e| match e.kind() {
             // Another daemon bound it between our check and our bind.
             io::ErrorKind::AddrInUse => ControlError::AlreadyRunning(path.to_path_buf()),
             _ => ControlError::io(path, e),
         })?;
-        // The data directory (0750) keeps others out even before this.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        // For the admin socket, the data directory (0750) keeps others out
+        // even before this.
+        let mode = match scope {
+            Scope::Admin => 0o660,
+            Scope::Submit => 0o666,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| ControlError::io(path, e))?;
         let meta = std::fs::metadata(path).map_err(|e| ControlError::io(path, e))?;
         Ok(ControlListener {
             listener,
             path: path.to_path_buf(),
+            scope,
             identity: (meta.dev(), meta.ino()),
         })
     }
@@ -102,8 +130,9 @@ impl ControlListener {
                 Ok((stream, _)) => {
                     let admin = admin.clone();
                     let submitter = submitter.clone();
+                    let scope = self.scope;
                     connections.spawn(async move {
-                        connection(stream, admin, submitter).await;
+                        connection(stream, admin, submitter, scope).await;
                         drop(permit);
                     });
                 }
@@ -197,7 +226,12 @@ async fn read_line(
 
 /// Serves one client: requests in sequence until it closes, stalls, or sends
 /// something that is not a request we know.
-async fn connection(stream: UnixStream, admin: Arc<Admin>, submitter: Arc<Submitter>) {
+async fn connection(
+    stream: UnixStream,
+    admin: Arc<Admin>,
+    submitter: Arc<Submitter>,
+    scope: Scope,
+) {
     let uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -227,6 +261,30 @@ async fn connection(stream: UnixStream, admin: Arc<Admin>, submitter: Arc<Submit
                 return;
             }
         };
+        if scope == Scope::Submit && !matches!(request, Request::Ping | Request::Submit { .. }) {
+            log::warn!(
+                "control: uid {uid:?} asked the submission socket for more than ping/submit"
+            );
+            let failure = Failure::new(
+                FailureKind::NotAllowed,
+                "this socket only queues mail; queue administration is for root and group tern",
+            );
+            answer(&mut write, &Response::Error(failure)).await;
+            return;
+        }
+        if let Request::Ping = request {
+            let config = submitter.config();
+            let pong = Reply::Pong {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                hostname: config.hostname.clone(),
+                message_size: config.limits.message_size,
+            };
+            if !answer(&mut write, &Response::Ok(pong)).await {
+                return;
+            }
+            continue;
+        }
         if let Request::Submit {
             sender,
             recipients,
@@ -336,15 +394,12 @@ async fn handle(request: Request, admin: Arc<Admin>) -> Result<Reply, Failure> {
     let spool = admin.spool();
     let failed = |e: SpoolError| Failure::from(&e);
     match request {
-        // Handled by `connection`, which reads its payload.
-        Request::Submit { .. } => Err(Failure::new(
+        // Handled by `connection` (which knows the config, and reads a
+        // submission's payload).
+        Request::Submit { .. } | Request::Ping => Err(Failure::new(
             FailureKind::BadRequest,
-            "submit without its payload",
+            "request handled elsewhere",
         )),
-        Request::Ping => Ok(Reply::Pong {
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        }),
         Request::List => Ok(Reply::List {
             messages: spool.entries().iter().map(MessageSummary::of).collect(),
         }),

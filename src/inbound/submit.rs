@@ -57,6 +57,11 @@ impl Submitter {
         }
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        self.live.get()
+    }
+
     /// The largest message accepted.
     pub fn size_limit(&self) -> u64 {
         self.live.get().limits.message_size

@@ -171,7 +171,9 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_only_found_under_the_key_it_was_made_for() {
         let pool = Pool::default();
-        assert!(pool.put(key("a.test", None), connection().await, 1).is_none());
+        assert!(pool
+            .put(key("a.test", None), connection().await, 1)
+            .is_none());
         assert!(pool.take(&key("b.test", None)).is_none());
         assert!(pool.take(&key("a.test", Some("me"))).is_none());
         let (_, used) = pool.take(&key("a.test", None)).expect("kept");
@@ -183,9 +185,13 @@ mod tests {
     async fn limits_per_key_and_per_connection_are_kept() {
         let pool = Pool::default();
         for _ in 0..MAX_PER_KEY {
-            assert!(pool.put(key("a.test", None), connection().await, 1).is_none());
+            assert!(pool
+                .put(key("a.test", None), connection().await, 1)
+                .is_none());
         }
-        assert!(pool.put(key("a.test", None), connection().await, 1).is_some());
+        assert!(pool
+            .put(key("a.test", None), connection().await, 1)
+            .is_some());
         assert!(pool
             .put(key("b.test", None), connection().await, MAX_MESSAGES)
             .is_some());

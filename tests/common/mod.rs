@@ -83,6 +83,8 @@ pub struct TestServer {
     pub log_path: PathBuf,
     /// The SERVFAIL DNS server, when the test did not configure `[relay]`.
     pub dns: Option<ServfailDns>,
+    /// Environment for the process (as systemd would set it).
+    pub env: Vec<(String, PathBuf)>,
 }
 
 /// The path of the binary under test.
@@ -126,6 +128,7 @@ impl TestServer {
             child: None,
             addrs: Vec::new(),
             dns: None,
+            env: Vec::new(),
         };
         server.spawn();
         server
@@ -148,6 +151,7 @@ impl TestServer {
             .arg("--config")
             .arg(&self.config_path)
             .env("TERN_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
