@@ -185,10 +185,8 @@ fn a_remote_recipient_gets_the_message_dkim_signed() {
     );
 }
 
-#[test]
-fn without_a_dkim_table_keys_made_by_all_missing_are_used() {
-    let mut server = TestServer::start("");
-    server.stop();
+/// `tern dkim keygen --all-missing` for the server's config; must succeed.
+fn keygen_all_missing(server: &TestServer) -> std::process::Output {
     let made = Command::new(tern_bin())
         .args(["dkim", "keygen", "--all-missing", "--config"])
         .arg(&server.config_path)
@@ -199,6 +197,14 @@ fn without_a_dkim_table_keys_made_by_all_missing_are_used() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    made
+}
+
+#[test]
+fn without_a_dkim_table_keys_made_by_all_missing_are_used() {
+    let mut server = TestServer::start("");
+    server.stop();
+    let made = keygen_all_missing(&server);
     let records = String::from_utf8_lossy(&made.stdout);
     assert_eq!(
         records
@@ -243,20 +249,19 @@ fn keys_made_while_running_sign_after_a_reload() {
             tern_sendmail(&server, &["-f", "me@example.org", "bob"], input.as_bytes());
         assert_eq!(code, 0, "{err}");
     };
+    // SIGHUP; waits for `outcome` in the log, which must also say `says`.
+    let reload = |outcome: &str, says: &str| {
+        common::unsafe_kill(server.pid(), "HUP");
+        common::wait_until(Duration::from_secs(10), outcome, || {
+            server.log().contains(outcome)
+        });
+        assert!(server.log().contains(says), "{}", server.log());
+    };
     send("before");
     let got = server.wait_for_messages("bob", 1, Duration::from_secs(10));
     assert!(!String::from_utf8_lossy(&got[0]).contains("DKIM-Signature:"));
 
-    let made = Command::new(tern_bin())
-        .args(["dkim", "keygen", "--all-missing", "--config"])
-        .arg(&server.config_path)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    keygen_all_missing(&server);
     // Until the reload, the running server goes on as it started.
     send("made, not reloaded");
     let got = server.wait_for_messages("bob", 2, Duration::from_secs(10));
@@ -264,15 +269,7 @@ fn keys_made_while_running_sign_after_a_reload() {
         .iter()
         .all(|m| !String::from_utf8_lossy(m).contains("DKIM-Signature:")));
 
-    common::unsafe_kill(server.pid(), "HUP");
-    common::wait_until(Duration::from_secs(10), "the reload", || {
-        server.log().contains("reloaded:")
-    });
-    assert!(
-        server.log().contains("dkim: signing mail from example.org"),
-        "{}",
-        server.log()
-    );
+    reload("reloaded:", "dkim: signing mail from example.org");
     send("after");
     let got = server.wait_for_messages("bob", 3, Duration::from_secs(10));
     let signed: Vec<String> = got
@@ -304,15 +301,7 @@ fn keys_made_while_running_sign_after_a_reload() {
         ),
     )
     .unwrap();
-    common::unsafe_kill(server.pid(), "HUP");
-    common::wait_until(Duration::from_secs(10), "the refused reload", || {
-        server.log().contains("reload refused")
-    });
-    assert!(
-        server.log().contains("example.org.other.rsa.pem"),
-        "{}",
-        server.log()
-    );
+    reload("reload refused", "example.org.other.rsa.pem");
     send("after the refused reload");
     let got = server.wait_for_messages("bob", 4, Duration::from_secs(10));
     assert!(got.iter().any(|m| {
