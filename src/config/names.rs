@@ -37,24 +37,33 @@ pub fn dns_name_problem(name: &str) -> Option<String> {
         if label.is_empty() {
             return Some("it has an empty label (two dots in a row, or a leading dot)".into());
         }
-        if label.len() > 63 {
-            return Some(format!("label \"{label}\" is longer than 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some(format!(
-                "label \"{label}\" may hold only letters, digits and hyphens"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Some(format!("label \"{label}\" starts or ends with a hyphen"));
+        if let Some(problem) = label_problem(label) {
+            return Some(problem);
         }
     }
     let last = name.rsplit('.').next().unwrap_or(name);
     if last.bytes().all(|b| b.is_ascii_digit()) {
         return Some("it looks like an IP address; expected a name".into());
+    }
+    None
+}
+
+/// Why the non-empty DNS label `label` is not one we accept: 1–63 letters,
+/// digits and hyphens, not starting or ending with a hyphen (RFC 1035 §2.3.1).
+fn label_problem(label: &str) -> Option<String> {
+    if label.len() > 63 {
+        return Some(format!("label \"{label}\" is longer than 63 characters"));
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Some(format!(
+            "label \"{label}\" may hold only letters, digits and hyphens"
+        ));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Some(format!("label \"{label}\" starts or ends with a hyphen"));
     }
     None
 }
@@ -77,21 +86,8 @@ pub fn selector_problem(selector: &str) -> Option<String> {
     if selector.starts_with('.') || selector.ends_with('.') || selector.contains("..") {
         return Some("it has an empty label (a leading, trailing or double dot)".into());
     }
-    for label in selector.split('.') {
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some(format!(
-                "label \"{label}\" may hold only letters, digits and hyphens"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Some(format!("label \"{label}\" starts or ends with a hyphen"));
-        }
-        if label.len() > 63 {
-            return Some(format!("label \"{label}\" is longer than 63 characters"));
-        }
+    if let Some(problem) = selector.split('.').find_map(label_problem) {
+        return Some(problem);
     }
     let last = selector.rsplit('.').next().unwrap_or(selector);
     let room = 63 - SELECTOR_SUFFIX_MAX;
