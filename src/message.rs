@@ -41,12 +41,9 @@ pub fn fields(section: &[u8]) -> Vec<Field<'_>> {
                     value: &section[start..end],
                 });
             }
-            if let Some(colon) = line.iter().position(|&b| b == b':') {
-                let name = &line[..colon];
-                if !name.is_empty() && name.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
-                    current = Some((name, pos + colon + 1));
-                    end = line_end;
-                }
+            if let Some(name) = field_name(line) {
+                current = Some((name, pos + name.len() + 1));
+                end = line_end;
             }
         }
         pos = line_end;
@@ -97,6 +94,37 @@ pub fn author_domain(fields: &[Field<'_>]) -> Result<String, NoAuthor> {
 /// The header section of `message`: up to and including the CRLF (or LF)
 /// that ends its last line, before the empty line; all of it when there is no
 /// body.
+/// The name of the header field `line` starts, if it starts one: printable
+/// ASCII up to a colon (RFC 5322 §2.2).
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    (!name.is_empty() && name.iter().all(|&b| (0x21..=0x7e).contains(&b))).then_some(name)
+}
+
+/// How many leading bytes of `message` are header fields: up to the empty
+/// line, or up to the first line that is neither a field nor the
+/// continuation of one (what a program wrote as its first body line without
+/// the empty line before it).
+pub fn header_fields_len(message: &[u8]) -> usize {
+    let mut pos = 0;
+    let mut in_field = false;
+    while pos < message.len() {
+        let line_end = message[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |i| pos + i + 1);
+        let line = &message[pos..line_end];
+        let continues = in_field && matches!(line.first(), Some(b' ' | b'\t'));
+        if !continues && field_name(line).is_none() {
+            return pos;
+        }
+        in_field = true;
+        pos = line_end;
+    }
+    pos
+}
+
 pub fn header_section(message: &[u8]) -> &[u8] {
     let mut pos = 0;
     while pos < message.len() {

@@ -152,8 +152,9 @@ pub fn prepare(
     defaults: &Defaults<'_>,
 ) -> Result<Prepared, PrepareError> {
     let lines = crlf_lines(input, !inv.ignore_dots);
-    let section_len = message::header_section(&lines).len();
-    let (head, body) = lines.split_at(section_len);
+    // A first line that is not a header field starts the body ("echo text |
+    // sendmail root" sends the text).
+    let (head, body) = lines.split_at(message::header_fields_len(&lines));
     let fields = message::fields(head);
     let mut recipients: Vec<String> = Vec::new();
     let add = |r: String, list: &mut Vec<String>| {
@@ -211,12 +212,11 @@ pub fn prepare(
         content.push(b':');
         content.extend_from_slice(field.value);
     }
-    if section_len == lines.len() && body.is_empty() && !content.ends_with(b"\r\n\r\n") {
-        // Headers only: end the header section.
+    if !body.starts_with(b"\r\n") {
+        // The empty line that ends the header section.
         content.extend_from_slice(b"\r\n");
-    } else {
-        content.extend_from_slice(body);
     }
+    content.extend_from_slice(body);
     Ok(Prepared {
         recipients,
         content,
@@ -381,6 +381,36 @@ mod tests {
             prepare(b"To: <broken\n\nx\n", &inv, &defaults()),
             Err(PrepareError::BadHeader(_))
         ));
+    }
+
+    #[test]
+    fn text_without_headers_is_the_body() {
+        let inv = parse_args(&args(&["me@example.org"])).unwrap();
+        for (input, ends) in [
+            (
+                &b"disk full\n"[..],
+                &b"@mx.example.org>\r\n\r\ndisk full\r\n"[..],
+            ),
+            (
+                b"Subject: x\nX-Second: a header too\nplain text\nmore\n",
+                b"Subject: x\r\nX-Second: a header too\r\n\r\nplain text\r\nmore\r\n",
+            ),
+            (
+                b"Subject: folded\n  on two lines\n\tand three\nbody\n",
+                b"Subject: folded\r\n  on two lines\r\n\tand three\r\n\r\nbody\r\n",
+            ),
+            (
+                b" indented first line\n",
+                b">\r\n\r\n indented first line\r\n",
+            ),
+        ] {
+            let p = prepare(input, &inv, &defaults()).unwrap();
+            assert!(
+                p.content.ends_with(ends),
+                "{:?}",
+                String::from_utf8_lossy(&p.content)
+            );
+        }
     }
 
     #[test]
