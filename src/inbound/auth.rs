@@ -152,24 +152,7 @@ impl Throttle {
 
     /// True while `ip` has used up its failed attempts.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get_mut(&ip) {
-            Some(times) => {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    times.pop_front();
-                }
-                if times.is_empty() {
-                    map.remove(&ip);
-                    false
-                } else {
-                    times.len() >= self.max_failures
-                }
-            }
-            None => false,
-        }
+        self.failures_within(ip, now) >= self.max_failures
     }
 
     /// Records a failed login from `ip`.

@@ -237,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_deliveries_share_directory_flushes_and_all_land() {
+    fn concurrent_deliveries_through_the_shared_directory_flush_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::new(dir.path().join("me"));
         std::thread::scope(|s| {

@@ -186,8 +186,8 @@ impl Attempt<'_> {
             plaintext_fallback: no_tls,
             login: plan.auth.as_ref().map(|(user, _)| user.clone()),
         };
-        if let Some(outcomes) = self.reuse(&key).await {
-            return Ok(outcomes);
+        if let Some(outcome) = self.reuse(&key).await {
+            return outcome;
         }
         let relay = &self.config.relay;
         let at = |e: &dyn std::fmt::Display| NextHost(format!("{host}[{}]: {e}", addr.ip()));
@@ -270,8 +270,10 @@ impl Attempt<'_> {
     }
 
     /// Sends the message over a kept connection made for `key`, if there is
-    /// one and it still answers; `None` means: connect anew.
-    async fn reuse(&self, key: &Key) -> Option<Vec<(usize, Outcome)>> {
+    /// one and it still answers RSET; `None` means: connect anew. A failure
+    /// after that is the attempt's outcome like any other (the server may
+    /// have the message already, so it is not sent again at once).
+    async fn reuse(&self, key: &Key) -> Option<Result<Vec<(usize, Outcome)>, NextHost>> {
         let (mut conn, used) = self.pool.take(key)?;
         let (host, ip) = (key.host.as_str(), key.addr.ip());
         match conn.command("RSET", "RSET reply").await {
@@ -289,16 +291,14 @@ impl Attempt<'_> {
                 return None;
             }
         }
-        match self.transaction(&mut conn, host, key.addr).await {
+        let outcomes = self.transaction(&mut conn, host, key.addr).await;
+        Some(match outcomes {
             Ok(outcomes) => {
                 self.keep(key.clone(), conn, used + 1).await;
-                Some(outcomes)
+                Ok(outcomes)
             }
-            Err(e) => {
-                log::info!("{host}[{ip}]: kept connection failed ({e}); connecting again");
-                None
-            }
-        }
+            Err(e) => Err(NextHost(format!("{host}[{ip}]: {e}"))),
+        })
     }
 
     /// Keeps `conn` for the next message to the same server, or closes it.

@@ -58,11 +58,6 @@ impl Outbound {
         }
     }
 
-    /// Connections kept idle for the next message (for tests).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     fn slot(&self, domain: &str, limit: usize) -> Arc<Semaphore> {
         let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
         // Forget idle destinations so the map does not grow without bound.

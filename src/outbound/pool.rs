@@ -16,9 +16,9 @@ use super::deliver::Tls;
 
 /// How long an idle connection is kept (Postfix keeps them 2 s; servers
 /// must wait at least 5 minutes for a command, RFC 5321 §4.5.3.2.7).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages sent over one connection before it is closed.
-pub const MAX_MESSAGES: u32 = 100;
+const MAX_MESSAGES: u32 = 100;
 /// Idle connections kept for one key.
 const MAX_PER_KEY: usize = 4;
 /// Idle connections kept in all.
@@ -86,11 +86,11 @@ impl Pool {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = idle.values().map(Vec::len).sum();
-        let list = idle.entry(key).or_default();
-        if list.len() >= MAX_PER_KEY || total >= MAX_IDLE {
+        let here = idle.get(&key).map_or(0, Vec::len);
+        if here >= MAX_PER_KEY || total >= MAX_IDLE {
             return Some(conn);
         }
-        list.push(Idle {
+        idle.entry(key).or_default().push(Idle {
             conn,
             since: Instant::now(),
             used,

@@ -175,20 +175,11 @@ impl Log {
         self.append_with(appends, on_durable, true).await
     }
 
-    /// Appends records that may be lost in a crash without harm (they would
-    /// be redone idempotently): returns once they are written, not flushed;
-    /// `on_written` runs then. They are flushed with the next batch that
-    /// needs it, after [`LAZY_FLUSH`] at the latest, and before any segment
-    /// is deleted.
-    pub async fn append_lazy(
-        &self,
-        appends: Vec<Append>,
-        on_written: Option<OnDurable>,
-    ) -> io::Result<Vec<Location>> {
-        self.append_with(appends, on_written, false).await
-    }
-
-    /// [`Log::append`] (`sync`) or [`Log::append_lazy`].
+    /// [`Log::append`] when `sync`; otherwise appends records that may be
+    /// lost in a crash without harm (they would be redone idempotently):
+    /// returns once they are written, not flushed, and `on_durable` runs
+    /// then. Those are flushed with the next batch that needs it, after
+    /// [`LAZY_FLUSH`] at the latest, and before any segment is deleted.
     pub async fn append_with(
         &self,
         appends: Vec<Append>,
