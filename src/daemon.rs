@@ -78,13 +78,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
     let submitter = Arc::new(Submitter::new(live.clone(), spool.clone(), signer.clone()));
-    if let Some(listener) = submit_listener()? {
+    let local_submit = submit_listener()?.map(|listener| {
         log::info!(
             "submission socket for local users on {}",
             listener.path().display()
         );
-        tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()));
-    }
+        tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()))
+    });
     let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
     let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
@@ -113,6 +113,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = scheduler.await;
     let _ = control.await;
+    if let Some(local_submit) = local_submit {
+        let _ = local_submit.await;
+    }
     log::info!(
         "stopped: {} message(s) stay queued for the next start",
         spool.len()

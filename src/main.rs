@@ -573,8 +573,10 @@ fn sendmail(args: &[OsString]) -> ExitCode {
             if error.kind() == std::io::ErrorKind::PermissionDenied =>
         {
             let socket = control::submit_socket_path();
-            match Client::connect(&socket).and_then(|mut c| c.submission_info()) {
-                Ok((hostname, limit)) => (socket, hostname, limit),
+            // This connection only asks; the message goes over a new one once
+            // it is read (the daemon does not wait for a slow pipe).
+            match Client::connect(&socket).and_then(|mut c| c.ping()) {
+                Ok(info) => (socket, info.hostname, info.message_size),
                 Err(ControlError::NotRunning(_)) => {
                     return fail(
                         exit::UNAVAILABLE,

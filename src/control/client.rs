@@ -15,6 +15,17 @@ use super::protocol::{
 use super::server::OPERATION_TIMEOUT;
 use super::ControlError;
 
+/// The answer to `ping`: the daemon's process and what `sendmail` needs
+/// when it cannot read the config itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub hostname: String,
+    /// `limits.message_size`.
+    pub message_size: u64,
+}
+
 /// A connection to the running daemon.
 #[derive(Debug)]
 pub struct Client {
@@ -77,23 +88,20 @@ impl Client {
         }
     }
 
-    /// The daemon's process id and version.
-    pub fn ping(&mut self) -> Result<(u32, String), ControlError> {
-        match self.request(&Request::Ping)? {
-            Reply::Pong { pid, version, .. } => Ok((pid, version)),
-            other => Err(unexpected("ping", &other)),
-        }
-    }
-
-    /// The daemon's host name and message size limit (what `sendmail`
-    /// needs when it cannot read the config).
-    pub fn submission_info(&mut self) -> Result<(String, u64), ControlError> {
+    /// What the daemon says of itself.
+    pub fn ping(&mut self) -> Result<DaemonInfo, ControlError> {
         match self.request(&Request::Ping)? {
             Reply::Pong {
+                pid,
+                version,
                 hostname,
                 message_size,
-                ..
-            } => Ok((hostname, message_size)),
+            } => Ok(DaemonInfo {
+                pid,
+                version,
+                hostname,
+                message_size,
+            }),
             other => Err(unexpected("ping", &other)),
         }
     }

@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::config::Config;
 use crate::inbound::submit::{SubmitError, Submitter};
 use crate::queue::admin::Admin;
 use crate::queue::listing::{MessageDetails, MessageSummary};
@@ -272,19 +273,6 @@ async fn connection(
             answer(&mut write, &Response::Error(failure)).await;
             return;
         }
-        if let Request::Ping = request {
-            let config = submitter.config();
-            let pong = Reply::Pong {
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                hostname: config.hostname.clone(),
-                message_size: config.limits.message_size,
-            };
-            if !answer(&mut write, &Response::Ok(pong)).await {
-                return;
-            }
-            continue;
-        }
         if let Request::Submit {
             sender,
             recipients,
@@ -300,7 +288,7 @@ async fn connection(
             }
             continue;
         }
-        let response = Response::from(run(request, admin.clone()).await);
+        let response = Response::from(run(request, admin.clone(), submitter.config()).await);
         if !answer(&mut write, &response).await {
             return;
         }
@@ -367,9 +355,9 @@ async fn answer(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Respons
 
 /// Runs `request` in its own task (so a timeout never cuts a spool write in
 /// half) and waits for it at most [`OPERATION_TIMEOUT`].
-async fn run(request: Request, admin: Arc<Admin>) -> Result<Reply, Failure> {
+async fn run(request: Request, admin: Arc<Admin>, config: Arc<Config>) -> Result<Reply, Failure> {
     let name = format!("{request:?}");
-    let task = tokio::spawn(handle(request, admin));
+    let task = tokio::spawn(handle(request, admin, config));
     match tokio::time::timeout(OPERATION_TIMEOUT, task).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => {
@@ -389,17 +377,26 @@ async fn run(request: Request, admin: Arc<Admin>) -> Result<Reply, Failure> {
     }
 }
 
-/// Does what `request` asks.
-async fn handle(request: Request, admin: Arc<Admin>) -> Result<Reply, Failure> {
+/// Does what `request` asks, under the configuration in force.
+async fn handle(
+    request: Request,
+    admin: Arc<Admin>,
+    config: Arc<Config>,
+) -> Result<Reply, Failure> {
     let spool = admin.spool();
     let failed = |e: SpoolError| Failure::from(&e);
     match request {
-        // Handled by `connection` (which knows the config, and reads a
-        // submission's payload).
-        Request::Submit { .. } | Request::Ping => Err(Failure::new(
+        // Handled by `connection`, which reads its payload.
+        Request::Submit { .. } => Err(Failure::new(
             FailureKind::BadRequest,
-            "request handled elsewhere",
+            "submit without its payload",
         )),
+        Request::Ping => Ok(Reply::Pong {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: config.hostname.clone(),
+            message_size: config.limits.message_size,
+        }),
         Request::List => Ok(Reply::List {
             messages: spool.entries().iter().map(MessageSummary::of).collect(),
         }),

@@ -140,9 +140,12 @@ async fn every_request_is_answered_with_typed_results() {
     let socket = d.socket.clone();
     blocking(move || {
         let mut c = Client::connect(&socket).unwrap();
-        let (pid, version) = c.ping().unwrap();
-        assert_eq!(pid, std::process::id());
-        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        let info = c.ping().unwrap();
+        assert_eq!(info.pid, std::process::id());
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        let config = Config::default_config();
+        assert_eq!(info.hostname, config.hostname);
+        assert_eq!(info.message_size, config.limits.message_size);
 
         let list = c.list().unwrap();
         assert_eq!(list.len(), 1);

@@ -1,7 +1,8 @@
 //! Local submission: what `sendmail` on this machine hands the daemon over
-//! the control socket. The caller is trusted like an authenticated user (only
-//! root and the tern group can reach the socket): any sender, any recipient,
-//! relaying allowed, DKIM-signed. Recipients at our domains must exist.
+//! the control socket (root, group tern) or the submission socket (any local
+//! user). A local caller is trusted like an authenticated user: any sender,
+//! any recipient, relaying allowed, DKIM-signed; its uid goes into
+//! `Received:` and the log. Recipients at our domains must exist.
 
 use std::path::PathBuf;
 use std::sync::Arc;
