@@ -248,15 +248,16 @@ fn the_commented_out_dkim_table_is_valid_when_uncommented() {
     assert_eq!(dkim.keys_dir, PathBuf::from("/var/lib/tern/dkim"));
     assert_eq!(dkim.domains, ["example.org", "example.net"]);
     // The documented defaults are the values the example spells out.
-    let defaults = Config::parse(
-        &uncommented.replace(
-            "[dkim]\nselector = \"tern\"\nkeys = \"/var/lib/tern/dkim\"\n\
-             domains = [\"example.org\", \"example.net\"]\n",
-            "[dkim]\n",
-        ),
-        Path::new("tern.toml"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let bare = uncommented.replace(
+        "[dkim]\nselector = \"tern\"\nkeys = \"/var/lib/tern/dkim\"\n\
+         domains = [\"example.org\", \"example.net\"]\n",
+        "[dkim]\n",
+    );
+    assert_ne!(
+        bare, uncommented,
+        "the [dkim] example in config/tern.toml changed"
+    );
+    let defaults = Config::parse(&bare, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
     let defaults = defaults.dkim.expect("[dkim] is parsed");
     assert_eq!(
         (defaults.selector, defaults.keys_dir, defaults.domains),

@@ -12,8 +12,8 @@
 //! - End to end: `tern dkim keygen` and `tern dkim dns` through the real
 //!   binary, then a message submitted on 587 with STARTTLS and AUTH PLAIN
 //!   (Python's smtplib) is delivered to a local Maildir, where both
-//!   signatures verify on the file as it is; mail whose From: is not ours is
-//!   not signed; a missing key stops `tern config check` and `tern serve`.
+//!   signatures verify on the file as it is; mail whose From: is not ours,
+//!   and mail from outside on port 25 whose From: is, are not signed; a missing key stops `tern config check` and `tern serve`.
 
 mod common;
 mod support;
@@ -333,7 +333,8 @@ fn keys_made_by_openssl_genpkey_sign_too() {
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A config with a submission listener, a user with a password and `[dkim]`.
+/// A config with an MX and a submission listener, a user with a password and
+/// `[dkim]`.
 fn submission_config(data: &Path) -> String {
     let hash = tern::inbound::auth::hash_password(PASSWORD).expect("hash");
     format!(
@@ -354,6 +355,10 @@ name = "bob"
 
 [dkim]
 domains = ["example.org"]
+
+[[listener]]
+address = "127.0.0.1:0"
+role = "mx"
 "#,
         data = data.display()
     )
@@ -489,6 +494,16 @@ fn submitted_mail_is_signed_and_verifies_in_the_delivered_maildir_file() {
     assert!(log.contains(&format!("queue_id={id} ")), "{log}");
     assert_eq!(log.matches("dkim=signed").count(), 2, "{log}");
     assert_eq!(log.matches("dkim=none").count(), 1, "{log}");
+
+    // Mail from outside with a From: at our domain, on port 25, is never
+    // signed: only our own users' mail carries our signature.
+    let mut mx = common::Client::connect(server.addr("mx"));
+    mx.command("EHLO outsider.example");
+    let reply = mx.send_mail("me@example.org", &["bob@example.org"], &ours);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let id = common::queued_id(&reply);
+    let (_, file) = wait_for_queue_id(&server, "bob", &id, Duration::from_secs(30));
+    assert!(!String::from_utf8_lossy(&file).contains("DKIM-Signature"));
 }
 
 #[test]

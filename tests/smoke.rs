@@ -67,6 +67,8 @@ fn starts_without_any_ca_certificates() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // Reaped: the watchdog must not signal a pid that may be reused.
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(
         seen.iter().any(|l| l.contains("ready:")),
         "tern did not get ready:\n{}",
