@@ -120,7 +120,7 @@ async fn send(spool: &Spool, from: &str, to: &str) -> QueueId {
 }
 
 async fn settled(spool: &Spool, id: QueueId) -> Option<tern::queue::Entry> {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         match spool.entry(id) {
             None => return None,
             Some(e) if e.attempts > 0 => return Some(e),

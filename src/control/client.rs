@@ -164,11 +164,10 @@ impl Client {
         stream.write_all(&encode_request(&request)).map_err(io)?;
         // The daemon may refuse before reading the payload (too big) and
         // close: its answer still tells why.
-        let sent = stream.write_all(content);
-        match (self.read_answer(), sent) {
-            (Ok(Reply::Queued { id }), _) => Ok(id),
-            (Ok(other), _) => Err(unexpected("submit", &other)),
-            (Err(e), _) => Err(e),
+        let _ = stream.write_all(content);
+        match self.read_answer()? {
+            Reply::Queued { id } => Ok(id),
+            other => Err(unexpected("submit", &other)),
         }
     }
 

@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::inbound::submit::{SubmitError, Submitter};
 use crate::queue::admin::Admin;
 use crate::queue::listing::{MessageDetails, MessageSummary};
-use crate::queue::BodyBuffer;
 use crate::queue::SpoolError;
+use crate::queue::{BodyBuffer, BODY_MEMORY_LIMIT};
 
 use super::protocol::{
     decode_request, encode_response, Failure, FailureKind, Reply, Request, Response,
@@ -311,7 +311,7 @@ async fn submit(
             format!("the message has {size} octets; the limit is {limit} (limits.message_size)"),
         ));
     }
-    let mut buffer = BodyBuffer::new(&submitter.tmp_dir(), 1 << 20);
+    let mut buffer = BodyBuffer::new(&submitter.tmp_dir(), BODY_MEMORY_LIMIT);
     let mut left = size;
     let mut chunk = vec![0u8; 64 << 10];
     let io = |e: &dyn std::fmt::Display| {

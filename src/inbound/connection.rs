@@ -15,15 +15,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Role};
 use crate::dkim::Signer;
-use crate::queue::{BodyBuffer, Spool};
+use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
 use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
 use super::accept::{accept, Origin};
 use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
-
-/// Bodies larger than this are spilled to a temporary file while they arrive.
-const BODY_MEMORY_LIMIT: usize = 1 << 20;
 
 /// The socket, before or after TLS.
 enum Conn {

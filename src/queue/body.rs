@@ -97,6 +97,10 @@ pub struct BodyBuffer {
 
 static SPILL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Bodies larger than this are spilled to a temporary file while they
+/// arrive (SMTP DATA/BDAT and local submissions alike).
+pub const BODY_MEMORY_LIMIT: usize = 1 << 20;
+
 impl BodyBuffer {
     /// A buffer that spills to a file in `tmp_dir` past `threshold` bytes.
     pub fn new(tmp_dir: &Path, threshold: usize) -> BodyBuffer {

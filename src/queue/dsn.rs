@@ -183,14 +183,6 @@ fn remote_mta(diagnostic: &str) -> Option<&str> {
     (!host.is_empty() && !host.contains(' ')).then_some(host)
 }
 
-/// The header section of the original message (what the report quotes).
-fn original_headers(content: &[u8]) -> &[u8] {
-    match content.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => &content[..end + 2],
-        None => content,
-    }
-}
-
 /// The whole notification message (RFC 3464 multipart/report).
 pub fn compose(
     config: &Config,
@@ -284,7 +276,7 @@ pub fn compose(
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     ));
-    let headers = original_headers(&loaded.content);
+    let headers = crate::message::header_section(&loaded.content);
     m.push_str(&String::from_utf8_lossy(headers));
     if !headers.ends_with(b"\r\n") {
         m.push_str("\r\n");
@@ -335,7 +327,7 @@ mod tests {
     #[test]
     fn headers_only_are_quoted() {
         assert_eq!(
-            original_headers(b"Subject: x\r\nFrom: y\r\n\r\nsecret body\r\n"),
+            crate::message::header_section(b"Subject: x\r\nFrom: y\r\n\r\nsecret body\r\n"),
             b"Subject: x\r\nFrom: y\r\n"
         );
     }

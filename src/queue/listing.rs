@@ -167,10 +167,7 @@ impl MessageDetails {
 /// The header section of `content` (up to, not including, the empty line),
 /// decoded lossily and cut at [`MAX_HEADERS`] octets.
 pub fn header_section(content: &[u8]) -> String {
-    let end = content
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(content.len(), |p| p + 2);
+    let end = crate::message::header_section(content).len();
     let shown = &content[..end.min(MAX_HEADERS)];
     let mut text = String::from_utf8_lossy(shown).into_owned();
     if end > MAX_HEADERS {

@@ -24,7 +24,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod spool;
 
-pub use body::{Body, BodyBuffer, BodyReader};
+pub use body::{Body, BodyBuffer, BodyReader, BODY_MEMORY_LIMIT};
 pub use id::QueueId;
 pub use record::{RcptStatus, Record};
 pub use spool::{Entry, Loaded, Spool, SpoolError, SpoolOptions};

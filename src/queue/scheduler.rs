@@ -205,10 +205,9 @@ impl Scheduler {
 
     /// Runs the remote agent for the pending remote recipients.
     async fn deliver_remotely(&self, loaded: &Arc<Loaded>) -> Vec<(usize, Outcome)> {
-        let message = &loaded.entry.message;
-        let remotes: Vec<usize> = (0..message.statuses.len())
-            .filter(|&i| !message.statuses[i].is_final())
-            .filter(|&i| matches!(message.envelope.recipients[i].route, Route::Remote(_)))
+        let remotes: Vec<usize> = pending(loaded)
+            .filter(|&(_, route)| matches!(route, Route::Remote(_)))
+            .map(|(i, _)| i)
             .collect();
         if remotes.is_empty() {
             return Vec::new();
@@ -375,13 +374,23 @@ pub fn age(received_at: u64, now: SystemTime) -> Duration {
     Duration::from_millis(millis(now).saturating_sub(received_at))
 }
 
+/// The recipients of `loaded` still to be delivered: index and route.
+fn pending(loaded: &Loaded) -> impl Iterator<Item = (usize, &Route)> {
+    let message = &loaded.entry.message;
+    message
+        .envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !message.statuses[i].is_final())
+        .map(|(i, r)| (i, &r.route))
+}
+
 /// Delivers the pending local recipients of `loaded` into their Maildirs.
 /// Blocking.
 fn deliver_locally(config: &crate::config::Config, loaded: &Loaded) -> Vec<(usize, Outcome)> {
-    let message = &loaded.entry.message;
-    (0..message.statuses.len())
-        .filter(|&i| !message.statuses[i].is_final())
-        .filter_map(|i| match &message.envelope.recipients[i].route {
+    pending(loaded)
+        .filter_map(|(i, route)| match route {
             Route::Local(user) => Some((i, user)),
             Route::Remote(_) => None,
         })
