@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{tern_bin, TestServer};
 use support::delivered::wait_for_queue_id;
+use support::dkimpy::{dkimpy, require_dkimpy};
 use support::peers::{fixture, run, unique_file, Run, PEER_TIMEOUT, PYTHON};
 use tern::dkim::keys::{keygen, DomainKeys, KeyKind};
 use tern::dkim::Signer;
@@ -32,19 +33,6 @@ use tern::dkim::Signer;
 /// The signing time of the signer tests: 2026-01-01T00:00:00Z.
 fn signing_time() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_767_225_600)
-}
-
-/// Fails loudly when dkimpy is missing: the independent check is the point.
-fn require_dkimpy() {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import dkim, nacl"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "dkimpy is missing: apt-get install -y python3-dkim python3-nacl \
-         (Debian's {PYTHON} must import dkim and nacl)"
-    );
 }
 
 /// One key pair for example.org (selector base `tern`), generated once: the
@@ -77,67 +65,6 @@ fn signer() -> (Signer, String) {
         .map(|r| format!("{r}\n"))
         .collect();
     (Signer::new(vec![keys]), zone)
-}
-
-/// What dkimpy said about a message: one line per signature.
-struct Verdict {
-    run: Run,
-}
-
-impl Verdict {
-    fn lines(&self) -> Vec<&str> {
-        self.run.stdout.lines().collect()
-    }
-
-    /// Every signature passed, and there were these algorithms, in order.
-    fn assert_pass(&self, algorithms: &[&str]) {
-        let lines = self.lines();
-        assert!(
-            self.run.success,
-            "dkimpy failed:\n{}",
-            self.run.transcript()
-        );
-        assert_eq!(lines.len(), algorithms.len(), "{}", self.run.transcript());
-        for (line, a) in lines.iter().zip(algorithms) {
-            assert!(
-                line.starts_with(&format!("pass a={a} d=example.org ")),
-                "{}",
-                self.run.transcript()
-            );
-        }
-    }
-
-    /// dkimpy refused the message: every signature failed.
-    fn assert_fail(&self) {
-        assert!(
-            !self.run.success,
-            "dkimpy passed:\n{}",
-            self.run.transcript()
-        );
-        let lines = self.lines();
-        assert!(!lines.is_empty(), "{}", self.run.transcript());
-        assert!(
-            lines.iter().all(|l| l.starts_with("fail ")),
-            "{}",
-            self.run.transcript()
-        );
-    }
-}
-
-/// Runs dkim_verify.py on `message` with the TXT records in `zone`.
-fn dkimpy(message: &[u8], zone: &str) -> Verdict {
-    require_dkimpy();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dns = unique_file(dir.path(), "zone", zone.as_bytes());
-    let file = unique_file(dir.path(), "signed", message);
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(fixture("dkim_verify.py"))
-        .arg("--dns")
-        .arg(&dns)
-        .arg(&file);
-    Verdict {
-        run: run(cmd, PEER_TIMEOUT),
-    }
 }
 
 /// `message` with its signature fields on top (as tern spools it), and the

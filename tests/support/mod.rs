@@ -6,6 +6,7 @@
 //! - [`burst`]: the crash tests' client threads, bookkeeping and Maildir audit.
 //! - [`peers`]: runs real SMTP clients (Python's smtplib, swaks) as child
 //!   processes, bounded in time.
+//! - [`dkimpy`]: checks our DKIM signatures with dkimpy.
 //! - [`delivered`]: finds a delivered message by queue id and checks our
 //!   trace headers and the bytes after them.
 //! - [`mailer`]: a tolerant pipelining SMTP client for crash tests: it never
@@ -15,6 +16,7 @@
 
 pub mod burst;
 pub mod delivered;
+pub mod dkimpy;
 pub mod dns;
 pub mod mailer;
 pub mod peers;
