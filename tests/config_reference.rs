@@ -77,6 +77,7 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(limits.command_timeout, Duration::from_secs(5 * 60));
     assert_eq!(limits.data_timeout, Duration::from_secs(3 * 60));
     assert_eq!(limits.session_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(limits.min_data_rate, 1024);
 
     let relay = &config.relay;
     assert!(relay.nameservers.is_empty());

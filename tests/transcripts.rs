@@ -126,7 +126,9 @@ transcripts! {
     starttls_injection_rset,
     timeout_command,
     timeout_data,
+    timeout_data_rate,
     timeout_session,
+    timeout_slow_drip,
 }
 
 /// A transcript file nobody listed would never run.

@@ -308,6 +308,10 @@ pub struct Limits {
     pub data_timeout: Duration,
     /// Total time one connection may last.
     pub session_timeout: Duration,
+    /// Bytes per second message data must average: a data phase must end
+    /// within `data_timeout` plus the time this rate allows for what was
+    /// received. 0: only `data_timeout` between reads applies.
+    pub min_data_rate: u64,
 }
 
 impl Config {

@@ -95,6 +95,7 @@ pub struct RawLimits {
     pub command_timeout: Option<Spanned<RawDuration>>,
     pub data_timeout: Option<Spanned<RawDuration>>,
     pub session_timeout: Option<Spanned<RawDuration>>,
+    pub min_data_rate: Option<Spanned<RawSize>>,
 }
 
 /// The `[relay]` table; every key is optional.

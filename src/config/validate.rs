@@ -491,6 +491,7 @@ name = "bob"
         assert_eq!(limits.command_timeout, Duration::from_secs(300));
         assert_eq!(limits.data_timeout, Duration::from_secs(180));
         assert_eq!(limits.session_timeout, Duration::from_secs(1800));
+        assert_eq!(limits.min_data_rate, 1024);
     }
 
     #[test]

@@ -22,6 +22,24 @@ use super::accept::{accept, Origin};
 use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
 
+/// Bytes asked of the socket per read; also the most replies held unsent.
+const READ_SIZE: usize = 64 << 10;
+/// How long the last reply and the close may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// When a data phase that began at `start` and has brought `bytes` so far
+/// must end: `data_timeout`, plus the time `min_data_rate` allows for those
+/// bytes (so a client that keeps sending at that rate is never cut off, and
+/// one that drips an octet now and then is). `None` without a minimum rate.
+fn data_deadline(limits: &crate::config::Limits, start: Instant, bytes: u64) -> Option<Instant> {
+    let rate = limits.min_data_rate;
+    if rate == 0 {
+        return None;
+    }
+    let earned = Duration::try_from_secs_f64(bytes as f64 / rate as f64).ok()?;
+    start.checked_add(limits.data_timeout.checked_add(earned)?)
+}
+
 /// The socket, before or after TLS.
 enum Conn {
     Plain(TcpStream),
@@ -118,7 +136,8 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         client: ClientContext::default(),
     };
     driver.run().await;
-    driver.conn.shutdown().await;
+    // A TLS close_notify is a write too: bounded like the last reply.
+    let _ = tokio::time::timeout(CLOSE_GRACE, driver.conn.shutdown()).await;
 }
 
 /// Runs the TLS handshake, giving up at `until`; `None` if it failed (logged).
@@ -161,8 +180,15 @@ impl Driver {
     async fn run(&mut self) {
         let config = self.ctx.config.clone();
         let limits = &config.limits;
-        let deadline = self.deadline;
-        let mut buf = vec![0u8; 64 << 10];
+        let mut buf = vec![0u8; READ_SIZE];
+        // The command line being read: its number and the deadline set when
+        // its first octet arrived (a line dripped in one octet at a time
+        // still has to be complete by then).
+        let mut line: Option<(u64, Instant)> = None;
+        // The data phase (DATA content, or one BDAT chunk) under way: when it
+        // began and how many bytes have been read since.
+        let mut data: Option<(Instant, u64)> = None;
+        let mut last_read = Instant::now();
         loop {
             if !self.do_actions().await {
                 return;
@@ -173,22 +199,53 @@ impl Driver {
             if *self.ctx.shutdown.borrow() && !self.session.in_data() {
                 return self.close_with(Reply::SHUTTING_DOWN).await;
             }
-            let idle = if self.session.in_data() {
-                limits.data_timeout
-            } else {
-                limits.command_timeout
-            };
             let now = Instant::now();
-            if now >= deadline {
+            if now >= self.deadline {
                 return self.close_with(Reply::TIMEOUT).await;
             }
-            let until = deadline.min(now + idle);
+            // When the next read must have come, and what to say if not.
+            let (until, expired) = if self.session.in_data() {
+                line = None;
+                let (start, bytes) = *data.get_or_insert((now, 0));
+                let idle = now + limits.data_timeout;
+                match data_deadline(limits, start, bytes) {
+                    Some(rate_bound) if rate_bound < idle => (rate_bound, Reply::DATA_TOO_SLOW),
+                    _ => (idle, Reply::TIMEOUT),
+                }
+            } else {
+                data = None;
+                if self.session.unfinished_line() {
+                    let n = self.session.lines_read();
+                    let (_, until) = *line
+                        .filter(|(seen, _)| *seen == n)
+                        .get_or_insert((n, last_read + limits.command_timeout));
+                    line = Some((n, until));
+                    (until, Reply::TIMEOUT)
+                } else {
+                    line = None;
+                    (now + limits.command_timeout, Reply::TIMEOUT)
+                }
+            };
+            let (until, expired) = if self.deadline <= until {
+                (self.deadline, Reply::TIMEOUT)
+            } else {
+                (until, expired)
+            };
             let mut shutdown = self.ctx.shutdown.clone();
             tokio::select! {
                 read = tokio::time::timeout_at(until, self.conn.read(&mut buf)) => match read {
                     Ok(Ok(0)) | Ok(Err(_)) => return,
-                    Ok(Ok(n)) => self.session.feed(&buf[..n]),
-                    Err(_) => return self.close_with(Reply::TIMEOUT).await,
+                    Ok(Ok(n)) => {
+                        last_read = Instant::now();
+                        if let Some((_, bytes)) = &mut data {
+                            *bytes += n as u64;
+                        }
+                        self.session.feed(&buf[..n]);
+                    }
+                    Err(_) => {
+                        log::info!("peer={} {}", self.peer, expired.text);
+                        return self.close_with(expired).await;
+                    }
                 },
                 // Idle sessions end at once on shutdown; one in DATA finishes first.
                 _ = shutdown.changed(), if !self.session.in_data() => {}
@@ -200,7 +257,14 @@ impl Driver {
     async fn do_actions(&mut self) -> bool {
         while let Some(action) = self.session.next_action() {
             match action {
-                Action::Reply(reply) => reply.write_to(&mut self.out),
+                Action::Reply(reply) => {
+                    reply.write_to(&mut self.out);
+                    // Replies to a long pipelined burst go out as they pile
+                    // up: what is held for the client stays bounded.
+                    if self.out.len() >= READ_SIZE && self.flush().await.is_err() {
+                        return false;
+                    }
+                }
                 Action::Body(bytes) => self.write_body(&bytes),
                 Action::DiscardBody => {
                     self.body = None;
@@ -329,17 +393,31 @@ impl Driver {
         }
     }
 
+    /// Writes the buffered replies, bounded like a command (invariant 5): a
+    /// client that stops reading cannot hold its slot past the command
+    /// timeout or the session's end.
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = self.conn.write_all(&self.out).await;
+        let limits = &self.ctx.config.limits;
+        let until = self.deadline.min(Instant::now() + limits.command_timeout);
+        let result = match tokio::time::timeout_at(until, self.conn.write_all(&self.out)).await {
+            Ok(result) => result,
+            Err(_) => {
+                log::info!(
+                    "peer={} write timed out: the client is not reading",
+                    self.peer
+                );
+                Err(std::io::ErrorKind::TimedOut.into())
+            }
+        };
         self.out.clear();
         result
     }
 
     async fn close_with(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
     }
 }

@@ -126,6 +126,9 @@ impl Reply {
     // --- 4yz ---------------------------------------------------------------
     pub const SHUTTING_DOWN: Reply = r(421, 4, 3, 2, "Service shutting down, try again later");
     pub const TIMEOUT: Reply = r(421, 4, 4, 2, "Timeout, closing connection");
+    /// Message data slower than `[limits] min_data_rate`.
+    pub const DATA_TOO_SLOW: Reply =
+        r(421, 4, 4, 2, "Data arriving too slowly, closing connection");
     pub const TOO_MANY_ERRORS: Reply = r(421, 4, 7, 0, "Too many errors, closing connection");
     pub const TOO_MANY_CONNECTIONS: Reply =
         r(421, 4, 7, 0, "Too many connections, try again later");

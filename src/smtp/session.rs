@@ -139,8 +139,14 @@ struct Pending {
 pub struct Session {
     config: Arc<SessionConfig>,
     peer: IpAddr,
+    /// Bytes read but not yet consumed start at `start`; consumed bytes are
+    /// dropped at the next [`Session::feed`], so what the session holds is
+    /// at most one partial command line plus the bytes of one feed.
     input: Vec<u8>,
     start: usize,
+    /// Command lines (or AUTH responses, or skipped over-long lines) read so
+    /// far: the driver's per-command deadline restarts when it changes.
+    lines: u64,
     mode: Mode,
     helo: Option<(String, bool)>,
     tls: Option<String>,
@@ -162,6 +168,7 @@ impl Session {
             peer,
             input: Vec::new(),
             start: 0,
+            lines: 0,
             mode: Mode::Command,
             helo: None,
             tls,
@@ -172,13 +179,31 @@ impl Session {
         }
     }
 
-    /// Bytes read from the client.
+    /// Bytes read from the client. What was consumed before is dropped first
+    /// (invariant 5: however the client splits its writes, the session keeps
+    /// no more than the unfinished line it is reading plus `bytes`).
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.input.len() {
-            self.input.clear();
+        if self.start > 0 {
+            self.input.drain(..self.start);
             self.start = 0;
         }
         self.input.extend_from_slice(bytes);
+    }
+
+    /// A command line (or AUTH response) has begun and its end has not
+    /// arrived: part of it is held, or an over-long one is being skipped.
+    pub fn unfinished_line(&self) -> bool {
+        match self.mode {
+            Mode::SkipLine => true,
+            Mode::Command | Mode::Sasl(_) => self.start < self.input.len(),
+            _ => false,
+        }
+    }
+
+    /// How many command lines have been read (see [`Session::unfinished_line`]):
+    /// a line that starts after another ended gets its own deadline.
+    pub fn lines_read(&self) -> u64 {
+        self.lines
     }
 
     /// True while the session is reading message content (the driver uses the
@@ -288,6 +313,7 @@ impl Session {
                 match pending.iter().position(|&b| b == b'\n') {
                     Some(nl) => {
                         self.start += nl + 1;
+                        self.lines += 1;
                         self.mode = Mode::Command;
                         true
                     }
@@ -362,6 +388,7 @@ impl Session {
         };
         let mut line = &pending[..nl];
         self.start += nl + 1;
+        self.lines += 1;
         // The limit counts the whole line with its CRLF (RFC 5321 §4.5.3.1.4:
         // 512 octets "including the command word and the <CRLF>"); `nl + 1`
         // is exactly that, or one less for a bare LF.
@@ -514,8 +541,15 @@ impl Session {
         let refusal = match &mut self.tx {
             Some(tx) if tx.accepted && !tx.recipients.is_empty() => {
                 tx.chunked = true;
-                tx.chunk_size += size;
-                (tx.chunk_size > self.config.max_message_size).then_some(Reply::MESSAGE_TOO_BIG)
+                // Sizes come from the client: a sum that would wrap is as
+                // much over the limit as one that does not.
+                match tx.chunk_size.checked_add(size) {
+                    Some(total) if total <= self.config.max_message_size => {
+                        tx.chunk_size = total;
+                        None
+                    }
+                    _ => Some(Reply::MESSAGE_TOO_BIG),
+                }
             }
             Some(tx) if tx.accepted => Some(Reply::NO_VALID_RECIPIENTS),
             _ => Some(Reply::NEED_TRANSACTION),

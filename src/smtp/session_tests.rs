@@ -514,3 +514,78 @@ fn an_over_long_auth_response_ends_the_exchange() {
         );
     }
 }
+
+#[test]
+fn bdat_sizes_that_wrap_are_over_the_limit() {
+    // 10 + (2^64 - 10) wraps to 0 in unchecked arithmetic.
+    let huge = u64::MAX - 9;
+    let mut h = Harness::run(
+        format!(
+            "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<me@example.org>\r\nBDAT 10\r\n0123456789BDAT {huge}\r\n"
+        )
+        .as_bytes(),
+        7,
+    );
+    // The huge chunk is being read and thrown away: nothing of it is kept.
+    for _ in 0..1000 {
+        h.session.feed(&[b'A'; 4096]);
+        h.pump();
+    }
+    assert!(
+        h.body.is_empty(),
+        "the refused chunk's bytes are never stored"
+    );
+    assert!(h.queued.is_empty());
+    assert_eq!(h.codes(), ["220", "250", "250", "250", "250"]);
+}
+
+/// Issue 9.1: a client whose every write ends inside a command line; the
+/// session drops what it consumed at each feed, so it holds at most the
+/// unfinished line and one write, never the history.
+#[test]
+fn input_held_is_bounded_by_one_line_and_one_feed() {
+    let mut h = Harness::new();
+    h.pump();
+    let line = format!("NOOP {}\r\n", "x".repeat(400));
+    let (head, tail) = line.as_bytes().split_at(200);
+    let mut write = tail.to_vec();
+    for _ in 0..30 {
+        write.extend_from_slice(line.as_bytes());
+    }
+    write.extend_from_slice(head);
+    h.session.feed(head);
+    for _ in 0..2000 {
+        h.session.feed(&write);
+        h.pump();
+        h.output.clear();
+        assert!(!h.closed);
+        assert!(
+            h.session.input.len() <= write.len() + line.len(),
+            "held {} bytes",
+            h.session.input.len()
+        );
+    }
+    assert!(h.session.unfinished_line());
+    let lines = h.session.lines_read();
+    assert_eq!(lines, 2000 * 31);
+    h.session.feed(tail);
+    h.pump();
+    assert!(!h.session.unfinished_line());
+    assert_eq!(h.session.lines_read(), lines + 1);
+}
+
+#[test]
+fn a_skipped_over_long_line_is_unfinished_until_its_end() {
+    let mut h = Harness::new();
+    h.pump();
+    h.session.feed(&[b'x'; 600]);
+    h.pump();
+    assert!(
+        h.session.unfinished_line(),
+        "skipping the rest of a long line"
+    );
+    h.session.feed(b"yyy\r\n");
+    h.pump();
+    assert!(!h.session.unfinished_line());
+    assert_eq!(h.codes(), ["220", "500"]);
+}

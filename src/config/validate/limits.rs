@@ -12,6 +12,8 @@ use crate::config::{ConfigError, Limits};
 const DEFAULT_MESSAGE_SIZE: u64 = 25 << 20;
 /// Smallest `message_size`: 1 KiB.
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
+/// Default `min_data_rate`: 1 KiB per second.
+const DEFAULT_MIN_DATA_RATE: u64 = 1 << 10;
 /// Shortest timeout.
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -47,6 +49,10 @@ impl Checker<'_> {
         let data_timeout = timeout("limits.data_timeout", raw.data_timeout.as_ref(), 180)?;
         let session_timeout =
             timeout("limits.session_timeout", raw.session_timeout.as_ref(), 1800)?;
+        let min_data_rate = match &raw.min_data_rate {
+            Some(rate) => self.size("limits.min_data_rate", rate, 0, "0")?,
+            None => DEFAULT_MIN_DATA_RATE,
+        };
         if connections_per_ip > connections {
             return Err(self.at_either(
                 raw.connections_per_ip.as_ref(),
@@ -79,6 +85,7 @@ impl Checker<'_> {
             command_timeout,
             data_timeout,
             session_timeout,
+            min_data_rate,
         })
     }
 }
@@ -94,7 +101,7 @@ mod tests {
         let limits = ok(&with(
             "[limits]\nmessage_size = \"10MiB\"\nrecipients = 5\nconnections = 20\n\
              connections_per_ip = 20\nerrors = 3\nline_length = 512\ncommand_timeout = 60\n\
-             data_timeout = \"90s\"\nsession_timeout = \"1h30m\"\n",
+             data_timeout = \"90s\"\nsession_timeout = \"1h30m\"\nmin_data_rate = \"2K\"\n",
         ))
         .limits;
         assert_eq!(limits.message_size, 10 << 20);
@@ -110,8 +117,10 @@ mod tests {
         assert_eq!(limits.command_timeout, Duration::from_secs(60));
         assert_eq!(limits.data_timeout, Duration::from_secs(90));
         assert_eq!(limits.session_timeout, Duration::from_secs(5400));
-        let limits = ok(&with("[limits]\nmessage_size = 2048\n")).limits;
+        assert_eq!(limits.min_data_rate, 2048);
+        let limits = ok(&with("[limits]\nmessage_size = 2048\nmin_data_rate = 0\n")).limits;
         assert_eq!(limits.message_size, 2048);
+        assert_eq!(limits.min_data_rate, 0, "0 turns the minimum rate off");
     }
 
     #[test]
