@@ -303,7 +303,7 @@ python_tests! {
 // ---------------------------------------------------------------------------
 
 fn swaks_case(case: Case, tls: bool, pipeline: bool) {
-    let Some(swaks) = swaks() else { return };
+    let swaks = swaks();
     assert!(case.bdat.is_none() && case.mail_options.is_empty());
     let server = TestServer::start("");
     let cert = server.data().join("tls/cert.pem");

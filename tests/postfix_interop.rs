@@ -341,9 +341,7 @@ fn mx_for(ip: &str) -> DnsServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_delivers_to_postfix_by_mx_intact() {
-    if !Postfix::available("tern_delivers_to_postfix_by_mx_intact") {
-        return;
-    }
+    Postfix::require("tern_delivers_to_postfix_by_mx_intact");
     let mut options = PostfixOptions::new("127.0.0.21", "pf.test");
     options.users = vec!["alice", "bob"];
     let postfix = Postfix::start(&options);
@@ -412,9 +410,7 @@ async fn tern_delivers_to_postfix_by_mx_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_uses_starttls_with_postfix() {
-    if !Postfix::available("tern_uses_starttls_with_postfix") {
-        return;
-    }
+    Postfix::require("tern_uses_starttls_with_postfix");
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = tern::tls::ensure_self_signed(certs.path(), "mx.pf.test").unwrap();
     let mut options = PostfixOptions::new("127.0.0.22", "pf.test");
@@ -462,9 +458,7 @@ async fn tern_uses_starttls_with_postfix() {
 /// falls back to plaintext on a new connection (RFC 7435 opportunistic).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_falls_back_to_plaintext_when_postfix_tls_is_unusable() {
-    if !Postfix::available("tern_falls_back_to_plaintext_when_postfix_tls_is_unusable") {
-        return;
-    }
+    Postfix::require("tern_falls_back_to_plaintext_when_postfix_tls_is_unusable");
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = tern::tls::ensure_self_signed(certs.path(), "mx.pf.test").unwrap();
     let mut options = PostfixOptions::new("127.0.0.26", "pf.test");
@@ -491,9 +485,7 @@ async fn tern_falls_back_to_plaintext_when_postfix_tls_is_unusable() {
 /// and a bounce (null sender): all arrive, each intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_messages_all_arrive_intact() {
-    if !Postfix::available("a_burst_of_messages_all_arrive_intact") {
-        return;
-    }
+    Postfix::require("a_burst_of_messages_all_arrive_intact");
     let postfix = Postfix::start(&PostfixOptions::new("127.0.0.27", "pf.test"));
     let dns = mx_for("127.0.0.27");
     let mta = Mta::start(&dns, postfix.addr.port());
@@ -628,17 +620,13 @@ async fn postfix_replies_are_classified(ip: &'static str, pipelining: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_replies_are_classified_per_recipient_pipelined() {
-    if !Postfix::available("postfix_replies_are_classified_per_recipient_pipelined") {
-        return;
-    }
+    Postfix::require("postfix_replies_are_classified_per_recipient_pipelined");
     postfix_replies_are_classified("127.0.0.24", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_replies_are_classified_per_recipient_one_by_one() {
-    if !Postfix::available("postfix_replies_are_classified_per_recipient_one_by_one") {
-        return;
-    }
+    Postfix::require("postfix_replies_are_classified_per_recipient_one_by_one");
     postfix_replies_are_classified("127.0.0.25", false).await;
 }
 
@@ -646,9 +634,7 @@ async fn postfix_replies_are_classified_per_recipient_one_by_one() {
 /// Postfix's SMTP client (with STARTTLS) to the real tern binary.
 #[test]
 fn postfix_relays_to_tern_intact() {
-    if !Postfix::available("postfix_relays_to_tern_intact") {
-        return;
-    }
+    Postfix::require("postfix_relays_to_tern_intact");
     let tern = common::TestServer::start("");
     let mut options = PostfixOptions::new("127.0.0.23", "pf.test");
     options.relays = vec![format!("example.org={}", tern.mx())];

@@ -89,23 +89,25 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The path of swaks, or `None` after saying loudly why the caller skips.
-/// `.ci/run` installs it (`apt-get install -y swaks`), so a skip there is a
-/// set-up bug.
-pub fn swaks() -> Option<PathBuf> {
-    for dir in ["/usr/bin", "/usr/local/bin"] {
-        let path = Path::new(dir).join("swaks");
-        if path.is_file() {
-            return Some(path);
-        }
-    }
-    eprintln!(
-        "\n************************************************************\n\
-         SKIPPED: swaks is not installed (apt-get install -y swaks).\n\
-         The swaks interop tests did NOT run.\n\
-         ************************************************************\n"
+/// The path of swaks. A missing peer fails the test with the command that
+/// installs it (scripts/test installs it on Debian); it never counts as a pass.
+/// STARTTLS in swaks needs Net::SSLeay (libnet-ssleay-perl), a Recommends that
+/// `--no-install-recommends` leaves out: that is checked too.
+pub fn swaks() -> PathBuf {
+    let path = ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join("swaks"))
+        .find(|p| p.is_file())
+        .expect("swaks is not installed: apt-get install -y swaks libnet-ssleay-perl");
+    let ssleay = Command::new("perl")
+        .args(["-MNet::SSLeay", "-e", "1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ssleay,
+        "swaks cannot do TLS without Net::SSLeay: apt-get install -y libnet-ssleay-perl"
     );
-    None
+    path
 }
 
 /// How a Python smtplib run sends its message.
