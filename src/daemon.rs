@@ -22,7 +22,7 @@ use crate::control::{self, ControlListener};
 use crate::dkim::{self, LiveSigner, Signer};
 use crate::inbound::submit::Submitter;
 use crate::inbound::{Server, Shared};
-use crate::outbound::resolver::HickoryResolver;
+use crate::outbound::resolver::{HickoryResolver, Resolver};
 use crate::outbound::Outbound;
 use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
@@ -56,7 +56,17 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     dkim::log_domains(signer.as_ref());
     let signer = Arc::new(LiveSigner::new(signer));
     let live = Arc::new(Live::new(config));
-    let server = Server::bind(live.clone(), spool.clone(), Some(tls), signer.clone()).await?;
+    // One resolver for the checks on incoming mail and for delivery.
+    let resolver: Arc<dyn Resolver> =
+        Arc::new(HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?);
+    let server = Server::bind(
+        live.clone(),
+        spool.clone(),
+        Some(tls),
+        signer.clone(),
+        resolver.clone(),
+    )
+    .await?;
     let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0; under
@@ -67,9 +77,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         log::info!("listening on {addr} ({})", role.name());
     }
     let (stop, stopped) = watch::channel(false);
-    let resolver =
-        HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?;
-    let outbound = Outbound::new(live.clone(), Arc::new(resolver));
+    let outbound = Outbound::new(live.clone(), resolver);
     let notifier = Arc::new(Notifier::new(spool.clone(), live.clone()));
     let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
         .with_remote(Arc::new(outbound))

@@ -79,6 +79,10 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(limits.session_timeout, Duration::from_secs(30 * 60));
     assert_eq!(limits.min_data_rate, 1024);
 
+    assert!(config.mx.verify_sender_domain);
+    assert!(config.mx.sender_domain_exempt.is_empty());
+    assert_eq!(config.mx.dns_timeout, Duration::from_secs(5));
+
     let relay = &config.relay;
     assert!(relay.nameservers.is_empty());
     assert_eq!(relay.port, 25);

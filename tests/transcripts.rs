@@ -114,6 +114,7 @@ transcripts! {
     mail_transaction,
     pipelining,
     relay_denied,
+    sender_domain,
     smtputf8,
     smuggling_cr_dot_cr,
     smuggling_crlf_dot_cr,

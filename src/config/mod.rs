@@ -56,6 +56,22 @@ pub struct Config {
     pub submission: Submission,
     /// DKIM signing of submitted mail (`[dkim]`); `None`: nothing is signed.
     pub dkim: Option<Dkim>,
+    /// Checks on mail from other servers (`[mx]`).
+    pub mx: MxPolicy,
+}
+
+/// Checks on mail arriving on the mx listeners from other servers (`[mx]`).
+/// Logged-in users and local sendmail are ours and never checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxPolicy {
+    /// Refuse a sender whose domain cannot receive a reply: NXDOMAIN, null
+    /// MX, or neither MX nor address records. Default on.
+    pub verify_sender_domain: bool,
+    /// Sender domains not looked up (lowercase), for partners whose DNS is
+    /// broken.
+    pub sender_domain_exempt: Vec<String>,
+    /// The longest one check may wait for DNS, per message. Default 5 s.
+    pub dns_timeout: Duration,
 }
 
 /// The base DKIM selector when `[dkim]` names none.

@@ -42,6 +42,17 @@ pub struct RawConfig {
     pub dkim: Option<Spanned<RawDkim>>,
     #[serde(default)]
     pub submission: RawSubmission,
+    #[serde(default)]
+    pub mx: RawMx,
+}
+
+/// The `[mx]` table (checks on mail from other servers); every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [mx] table")]
+pub struct RawMx {
+    pub verify_sender_domain: Option<bool>,
+    pub sender_domain_exempt: Option<Spanned<Vec<Spanned<String>>>>,
+    pub dns_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// The `[submission]` table; every key is optional.

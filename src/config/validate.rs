@@ -20,6 +20,7 @@ use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 mod aliases;
 mod dkim;
 mod limits;
+mod mx;
 mod numbers;
 mod queue;
 mod relay;
@@ -67,6 +68,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let relay = check.relay(&raw.relay, raw.route.as_ref(), &domains)?;
     let queue = check.queue(&raw.queue)?;
     let dkim = check.dkim(raw.dkim.as_ref(), &domains, &data_dir)?;
+    let mx = check.mx(&raw.mx)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -84,6 +86,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         submission: super::Submission {
             trace: raw.submission.trace.unwrap_or(false),
         },
+        mx,
     })
 }
 
@@ -108,7 +111,11 @@ impl Checker<'_> {
     }
 
     /// A DNS name, lowercased.
-    fn dns_name(&self, what: &str, name: &Spanned<String>) -> Result<String, ConfigError> {
+    pub(super) fn dns_name(
+        &self,
+        what: &str,
+        name: &Spanned<String>,
+    ) -> Result<String, ConfigError> {
         let value = name.get_ref();
         match dns_name_problem(value) {
             Some(problem) => Err(self.at(

@@ -21,6 +21,8 @@ use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transact
 use super::accept::{accept, Origin};
 use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
+use super::sender_domain;
+use crate::outbound::resolver::Resolver;
 
 /// Bytes asked of the socket per read; also the most replies held unsent.
 const READ_SIZE: usize = 64 << 10;
@@ -86,6 +88,8 @@ pub struct Context {
     pub throttle: Arc<Throttle>,
     /// DKIM-signs what authenticated users submit; `None` without `[dkim]`.
     pub signer: Option<Arc<Signer>>,
+    /// DNS for the checks on mail from other servers.
+    pub resolver: Arc<dyn Resolver>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -275,7 +279,7 @@ impl Driver {
                     self.session.answer(answer);
                 }
                 Action::Check(check) => {
-                    let answer = policy::answer(&self.ctx.config, &self.client, check);
+                    let answer = self.check(check).await;
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -306,6 +310,47 @@ impl Driver {
             }
         }
         true
+    }
+
+    /// Answers a sender or recipient check: the policy's rules, then, for a
+    /// sender on an mx listener, whether its domain exists in DNS.
+    async fn check(&mut self, check: Check) -> Answer {
+        let config = self.ctx.config.clone();
+        let from = match &check {
+            Check::Sender { from } if self.ctx.role == Role::Mx => from.clone(),
+            _ => None,
+        };
+        let answer = policy::answer(&config, &self.client, check);
+        if answer != Answer::SenderOk || self.client.authenticated.is_some() {
+            return answer;
+        }
+        let Some(domain) = sender_domain::domain_to_verify(&config, from.as_ref()) else {
+            return answer;
+        };
+        let verdict =
+            sender_domain::verify(self.ctx.resolver.as_ref(), domain, config.mx.dns_timeout).await;
+        match verdict.refusal() {
+            None => {
+                log::debug!(
+                    "peer={} sender domain {domain}: {}",
+                    self.peer,
+                    verdict.describe()
+                );
+                answer
+            }
+            Some(reply) => {
+                log::info!(
+                    peer:% = self.peer.ip(), action = "sender-refused";
+                    "peer={} sender <{}> refused ({} {}): domain {domain} {}",
+                    self.peer,
+                    from.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    reply.code,
+                    reply.enhanced.map(|e| e.to_string()).unwrap_or_default(),
+                    verdict.describe()
+                );
+                Answer::Rejected(reply)
+            }
+        }
     }
 
     /// Checks a login, with the per-address throttle of failures.

@@ -8,12 +8,14 @@
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
+//! - [`sender_domain`]: does the sender's domain exist (mx listeners)?
 
 pub mod accept;
 pub mod auth;
 pub mod connection;
 pub mod limits;
 pub mod policy;
+pub mod sender_domain;
 pub mod submit;
 
 use std::io;
@@ -28,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Live, Role};
 use crate::dkim::LiveSigner;
+use crate::outbound::resolver::Resolver;
 use crate::queue::Spool;
 use crate::smtp::Reply;
 
@@ -50,16 +53,20 @@ pub struct Shared {
     pub throttle: Arc<auth::Throttle>,
     /// Signs what authenticated users submit (replaced on reload).
     pub signer: Arc<LiveSigner>,
+    /// DNS for the checks on incoming mail.
+    pub resolver: Arc<dyn Resolver>,
 }
 
 impl Server {
     /// Binds every listener of the live config. `signer` DKIM-signs what
-    /// authenticated users submit.
+    /// authenticated users submit; `resolver` answers the checks on mail
+    /// from other servers.
     pub async fn bind(
         live: Arc<Live>,
         spool: Spool,
         tls: Option<Arc<rustls::ServerConfig>>,
         signer: Arc<LiveSigner>,
+        resolver: Arc<dyn Resolver>,
     ) -> io::Result<Server> {
         let config = live.get();
         let mut listeners = Vec::new();
@@ -78,6 +85,7 @@ impl Server {
                 limits: Arc::new(ConnectionLimits::default()),
                 throttle: Arc::new(auth::Throttle::default()),
                 signer,
+                resolver,
             }),
         })
     }
@@ -159,6 +167,7 @@ async fn accept_loop(
             tls,
             throttle: shared.throttle.clone(),
             signer: shared.signer.get(),
+            resolver: shared.resolver.clone(),
             shutdown: shutdown.clone(),
         };
         connections.spawn(async move {

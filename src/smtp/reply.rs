@@ -169,6 +169,25 @@ impl Reply {
     pub const BDAT_DATA_MIX: Reply = r(503, 5, 5, 1, "DATA not allowed after BDAT");
     pub const UNKNOWN_PARAMETER: Reply = r(555, 5, 5, 4, "Unsupported MAIL or RCPT parameter");
     pub const NO_SUCH_USER: Reply = r(550, 5, 1, 1, "No such user here");
+    /// The sender's domain does not exist (NXDOMAIN, or no MX, A or AAAA).
+    pub const SENDER_DOMAIN_NOT_FOUND: Reply =
+        r(550, 5, 1, 8, "Sender address rejected: domain not found");
+    /// The sender's domain publishes a null MX (RFC 7505).
+    pub const SENDER_DOMAIN_NULL_MX: Reply = r(
+        550,
+        5,
+        1,
+        8,
+        "Sender address rejected: domain does not accept mail",
+    );
+    /// The sender's domain could not be looked up now (SERVFAIL, timeout).
+    pub const SENDER_DOMAIN_UNVERIFIED: Reply = r(
+        450,
+        4,
+        1,
+        8,
+        "Sender address rejected: domain cannot be verified now, try again later",
+    );
     pub const RELAY_DENIED: Reply = r(554, 5, 7, 1, "Relay access denied");
     pub const MESSAGE_TOO_BIG: Reply = r(
         552,

@@ -112,6 +112,11 @@ impl TestServer {
             ));
             dns = Some(servfail);
         }
+        if !extra.contains("[mx]") {
+            // The SERVFAIL server cannot say that a sender's domain exists:
+            // tests that check senders set `[mx]` and a DNS of their own.
+            config.push_str("\n[mx]\nverify_sender_domain = false\n");
+        }
         let mut server = Self::start_with_config(dir, &config);
         server.dns = dns;
         server
