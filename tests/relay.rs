@@ -22,7 +22,7 @@ fn sink() -> TestServer {
     let config = format!(
         "hostname = \"mx.remote.test\"\ndata_dir = \"{}\"\ndomains = [\"remote.test\"]\n\
          [[listener]]\naddress = \"127.0.0.10:0\"\nrole = \"mx\"\n[[user]]\nname = \"friend\"\n\
-         [relay]\nnameservers = [\"127.0.0.1:9\"]\n",
+         [relay]\nnameservers = [\"127.0.0.1:9\"]\n[mx]\nverify_sender_domain = false\n",
         dir.path().join("data").display()
     );
     TestServer::start_with_config(dir, &config)
