@@ -300,7 +300,7 @@ impl Signer {
             signature.b = result.map_err(|e| DkimError::Sign(e.to_string()))?;
             let mut field = Vec::with_capacity(768);
             signature.write(&mut field, true);
-            out.extend_from_slice(&fold_before_domain(&field));
+            out.extend_from_slice(&no_fold_before_the_end(fold_before_domain(&field)));
         }
         log::debug!("dkim: signed as {domain}");
         Ok(Some(out))
@@ -321,6 +321,22 @@ fn fold_before_domain(field: &[u8]) -> Vec<u8> {
         Some(i) => [&field[..=i], b"\r\n\t", &field[i + 2..]].concat(),
         None => field.to_vec(),
     }
+}
+
+/// mail-auth folds after the last line of `b=` when that line fills up,
+/// even when only the closing `;` follows: `b=...xyz\r\n\t;`. RFC 6376
+/// §3.7 has the verifier delete the `b=` value with the white space around
+/// it, but dkimpy (and so the Python milters and list servers built on it)
+/// deletes only the base64 and the folds inside it, keeps that last fold,
+/// and fails the signature whenever the last line of `b=` ends exactly at
+/// mail-auth's fold width. Put the `;` on that line instead (77 characters).
+fn no_fold_before_the_end(mut field: Vec<u8>) -> Vec<u8> {
+    if field.ends_with(b"\r\n\t;\r\n") {
+        let end = field.len() - b"\r\n\t;\r\n".len();
+        field.truncate(end);
+        field.extend_from_slice(b";\r\n");
+    }
+    field
 }
 
 /// A field's name and raw value, as mail-auth canonicalizes them.
