@@ -232,7 +232,7 @@ fn queue(config_path: &Path, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&messages)?);
+                println!("{}", listing::to_json(&messages)?);
             } else {
                 print!("{}", listing::format_list(&messages, now));
             }
@@ -247,7 +247,7 @@ fn queue(config_path: &Path, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&details)?);
+                println!("{}", listing::to_json(&details)?);
             } else {
                 print!("{}", listing::format_details(&details, now));
             }

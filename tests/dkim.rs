@@ -5,10 +5,12 @@
 //!
 //! - The signer alone: rsa-sha256 and ed25519-sha256 each verify on their
 //!   own, on messages with 8-bit UTF-8 bodies, long folded headers, lines
-//!   ending in white space, an empty body, and a From: with display name and
-//!   comment; what relaxed canonicalization forgives still verifies; a
-//!   changed body or header, or a second From:, fails. Keys made by
-//!   `openssl genpkey` work as well as ours.
+//!   ending in white space, an empty body, a From: with display name and
+//!   comment, and signatures whose `b=` fills its last line; what relaxed
+//!   canonicalization forgives still verifies; a changed body or header, or
+//!   a second From:, fails, and so does a Subject:, To:, second Date: or
+//!   other field a reader sees added after signing (they are oversigned).
+//!   Keys made by `openssl genpkey` work as well as ours.
 //! - End to end: `tern dkim keygen` and `tern dkim dns` through the real
 //!   binary, then a message submitted on 587 with STARTTLS and AUTH PLAIN
 //!   (Python's smtplib) is delivered to a local Maildir, where both
@@ -210,6 +212,72 @@ fn a_second_from_added_later_fails_because_from_is_oversigned() {
         1,
     );
     dkimpy(below.as_bytes(), &zone).assert_fail();
+}
+
+#[test]
+fn signatures_whose_b_fills_its_last_line_verify() {
+    // The number of Cc: fields moves where the lines of b= end; where one
+    // ends exactly at the fold width, mail-auth's own output (a fold before
+    // the final `;`) failed in dkimpy.
+    let (signer, zone) = signer();
+    let mut checked = 0;
+    for n in 0..=80 {
+        let mut message = b"From: alice@example.org\r\nSubject: s\r\n".to_vec();
+        for i in 0..n {
+            message.extend_from_slice(format!("Cc: c{i}@example.net\r\n").as_bytes());
+        }
+        message.extend_from_slice(b"\r\nbody\r\n");
+        let (whole, fields) = signed(&signer, &message);
+        let full_last_line = fields.iter().any(|f| {
+            String::from_utf8_lossy(f)
+                .split_terminator("\r\n")
+                .last()
+                .is_some_and(|l| l.len() == 77 && l.ends_with(';'))
+        });
+        if full_last_line && checked < 3 {
+            dkimpy(&whole, &zone).assert_pass(&["rsa-sha256", "ed25519-sha256"]);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no signature's b= filled its last line");
+}
+
+#[test]
+fn fields_a_reader_sees_added_after_signing_fail_because_they_are_oversigned() {
+    let (signer, zone) = signer();
+    let head = "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: lunch?\r\n\
+                Date: Thu, 1 Jan 2026 00:00:00 +0000\r\nMessage-ID: <2@example.org>\r\n";
+    let body = "\r\nNoon at the usual place?\r\n";
+    let message = format!("{head}{body}");
+    let (whole, fields) = signed(&signer, message.as_bytes());
+    dkimpy(&whole, &zone).assert_pass(&["rsa-sha256", "ed25519-sha256"]);
+    let signatures = String::from_utf8(fields.concat()).expect("ASCII");
+    // Above the original fields (where a later hop prepends) and below them.
+    let with = |added: &str| {
+        [
+            format!("{signatures}{added}{head}{body}"),
+            format!("{signatures}{head}{added}{body}"),
+        ]
+    };
+    for added in [
+        "Subject: URGENT: new bank details\r\n",
+        "To: mallory@example.com\r\n",
+        "Date: Fri, 2 Jan 2026 09:00:00 +0000\r\n",
+        "Cc: everyone@example.net\r\n",
+        "Reply-To: mallory@example.com\r\n",
+        "Message-ID: <other@example.com>\r\n",
+        "MIME-Version: 1.0\r\n",
+        "Content-Type: text/html\r\n",
+    ] {
+        for tampered in with(added) {
+            dkimpy(tampered.as_bytes(), &zone).assert_fail();
+        }
+    }
+    // A field nobody is shown as the author's (a later hop's own) still
+    // verifies: the failures above are the oversigning's doing.
+    for tampered in with("X-Spam-Score: 0.1\r\n") {
+        dkimpy(tampered.as_bytes(), &zone).assert_pass(&["rsa-sha256", "ed25519-sha256"]);
+    }
 }
 
 #[test]

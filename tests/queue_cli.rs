@@ -7,12 +7,19 @@
 //! delivery attempt fails with a temporary I/O error and is deferred, with no
 //! network involved. (`[relay] nameservers` is not parsed on this branch yet,
 //! and a remote recipient would make the daemon ask the machine's resolver.)
+//!
+//! What strangers wrote (a Subject: with terminal escape sequences, a remote
+//! server's 450 with more of them, from the test sink reached by a
+//! `[[route]]` to its IP address) is printed escaped by list, show, their
+//! `--json` and mailq.
 
 mod common;
+mod support;
 
 use common::*;
 use std::path::Path;
 use std::time::Duration;
+use support::sink::{Sink, SinkOptions, HOSTILE_TEXT};
 
 /// A user whose Maildir lies under a plain file: delivery to it is deferred.
 const STUCK_USER: &str = r#"
@@ -380,4 +387,75 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, Some(2), "{args:?}: {run:#?}");
     }
     assert_eq!(run_program(tern, &["queue", "--help"]).ok().code, Some(0));
+}
+
+/// What a terminal would act on: C0 controls other than tab and newline,
+/// DEL, C1 controls, bidi embeddings, overrides and isolates.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\t' && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[test]
+fn escape_sequences_from_strangers_are_shown_escaped() {
+    let sink = Sink::start("127.0.0.1:0", SinkOptions::default());
+    let server = TestServer::start(&format!(
+        "[aliases]\n\"esc@example.org\" = \"escape@remote.example\"\n\n\
+         [[route]]\ndomain = \"remote.example\"\nhost = \"127.0.0.1:{}\"\n",
+        sink.addr.port()
+    ));
+    let subject = "\u{1b}[2J\u{1b}]0;root@host\u{7}urgent \u{9b}1m\u{202e}gpj.exe";
+    let id = send(&server, &["esc@example.org"], subject);
+    wait_attempts(&server, &id, 1);
+
+    let show = server.tern_queue(&["show", &id]).ok().stdout;
+    assert!(!show.contains('\u{1b}'), "raw ESC in:\n{show:?}");
+    assert_eq!(raw_controls(&show), Vec::<char>::new(), "{show:?}");
+    assert!(
+        show.contains("  Subject: \\x1b[2J\\x1b]0;root@host\\x07urgent \\x9b1m\\u{202e}gpj.exe\n"),
+        "{show}"
+    );
+    assert!(
+        show.contains("450 4.2.1 \\x1b[2J\\x1b]0;owned\\x07 busy \\x9b31m \\u{202e}later"),
+        "the remote server's text, escaped: {show}"
+    );
+    assert!(sink.transactions.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+
+    let mailq = server.dir.path().join("mailq");
+    std::os::unix::fs::symlink(tern_bin(), &mailq).unwrap();
+    let config = server.config_path.to_str().unwrap();
+    let outputs = [
+        ("list", server.tern_queue(&["list"]).ok().stdout),
+        (
+            "list --json",
+            server.tern_queue(&["list", "--json"]).ok().stdout,
+        ),
+        (
+            "show --json",
+            server.tern_queue(&["show", &id, "--json"]).ok().stdout,
+        ),
+        (
+            "mailq",
+            run_program(&mailq, &["--config", config]).ok().stdout,
+        ),
+    ];
+    for (what, out) in &outputs {
+        assert!(!out.contains('\u{1b}'), "raw ESC in {what}:\n{out:?}");
+        assert_eq!(raw_controls(out), Vec::<char>::new(), "{what}: {out:?}");
+        assert!(out.contains(&id), "{what}: {out}");
+    }
+    assert!(
+        outputs[0].1.contains("450 4.2.1 \\x1b[2J"),
+        "{}",
+        outputs[0].1
+    );
+    // The JSON still carries the exact texts, as JSON escapes.
+    let json = &outputs[2].1;
+    assert!(json.contains("\\u001b[2J"), "{json}");
+    assert!(json.contains("\\u202e"), "{json}");
+    assert!(HOSTILE_TEXT.contains('\u{1b}'));
 }

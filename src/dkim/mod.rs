@@ -30,8 +30,9 @@ use keys::{DomainKeys, KeyKind};
 
 /// The header fields we sign when the message has them, in `h=` order
 /// (RFC 6376 §5.4.1: those that carry the message's meaning; never trace
-/// fields like `Received:`, which later hops add to). `From` is signed once
-/// more than it occurs (see [`signed_fields`]).
+/// fields like `Received:`, which later hops add to). Those of
+/// [`OVERSIGNED_FIELDS`] are listed once more than they occur (see
+/// [`signed_fields`]).
 pub const SIGNED_FIELDS: &[&str] = &[
     "From",
     "Sender",
@@ -58,6 +59,29 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "List-Post",
     "List-Owner",
     "List-Archive",
+];
+
+/// The fields a reader's mail program shows, or that decide how it shows
+/// the body: each is listed in `h=` once more than the message has it, once
+/// when it has none (RFC 6376 §8.15, "oversigning"), so that one added after
+/// signing (a second `Subject:`, a `To:`, a `Date:`, a `Reply-To:`) breaks the
+/// signature instead of being shown under it. The rest of [`SIGNED_FIELDS`]
+/// (`List-*`, which mailing lists add, `Content-Disposition`...) is signed
+/// only as it occurs.
+pub const OVERSIGNED_FIELDS: &[&str] = &[
+    "From",
+    "Sender",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
 ];
 
 /// The longest header section we sign: it is held in memory while the body
@@ -300,7 +324,7 @@ impl Signer {
             signature.b = result.map_err(|e| DkimError::Sign(e.to_string()))?;
             let mut field = Vec::with_capacity(768);
             signature.write(&mut field, true);
-            out.extend_from_slice(&fold_before_domain(&field));
+            out.extend_from_slice(&no_fold_before_the_end(fold_before_domain(&field)));
         }
         log::debug!("dkim: signed as {domain}");
         Ok(Some(out))
@@ -323,15 +347,32 @@ fn fold_before_domain(field: &[u8]) -> Vec<u8> {
     }
 }
 
+/// mail-auth folds after the last line of `b=` when that line fills up,
+/// even when only the closing `;` follows: `b=...xyz\r\n\t;`. RFC 6376
+/// §3.7 has the verifier delete the `b=` value with the white space around
+/// it, but dkimpy (and so the Python milters and list servers built on it)
+/// deletes only the base64 and the folds inside it, keeps that last fold,
+/// and fails the signature whenever the last line of `b=` ends exactly at
+/// mail-auth's fold width. Put the `;` on that line instead (77 characters).
+fn no_fold_before_the_end(mut field: Vec<u8>) -> Vec<u8> {
+    if field.ends_with(b"\r\n\t;\r\n") {
+        let end = field.len() - b"\r\n\t;\r\n".len();
+        field.truncate(end);
+        field.extend_from_slice(b";\r\n");
+    }
+    field
+}
+
 /// A field's name and raw value, as mail-auth canonicalizes them.
 type NameAndValue<'a> = (&'a [u8], &'a [u8]);
 
 /// `h=` and the fields it selects, in `h=` order. Each name of
 /// [`SIGNED_FIELDS`] the message has is listed once per occurrence, and its
 /// occurrences are taken from the bottom up, as a verifier takes them (RFC
-/// 6376 §5.4.2). `From` is listed once more than it occurs: that entry
-/// selects nothing now, but makes a `From:` added later break the signature
-/// (§8.15, "oversigning").
+/// 6376 §5.4.2). Each name of [`OVERSIGNED_FIELDS`] is listed once more
+/// than it occurs: that entry selects nothing now (a field that does not
+/// exist adds nothing to the hash, §5.4.2), but one more such field added
+/// later is selected by it and breaks the signature (§8.15, "oversigning").
 fn signed_fields<'a>(fields: &[Field<'a>]) -> (Vec<String>, Vec<NameAndValue<'a>>) {
     let mut names = Vec::new();
     let mut chosen = Vec::new();
@@ -344,7 +385,7 @@ fn signed_fields<'a>(fields: &[Field<'a>]) -> (Vec<String>, Vec<NameAndValue<'a>
             names.push(name.to_string());
             chosen.push((field.name, field.value));
         }
-        if name == "From" {
+        if OVERSIGNED_FIELDS.contains(&name) {
             names.push(name.to_string());
         }
     }

@@ -115,22 +115,71 @@ fn the_header_lines_are_folded_and_crlf_terminated() {
     assert_eq!(text.matches("DKIM-Signature: ").count(), 2);
 }
 
+/// A message from example.org with `n` Cc: fields: each adds `:Cc` to `h=`,
+/// which moves where the lines of `b=` end.
+fn with_cc_fields(n: usize) -> Vec<u8> {
+    let mut m = b"From: alice@example.org\r\nSubject: s\r\n".to_vec();
+    for i in 0..n {
+        m.extend_from_slice(format!("Cc: c{i}@example.net\r\n").as_bytes());
+    }
+    m.extend_from_slice(b"\r\nbody\r\n");
+    m
+}
+
 #[test]
-fn h_names_the_fields_present_and_from_once_more() {
+fn no_fold_is_left_between_b_and_the_final_semicolon() {
+    let signer = signer();
+    let mut full_last_lines = 0;
+    for n in 0..=80 {
+        let headers = signer.sign(&with_cc_fields(n), now()).unwrap().unwrap();
+        let text = String::from_utf8(headers).expect("ASCII");
+        assert!(!text.contains("\r\n\t;\r\n"), "n={n}: {text}");
+        // (mail-auth lets a line reach 81 characters where `bh=` starts
+        // near the fold width: long, but far inside RFC 5322's 998.)
+        for line in text.split_terminator("\r\n") {
+            assert!(line.len() <= 998, "n={n}: {line:?}");
+        }
+        // Where mail-auth would have folded before the `;`, the last line is
+        // a full one plus the `;`.
+        full_last_lines += text
+            .split_terminator("\r\n")
+            .filter(|l| l.len() == 77 && l.ends_with(';'))
+            .count();
+    }
+    assert!(full_last_lines > 0, "the boundary case was not reached");
+}
+
+/// `h=` when the message has none of the fields of `OVERSIGNED_FIELDS`:
+/// each listed once.
+const ALL_OVERSIGNED_ONCE: &str = "From:Sender:Reply-To:Subject:Date:To:Cc:Message-ID:\
+    In-Reply-To:References:MIME-Version:Content-Type:Content-Transfer-Encoding";
+
+#[test]
+fn h_names_the_fields_present_and_oversigns_those_a_reader_sees() {
     let fields = sign(MESSAGE).expect("signed");
     assert_eq!(
         tag(&fields[0], "h"),
-        "From:From:Subject:Date:To:Message-ID",
-        "no Received, no X-Mailer, From oversigned"
+        "From:From:Sender:Reply-To:Subject:Subject:Date:Date:To:To:Cc:Message-ID:\
+         Message-ID:In-Reply-To:References:MIME-Version:Content-Type:Content-Transfer-Encoding",
+        "no Received, no X-Mailer; each shown field once more than it occurs"
     );
     let message = b"From: a@example.org\r\nCc: x@y.example\r\nTo: b@c.example\r\n\
         Cc: z@y.example\r\nContent-Type: text/plain\r\nList-Id: <l.example.org>\r\n\r\n";
     let fields = sign(message).expect("signed");
     assert_eq!(
         tag(&fields[1], "h"),
-        "From:From:To:Cc:Cc:Content-Type:List-Id",
-        "a repeated field is listed once per occurrence"
+        "From:From:Sender:Reply-To:Subject:Date:To:To:Cc:Cc:Cc:Message-ID:In-Reply-To:\
+         References:MIME-Version:Content-Type:Content-Type:Content-Transfer-Encoding:List-Id",
+        "a repeated field is listed once per occurrence, plus one; List-Id is not oversigned"
     );
+    let bare = sign(b"From: a@example.org\r\n\r\nx\r\n").expect("signed");
+    assert_eq!(
+        tag(&bare[0], "h"),
+        ALL_OVERSIGNED_ONCE.replacen("From", "From:From", 1)
+    );
+    assert!(super::OVERSIGNED_FIELDS
+        .iter()
+        .all(|f| super::SIGNED_FIELDS.contains(f)));
 }
 
 #[test]

@@ -6,6 +6,12 @@
 //! for a redelivery of the same recipient, so a delivery interrupted between
 //! the rename and the spool's record is not made twice (the file in `new/` is
 //! found and kept).
+//!
+//! Nothing is written through a symbolic link: the file in `tmp/` is made
+//! with `O_CREAT|O_EXCL|O_NOFOLLOW` (one left there by a crash, or planted,
+//! is unlinked first, which never follows a link), a link in `new/` does not
+//! count as an earlier delivery (the rename replaces the link itself), and a
+//! `tmp/` or `new/` that is a link is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -13,6 +19,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use nix::fcntl::OFlag;
 
 /// A Maildir on disk.
 #[derive(Debug, Clone)]
@@ -107,18 +115,31 @@ impl Maildir {
     }
 
     fn deliver_ready(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-        let new_path = self.root.join("new").join(name);
-        if new_path.exists() {
-            return Ok(Delivered::AlreadyThere(new_path));
+        let tmp_dir = self.root.join("tmp");
+        let new_dir = self.root.join("new");
+        not_a_link(&tmp_dir)?;
+        not_a_link(&new_dir)?;
+        let new_path = new_dir.join(name);
+        match fs::symlink_metadata(&new_path) {
+            Ok(meta) if meta.is_file() => return Ok(Delivered::AlreadyThere(new_path)),
+            // Anything else (a link) is replaced by the rename below, which
+            // never follows a link; a directory makes the rename fail.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
-        let tmp_path = self.root.join("tmp").join(name);
+        let tmp_path = tmp_dir.join(name);
+        let mut file = match create_new_file(&tmp_path) {
+            // The name is the same for every attempt of this recipient: a
+            // file here is what a crash left behind, or was planted. Unlink
+            // it (which removes a link, never its target) and start afresh.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp_path)?;
+                create_new_file(&tmp_path)?
+            }
+            other => other?,
+        };
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp_path)?;
             let mut out = io::BufWriter::with_capacity(64 << 10, &mut file);
             for part in parts {
                 out.write_all(part)?;
@@ -127,7 +148,7 @@ impl Maildir {
             drop(out);
             file.sync_all()?;
             fs::rename(&tmp_path, &new_path)?;
-            sync_dir_grouped(&self.root.join("new"))
+            sync_dir_grouped(&new_dir)
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp_path);
@@ -135,6 +156,31 @@ impl Maildir {
         }
         Ok(Delivered::New(new_path))
     }
+}
+
+/// Creates `path` (mode 0600) for writing; fails if anything, even a
+/// dangling symbolic link, is there already (`O_EXCL`), and never follows a
+/// link (`O_NOFOLLOW`).
+fn create_new_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Fails when `dir` is a symbolic link: whoever planted it would have our
+/// deliveries written wherever it points. (`NotFound` when it is missing,
+/// which makes [`Maildir::deliver`] create it again.)
+fn not_a_link(dir: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(io::Error::other(format!(
+            "{} is a symbolic link; not delivering through it",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One directory's fsync, shared by the deliveries that wait for it.
@@ -252,6 +298,81 @@ mod tests {
             }
         });
         assert_eq!(fs::read_dir(md.root().join("new")).unwrap().count(), 160);
+    }
+
+    /// A Maildir with one message delivered (its directories made), the
+    /// name of the next delivery, and a file outside it.
+    fn with_outside_file() -> (tempfile::TempDir, Maildir, String, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("me"));
+        md.deliver(&Maildir::file_name(1, "FIRST", 0, "h"), &[b"first"])
+            .unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let name = Maildir::file_name(2, "NEXT", 0, "h");
+        (dir, md, name, outside)
+    }
+
+    #[test]
+    fn a_link_planted_in_tmp_is_not_written_through() {
+        let (_dir, md, name, outside) = with_outside_file();
+        std::os::unix::fs::symlink(&outside, md.root().join("tmp").join(&name)).unwrap();
+        let got = md.deliver(&name, &[b"the message"]).unwrap();
+        assert_eq!(got, Delivered::New(md.root().join("new").join(&name)));
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        assert_eq!(
+            fs::read(md.root().join("new").join(&name)).unwrap(),
+            b"the message"
+        );
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+
+        // A dangling link does not make its target appear either.
+        let target = outside.with_file_name("created-through-link");
+        let name = Maildir::file_name(3, "DANGLING", 0, "h");
+        std::os::unix::fs::symlink(&target, md.root().join("tmp").join(&name)).unwrap();
+        md.deliver(&name, &[b"x"]).unwrap();
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_file_left_in_tmp_by_a_crash_is_replaced() {
+        let (_dir, md, name, _) = with_outside_file();
+        fs::write(md.root().join("tmp").join(&name), b"half a mess").unwrap();
+        md.deliver(&name, &[b"whole"]).unwrap();
+        assert_eq!(
+            fs::read(md.root().join("new").join(&name)).unwrap(),
+            b"whole"
+        );
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_link_in_new_is_not_taken_for_an_earlier_delivery() {
+        let (_dir, md, name, outside) = with_outside_file();
+        let planted = md.root().join("new").join(&name);
+        std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        assert_eq!(
+            md.deliver(&name, &[b"mine"]).unwrap(),
+            Delivered::New(planted.clone())
+        );
+        assert!(!fs::symlink_metadata(&planted).unwrap().is_symlink());
+        assert_eq!(fs::read(&planted).unwrap(), b"mine");
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_tmp_or_new_directory_that_is_a_link_is_refused() {
+        for sub in ["tmp", "new"] {
+            let (dir, md, name, _) = with_outside_file();
+            let elsewhere = dir.path().join("elsewhere");
+            fs::create_dir(&elsewhere).unwrap();
+            let path = md.root().join(sub);
+            fs::rename(&path, dir.path().join("moved")).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+            let err = md.deliver(&name, &[b"x"]).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{sub}: {err}");
+            assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{sub}");
+        }
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! A DSN is an ordinary queued message from the null sender `<>`, so it is
 //! never bounced itself (RFC 5321 §6.1), and none is sent for a message that
 //! came from `<>` (no bounce loops).
+//!
+//! The original message's header section is quoted (text/rfc822-headers, RFC 6522,
+//! rather than the whole message), at most
+//! [`MAX_QUOTED_HEADERS`] of it, cut at a line boundary; the report says so
+//! when it was cut.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +21,12 @@ use super::body::Body;
 use super::record::RcptStatus;
 use super::scheduler::{Bouncer, BoxFuture};
 use super::spool::{from_millis, Loaded, Spool, SpoolError};
+
+/// At most this much of the original header section is quoted in a
+/// notification: real header sections are a few KiB, and a stranger's
+/// 200 KiB one is not sent back whole (nor a message with no empty line,
+/// whose "header section" is all of it).
+pub const MAX_QUOTED_HEADERS: usize = 64 << 10;
 
 /// What the notification reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +250,18 @@ pub fn compose(
     for r in recipients {
         m.push_str(&format!("<{}>: {}\r\n", r.original, r.diagnostic));
     }
-    m.push_str("\r\nThe headers of your message follow at the end.\r\n\r\n");
+    let all_headers = crate::message::header_section(&loaded.content);
+    let quoted = quoted_headers(all_headers);
+    if quoted.len() < all_headers.len() {
+        m.push_str(&format!(
+            "\r\nThe headers of your message follow at the end, truncated: the first\r\n\
+             {} of its {} bytes of headers are quoted, cut at the end of a line.\r\n\r\n",
+            quoted.len(),
+            all_headers.len()
+        ));
+    } else {
+        m.push_str("\r\nThe headers of your message follow at the end.\r\n\r\n");
+    }
     m.push_str(&format!(
         "--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
     ));
@@ -276,13 +298,27 @@ pub fn compose(
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
     ));
-    let headers = crate::message::header_section(&loaded.content);
-    m.push_str(&String::from_utf8_lossy(headers));
-    if !headers.ends_with(b"\r\n") {
+    m.push_str(&String::from_utf8_lossy(quoted));
+    if !quoted.ends_with(b"\r\n") {
         m.push_str("\r\n");
     }
     m.push_str(&format!("\r\n--{boundary}--\r\n"));
     m
+}
+
+/// The part of header section `headers` a notification quotes: all of it up
+/// to [`MAX_QUOTED_HEADERS`] octets, else as many whole lines as fit (a cut
+/// never splits a line, so nor a UTF-8 sequence; a first line longer than
+/// the cap leaves nothing).
+fn quoted_headers(headers: &[u8]) -> &[u8] {
+    if headers.len() <= MAX_QUOTED_HEADERS {
+        return headers;
+    }
+    let window = &headers[..MAX_QUOTED_HEADERS];
+    match window.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &headers[..=i],
+        None => &[],
+    }
 }
 
 /// Keeps a reason on one header line.
@@ -322,6 +358,130 @@ mod tests {
             Some("mx.example")
         );
         assert_eq!(remote_mta("556 5.1.10 Domain x accepts no mail"), None);
+    }
+
+    /// A header section of over 200 KiB: 2,100 fields of 100 octets.
+    fn huge_headers() -> Vec<u8> {
+        let mut h = b"From: bob@example.org\r\nSubject: big\r\n".to_vec();
+        for i in 0..2100 {
+            h.extend_from_slice(format!("X-Filler-{i:04}: {}\r\n", "y".repeat(82)).as_bytes());
+        }
+        assert!(h.len() > 200 << 10);
+        h
+    }
+
+    #[test]
+    fn quoted_headers_are_capped_at_a_line_boundary() {
+        let small = b"Subject: x\r\nFrom: y\r\n";
+        assert_eq!(quoted_headers(small), small);
+        let huge = huge_headers();
+        let quoted = quoted_headers(&huge);
+        assert!(quoted.len() <= MAX_QUOTED_HEADERS);
+        assert!(quoted.len() > MAX_QUOTED_HEADERS - 100);
+        assert!(quoted.ends_with(b"\r\n"));
+        assert!(huge.starts_with(quoted));
+        assert!(
+            huge[quoted.len()..].starts_with(b"X-Filler-"),
+            "cut between lines"
+        );
+        // One line longer than the cap: nothing of it.
+        let one = format!("X: {}\r\n", "z".repeat(MAX_QUOTED_HEADERS));
+        assert_eq!(quoted_headers(one.as_bytes()), b"");
+    }
+
+    #[tokio::test]
+    async fn a_bounce_quotes_at_most_64_kib_of_headers_and_says_so() {
+        use crate::clock::SystemClock;
+        use crate::queue::{Spool, SpoolOptions};
+        use crate::smtp::Address;
+
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(
+            &dir.path().join("spool"),
+            Arc::new(SystemClock),
+            SpoolOptions::default(),
+        )
+        .unwrap();
+        let config = Config::parse(
+            &format!(
+                "hostname = \"mx.example.org\"\ndata_dir = \"{}\"\ndomains = [\"example.org\"]\n\
+                 [[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\n[[user]]\nname = \"bob\"\n",
+                dir.path().display()
+            ),
+            std::path::Path::new("tern.toml"),
+        )
+        .unwrap();
+        let mut headers = huge_headers();
+        let mut content = headers.clone();
+        content.extend_from_slice(b"\r\nthe body\r\n");
+        let envelope = Envelope {
+            sender: Some(Address::parse("bob@example.org").unwrap()),
+            recipients: vec![Recipient {
+                original: "far@remote.example".into(),
+                route: Route::Remote(Address::parse("far@remote.example").unwrap()),
+            }],
+            eight_bit: false,
+            smtputf8: false,
+        };
+        let id = spool.new_id();
+        spool
+            .enqueue(id, envelope, Vec::new(), Body::from_bytes(content))
+            .await
+            .unwrap();
+        let loaded = spool.load(id).unwrap();
+        let report = vec![reported(
+            &loaded.entry.message.envelope.recipients[0],
+            "mx[192.0.2.1] said: 550 5.1.1 no".into(),
+        )];
+        let text = compose(
+            &config,
+            &loaded,
+            Kind::Failed,
+            &report,
+            "DSN1",
+            SystemTime::now(),
+        );
+
+        assert!(text.len() < MAX_QUOTED_HEADERS + 4096, "{}", text.len());
+        let quoted_len = quoted_headers(&headers).len();
+        assert!(
+            text.contains(&format!(
+                "The headers of your message follow at the end, truncated: the first\r\n\
+                 {quoted_len} of its {} bytes of headers are quoted, cut at the end of a line.\r\n",
+                headers.len()
+            )),
+            "{}",
+            &text[..2000]
+        );
+        let part = "Content-Type: text/rfc822-headers\r\n\r\n";
+        let start = text.find(part).unwrap() + part.len();
+        let end = text.rfind("\r\n--DSN1/mx.example.org--\r\n").unwrap();
+        headers.truncate(quoted_len);
+        assert_eq!(&text.as_bytes()[start..end], &headers[..]);
+        assert!(!text.contains("the body"));
+
+        // A small header section is quoted whole, with no such note.
+        let id = spool.new_id();
+        let envelope = loaded.entry.message.envelope.clone();
+        let small = b"From: bob@example.org\r\nSubject: small\r\n\r\nbody\r\n".to_vec();
+        spool
+            .enqueue(id, envelope, Vec::new(), Body::from_bytes(small))
+            .await
+            .unwrap();
+        let loaded = spool.load(id).unwrap();
+        let text = compose(
+            &config,
+            &loaded,
+            Kind::Failed,
+            &report,
+            "DSN2",
+            SystemTime::now(),
+        );
+        assert!(text.contains("The headers of your message follow at the end.\r\n"));
+        assert!(!text.contains("truncated"));
+        assert!(text.contains(&format!(
+            "{part}From: bob@example.org\r\nSubject: small\r\n\r\n--DSN2/mx.example.org--\r\n"
+        )));
     }
 
     #[test]

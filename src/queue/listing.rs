@@ -5,7 +5,13 @@
 //! code serves the daemon's answers and the read-only view of the spool when
 //! the daemon is down ([`inspect_list`], [`inspect_details`]), so both look
 //! alike.
+//!
+//! Queued mail is a stranger's text (header fields, remote servers' replies):
+//! everything printed for people goes through [`terminal_safe`], and the JSON
+//! through [`to_json`], so no escape sequence reaches the administrator's
+//! terminal.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -247,19 +253,80 @@ fn sender_text(sender: &str) -> &str {
     }
 }
 
-/// Cuts `s` to `max` characters, marking the cut; keeps it on one line.
+/// True for what must not reach a terminal as it is: C0 controls other than
+/// tab, DEL, C1 controls (ESC and CSI start escape sequences), and the
+/// invisible format characters that reorder or break the text around them
+/// (bidi embeddings, overrides, isolates and marks; line and paragraph
+/// separators).
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` safe to print on a terminal: every character [`is_unsafe`] is shown
+/// escaped (`\r`, `\n`, `\x1b`, `\x9b`, `\u{202e}`), the rest as it is.
+/// Every line `tern queue list`, `show` and `mailq` print goes through it.
+/// (A backslash is left alone: an escape written literally by the sender
+/// looks the same, but it is harmless text.)
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        let _ = match c {
+            '\r' => write!(out, "\\r"),
+            '\n' => write!(out, "\\n"),
+            c if !is_unsafe(c) => write!(out, "{c}"),
+            c if u32::from(c) < 0x100 => write!(out, "\\x{:02x}", u32::from(c)),
+            c => write!(out, "\\u{{{:04x}}}", u32::from(c)),
+        };
+    }
+    Cow::Owned(out)
+}
+
+/// `value` as pretty JSON (`--json`), with the characters [`is_unsafe`]
+/// that serde_json writes as they are (DEL, C1, bidi and separators; it
+/// already escapes C0 controls) written as `\uXXXX` escapes: the same JSON
+/// value, safe on a terminal. Outside strings JSON is ASCII, so only string
+/// contents change.
+pub fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    let json = serde_json::to_string_pretty(value)?;
+    if !json.chars().any(|c| is_unsafe(c) && u32::from(c) >= 0x7f) {
+        return Ok(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe(c) && u32::from(c) >= 0x7f {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Cuts `s` to `max` characters, marking the cut; keeps it on one line (the
+/// line breaks of a multi-line reply become spaces) and [`terminal_safe`].
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
+    let flat = s.replace("\r\n", " ").replace('\n', " ");
+    let cut = if flat.chars().count() <= max {
         flat
     } else {
         let mut cut: String = flat.chars().take(max.saturating_sub(3)).collect();
         cut.push_str("...");
         cut
-    }
+    };
+    terminal_safe(&cut).into_owned()
 }
 
 /// The `N messages, M bytes` line that ends the list.
@@ -287,7 +354,7 @@ pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
                 m.id.to_string(),
                 compact(ago(m.received_at, now)),
                 m.size.to_string(),
-                sender_text(&m.sender).to_string(),
+                terminal_safe(sender_text(&m.sender)).into_owned(),
                 format!("{}/{}", m.pending.len(), m.recipients),
                 next_column(m, now),
                 m.last_error
@@ -322,7 +389,7 @@ pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
     for (m, row) in messages.iter().zip(&rows) {
         out.push_str(&line(row.each_ref().map(String::as_str)));
         for rcpt in m.pending.iter().take(LIST_RECIPIENTS) {
-            let _ = writeln!(out, "{:indent$}to {rcpt}", "");
+            let _ = writeln!(out, "{:indent$}to {}", "", terminal_safe(rcpt));
         }
         if m.pending.len() > LIST_RECIPIENTS {
             let _ = writeln!(
@@ -344,7 +411,7 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
     let m = &d.summary;
     let mut out = String::new();
     let mut field = |name: &str, value: &str| {
-        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
+        let _ = writeln!(out, "{:<14}{}", format!("{name}:"), terminal_safe(value));
     };
     field("Queue ID", &m.id.to_string());
     field(
@@ -388,7 +455,11 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
         )
     };
     field("Next attempt", &next);
-    field("Last error", m.last_error.as_deref().unwrap_or("-"));
+    let last_error = m
+        .last_error
+        .as_deref()
+        .map_or_else(|| "-".to_string(), |e| one_line(e, usize::MAX));
+    field("Last error", &last_error);
     field(
         "Delay notice",
         if d.delay_notified {
@@ -407,7 +478,12 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
             RecipientState::Delivered => "delivered",
             RecipientState::Failed => "failed",
         };
-        let _ = writeln!(out, "  <{}> ({})", r.address, r.route);
+        let _ = writeln!(
+            out,
+            "  <{}> ({})",
+            terminal_safe(&r.address),
+            terminal_safe(&r.route)
+        );
         match &r.detail {
             Some(detail) => {
                 let _ = writeln!(out, "      {state}: {}", one_line(detail, usize::MAX));
@@ -421,11 +497,11 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
     match &d.headers {
         Headers::Text(text) => {
             for line in text.lines() {
-                let _ = writeln!(out, "  {line}");
+                let _ = writeln!(out, "  {}", terminal_safe(line));
             }
         }
         Headers::Unavailable(why) => {
-            let _ = writeln!(out, "  (cannot read the message: {why})");
+            let _ = writeln!(out, "  (cannot read the message: {})", terminal_safe(why));
         }
     }
     out

@@ -158,6 +158,84 @@ fn the_header_section_stops_at_the_empty_line() {
     assert!(cut.len() < MAX_HEADERS + 100);
 }
 
+/// What a hostile message or remote server may put in front of an
+/// administrator: ESC/CSI sequences (clear the screen, set the title), a bare
+/// CR that overwrites the line, DEL, C1 CSI, and bidi controls.
+const HOSTILE: &str =
+    "\u{1b}[2J\u{1b}]0;pwned\u{7}a\rb\u{7f}c\u{9b}31md\u{202e}evil\u{2066}x\u{2069}\u{200f}";
+
+/// True if `text` holds something a terminal would act on.
+fn has_unsafe(text: &str) -> bool {
+    text.chars().any(|c| {
+        (c.is_control() && c != '\t' && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200f}')
+    })
+}
+
+#[test]
+fn terminal_safe_escapes_controls_and_bidi_but_keeps_tabs_and_letters() {
+    assert_eq!(
+        terminal_safe(HOSTILE),
+        "\\x1b[2J\\x1b]0;pwned\\x07a\\rb\\x7fc\\x9b31md\\u{202e}evil\\u{2066}x\\u{2069}\\u{200f}"
+    );
+    assert_eq!(terminal_safe("line\r\nnext"), "line\\r\\nnext");
+    assert!(matches!(
+        terminal_safe("Grüße\taus Köln – 日本語 🦆"),
+        Cow::Borrowed("Grüße\taus Köln – 日本語 🦆")
+    ));
+}
+
+#[test]
+fn list_and_show_print_no_raw_control_characters() {
+    let mut m = deferred();
+    m.sender = format!("a{HOSTILE}@example.org");
+    m.pending = vec![format!("r{HOSTILE}@remote.example")];
+    m.last_error = Some(format!("451 4.7.1 {HOSTILE}\r\n451 4.7.1 more {HOSTILE}"));
+    let list = format_list(std::slice::from_ref(&m), now());
+    assert!(!has_unsafe(&list), "{list:?}");
+    assert!(list.contains("451 4.7.1 \\x1b[2J"), "{list}");
+
+    let details = MessageDetails {
+        summary: m,
+        recipients: vec![RecipientView {
+            address: format!("r{HOSTILE}@remote.example"),
+            route: format!("remote r{HOSTILE}@remote.example"),
+            state: RecipientState::Failed,
+            detail: Some(format!("mx[127.0.0.1] said: 550 {HOSTILE}")),
+        }],
+        eight_bit: false,
+        smtputf8: true,
+        delay_notified: false,
+        headers: Headers::Text(format!(
+            "Subject: {HOSTILE}\r\nX-Bare: one\rtwo\r\nX-Tab:\tkept\r\n"
+        )),
+    };
+    let text = format_details(&details, now());
+    assert!(!has_unsafe(&text), "{text:?}");
+    assert!(
+        text.contains("  Subject: \\x1b[2J\\x1b]0;pwned\\x07a\\rb"),
+        "{text}"
+    );
+    assert!(text.contains("  X-Bare: one\\rtwo\n"), "{text}");
+    assert!(text.contains("  X-Tab:\tkept\n"), "{text}");
+    assert!(text.contains("Last error:   451 4.7.1 \\x1b[2J"), "{text}");
+    assert!(
+        text.contains("failed: mx[127.0.0.1] said: 550 \\x1b[2J"),
+        "{text}"
+    );
+
+    let mut unreadable = details.clone();
+    unreadable.headers = Headers::Unavailable(HOSTILE.into());
+    assert!(!has_unsafe(&format_details(&unreadable, now())));
+
+    // --json: the same values, with nothing raw that a terminal acts on.
+    let json = to_json(&details).unwrap();
+    assert!(!has_unsafe(&json), "{json}");
+    assert!(json.contains("\\u202e"), "{json}");
+    let back: MessageDetails = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, details);
+}
+
 #[tokio::test]
 async fn the_spool_is_read_without_the_daemon() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `tempfail…`  | RCPT gets 450 4.2.1 |
 //! | `reject…`    | RCPT gets 550 5.1.1 |
+//! | `escape…`    | RCPT gets 450 4.2.1 whose text holds terminal escape sequences ([`HOSTILE_TEXT`]) |
 //! | `datafail…`  | RCPT ok, the final dot gets 451 4.3.0 |
 //! | `datareject…`| RCPT ok, the final dot gets 554 5.6.0 |
 //! | `drop…`      | RCPT ok, the connection is closed in the middle of DATA |
@@ -21,6 +22,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What an `escape…` recipient's 450 says after `450 4.2.1 `: a hostile
+/// server's attempt to reach the administrator's terminal through `tern
+/// queue show` (clear the screen, set the window title, C1 CSI, a bidi
+/// override).
+pub const HOSTILE_TEXT: &str = "\u{1b}[2J\u{1b}]0;owned\u{7} busy \u{9b}31m \u{202e}later";
 
 /// A message the sink accepted.
 #[derive(Debug, Clone)]
@@ -200,7 +207,9 @@ fn session(
                 .unwrap_or("")
                 .to_string();
             let local = rcpt.split('@').next().unwrap_or("").to_ascii_lowercase();
-            if local.starts_with("tempfail") {
+            if local.starts_with("escape") {
+                say(&format!("450 4.2.1 {HOSTILE_TEXT}"))?;
+            } else if local.starts_with("tempfail") {
                 say("450 4.2.1 mailbox busy, try later")?;
             } else if local.starts_with("reject") {
                 say("550 5.1.1 no such user here")?;
