@@ -102,6 +102,7 @@ transcripts! {
     bdat,
     command_order,
     commands,
+    connection_budgets,
     connection_limits,
     dot_unstuffing,
     dropped_connection,

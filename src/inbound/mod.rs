@@ -3,7 +3,7 @@
 //!
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
-//! - [`limits`]: connection counting.
+//! - [`limits`]: connection counting, one budget per listener role.
 //! - [`auth`]: password checks and the failed-login throttle.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
@@ -32,7 +32,7 @@ use crate::queue::Spool;
 use crate::smtp::Reply;
 
 use connection::Context;
-use limits::ConnectionLimits;
+use limits::RoleLimits;
 
 /// The running listeners and what they share.
 pub struct Server {
@@ -46,7 +46,8 @@ pub struct Shared {
     pub spool: Spool,
     /// The TLS configuration in force (replaced on reload).
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
-    pub limits: Arc<ConnectionLimits>,
+    /// Open connections, counted per listener role.
+    pub limits: Arc<RoleLimits>,
     pub throttle: Arc<auth::Throttle>,
     /// Signs what authenticated users submit (replaced on reload).
     pub signer: Arc<LiveSigner>,
@@ -75,7 +76,7 @@ impl Server {
                 live,
                 spool,
                 tls: RwLock::new(tls),
-                limits: Arc::new(ConnectionLimits::default()),
+                limits: Arc::new(RoleLimits::default()),
                 throttle: Arc::new(auth::Throttle::default()),
                 signer,
             }),
@@ -134,14 +135,11 @@ async fn accept_loop(
             }
         };
         let config = shared.live.get();
-        let guard = match shared.limits.try_acquire(
-            peer.ip(),
-            config.limits.connections,
-            config.limits.connections_per_ip,
-        ) {
+        let budget = config.limits.budget(role);
+        let guard = match shared.limits.of(role).try_acquire(peer.ip(), budget) {
             Ok(g) => g,
             Err(reply) => {
-                log::info!("peer={peer} refused: {}", reply.text);
+                log::info!("peer={peer} refused ({}): {}", role.name(), reply.text);
                 connections.spawn(refuse(stream, reply));
                 continue;
             }
