@@ -19,8 +19,9 @@ use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
 use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
 use super::accept::{accept, Origin};
-use super::auth::{self, Throttle};
+use super::auth;
 use super::policy::{self, ClientContext};
+use super::throttle::Throttle;
 
 /// The socket, before or after TLS.
 enum Conn {
@@ -244,32 +245,51 @@ impl Driver {
         true
     }
 
-    /// Checks a login, with the per-address throttle of failures.
+    /// Checks a login, with the throttle of failures (per client and per
+    /// login) and the cap on password checks running at once.
     async fn login(&mut self, login: String, password: String) -> Answer {
-        let ip = self.peer.ip();
         let throttle = self.ctx.throttle.clone();
-        let Some(attempt) = throttle.begin(ip, std::time::Instant::now()) else {
-            log::warn!("peer={} AUTH refused: too many failed attempts", self.peer);
-            return Answer::Rejected(Reply::AUTH_THROTTLED);
+        let key = auth::throttle_key(&self.ctx.config, &login);
+        let peer = self.peer;
+        let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH for {key:?} refused: {refusal}");
+                return Answer::Rejected(refusal.reply());
+            }
+        };
+        let permit = match throttle.check_permit().await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH for {key:?} refused: {refusal}");
+                return Answer::Rejected(refusal.reply());
+            }
         };
         let config = self.ctx.config.clone();
         let name = login.clone();
-        let verdict =
-            tokio::task::spawn_blocking(move || auth::verify(&config, &name, &password)).await;
+        // The permit goes with the check: it is held while argon2 runs, even
+        // if this session ends meanwhile.
+        let verdict = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            auth::verify(&config, &name, &password)
+        })
+        .await;
         match verdict {
             Ok(Some(user)) => {
-                log::info!(peer:% = self.peer.ip(), action = "login"; "peer={} authenticated as {user}", self.peer);
+                log::info!(peer:% = peer.ip(), action = "login"; "peer={peer} authenticated as {user}");
                 self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
-                attempt.failed(std::time::Instant::now());
                 let shown: String = login.chars().take(64).collect();
-                log::warn!(peer:% = self.peer.ip(), action = "login-failed"; "peer={} AUTH failed for {shown:?}", self.peer);
+                if attempt.failed(std::time::Instant::now()) {
+                    log::warn!(peer:% = peer.ip(), action = "login-locked"; "login {key:?} locked: too many failed attempts within the hour, the last from peer={peer}; only clients without failures of their own are checked until it expires");
+                }
+                log::warn!(peer:% = peer.ip(), action = "login-failed"; "peer={peer} AUTH failed for {shown:?}");
                 Answer::Rejected(Reply::BAD_CREDENTIALS)
             }
             Err(e) => {
-                log::error!("peer={} password check failed: {e}", self.peer);
+                log::error!("peer={peer} password check failed: {e}");
                 Answer::Rejected(Reply::LOCAL_ERROR)
             }
         }

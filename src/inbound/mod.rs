@@ -4,7 +4,9 @@
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
 //! - [`limits`]: connection counting, one budget per listener role.
-//! - [`auth`]: password checks and the failed-login throttle.
+//! - [`auth`]: password checks.
+//! - [`throttle`]: failed logins per client and per login; the cap on
+//!   password checks running at once.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
@@ -15,6 +17,7 @@ pub mod connection;
 pub mod limits;
 pub mod policy;
 pub mod submit;
+pub mod throttle;
 
 use std::io;
 use std::net::SocketAddr;
@@ -48,7 +51,7 @@ pub struct Shared {
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     /// Open connections, counted per listener role.
     pub limits: Arc<RoleLimits>,
-    pub throttle: Arc<auth::Throttle>,
+    pub throttle: Arc<throttle::Throttle>,
     /// Signs what authenticated users submit (replaced on reload).
     pub signer: Arc<LiveSigner>,
 }
@@ -77,7 +80,7 @@ impl Server {
                 spool,
                 tls: RwLock::new(tls),
                 limits: Arc::new(RoleLimits::default()),
-                throttle: Arc::new(auth::Throttle::default()),
+                throttle: Arc::new(throttle::Throttle::default()),
                 signer,
             }),
         })

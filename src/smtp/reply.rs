@@ -196,13 +196,23 @@ impl Reply {
     );
     /// RFC 4954 §6: wrong user name or password.
     pub const BAD_CREDENTIALS: Reply = r(535, 5, 7, 8, "Authentication credentials invalid");
-    /// Too many failed logins from this address.
+    /// Too many failed logins from this client, or from it and for this
+    /// login (see inbound::throttle).
     pub const AUTH_THROTTLED: Reply = r(
         454,
         4,
         7,
         0,
         "Too many failed authentication attempts, try again later",
+    );
+    /// Too many password checks running and waiting (RFC 4954 §6: 454 is
+    /// a temporary authentication failure).
+    pub const AUTH_BUSY: Reply = r(
+        454,
+        4,
+        7,
+        0,
+        "Too many logins being checked, try again later",
     );
     pub const TLS_REQUIRED: Reply = r(530, 5, 7, 0, "Must issue a STARTTLS command first");
 }
