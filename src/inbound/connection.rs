@@ -115,7 +115,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         session,
         out: Vec::with_capacity(512),
         body: None,
-        body_failed: false,
+        body_failed: None,
         client: ClientContext::default(),
     };
     driver.run().await;
@@ -153,8 +153,9 @@ struct Driver {
     session: Session,
     out: Vec<u8>,
     body: Option<BodyBuffer>,
-    /// Writing the body failed: the message must not be queued.
-    body_failed: bool,
+    /// Writing the body failed (with this error): the message must not be
+    /// queued.
+    body_failed: Option<std::io::ErrorKind>,
     client: ClientContext,
 }
 
@@ -205,14 +206,19 @@ impl Driver {
                 Action::Body(bytes) => self.write_body(&bytes),
                 Action::DiscardBody => {
                     self.body = None;
-                    self.body_failed = false;
+                    self.body_failed = None;
                 }
                 Action::Check(Check::Credentials { user, password }) => {
                     let answer = self.login(user, password).await;
                     self.session.answer(answer);
                 }
                 Action::Check(check) => {
-                    let answer = policy::answer(&self.ctx.config, &self.client, check);
+                    let answer = match check {
+                        Check::Sender { .. } if !self.room_for_mail() => {
+                            Answer::Rejected(Reply::INSUFFICIENT_STORAGE)
+                        }
+                        check => policy::answer(&self.ctx.config, &self.client, check),
+                    };
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -295,15 +301,32 @@ impl Driver {
         }
     }
 
+    /// False while the spool's filesystem is below the `free_space`
+    /// reserve: then MAIL gets 452 4.3.1 (logged).
+    fn room_for_mail(&self) -> bool {
+        match self
+            .ctx
+            .spool
+            .free_space()
+            .check(self.ctx.config.limits.free_space)
+        {
+            Ok(()) => true,
+            Err(shortage) => {
+                log::warn!("peer={} MAIL refused: {shortage}", self.peer);
+                false
+            }
+        }
+    }
+
     fn write_body(&mut self, bytes: &[u8]) {
         let body = self
             .body
             .get_or_insert_with(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
         if let Err(e) = body.write(bytes) {
-            if !self.body_failed {
+            if self.body_failed.is_none() {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
             }
-            self.body_failed = true;
+            self.body_failed = Some(e.kind());
         }
     }
 
@@ -313,15 +336,15 @@ impl Driver {
             .body
             .take()
             .unwrap_or_else(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
-        if std::mem::take(&mut self.body_failed) {
-            return Err(Reply::QUEUE_FAILED);
+        if let Some(kind) = self.body_failed.take() {
+            return Err(storage_reply(kind));
         }
         let body = buffer
             .ensure_final_crlf()
             .and_then(|_| buffer.take())
             .map_err(|e| {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
-                Reply::QUEUE_FAILED
+                storage_reply(e.kind())
             })?;
         let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
         let origin = Origin::Smtp {
@@ -344,7 +367,10 @@ impl Driver {
             Ok(id) => Ok(id.to_string()),
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
-                Err(Reply::QUEUE_FAILED)
+                Err(match &e {
+                    crate::queue::SpoolError::Io(io) => storage_reply(io.kind()),
+                    _ => Reply::QUEUE_FAILED,
+                })
             }
         }
     }
@@ -361,5 +387,15 @@ impl Driver {
     async fn close_with(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
+    }
+}
+
+/// The reply to a message that could not be stored: 452 4.3.1 when the disk
+/// (or a quota) is full, so the client retries later; 451 4.3.0 otherwise.
+fn storage_reply(kind: std::io::ErrorKind) -> Reply {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Reply::INSUFFICIENT_STORAGE,
+        _ => Reply::QUEUE_FAILED,
     }
 }

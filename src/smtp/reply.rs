@@ -138,6 +138,9 @@ impl Reply {
     );
     pub const TLS_UNAVAILABLE: Reply = r(454, 4, 7, 0, "TLS not available");
     pub const TOO_MANY_RECIPIENTS: Reply = r(452, 4, 5, 3, "Too many recipients");
+    /// RFC 5321 §4.2.2, RFC 3463 4.3.1: the disk is (nearly) full — below the
+    /// `free_space` reserve at MAIL, or out of space while storing a message.
+    pub const INSUFFICIENT_STORAGE: Reply = r(452, 4, 3, 1, "Insufficient system storage");
     pub const LOCAL_ERROR: Reply = r(451, 4, 3, 0, "Local error in processing, try again later");
     /// The spool could not make the message durable; the client keeps it.
     pub const QUEUE_FAILED: Reply = r(
