@@ -260,14 +260,14 @@ impl Driver {
         let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
             Ok(attempt) => attempt,
             Err(refusal) => {
-                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH for {key:?} refused: {refusal}");
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH refused: {refusal} (login {key:?})");
                 return Answer::Rejected(refusal.reply());
             }
         };
         let permit = match throttle.check_permit().await {
             Ok(permit) => permit,
             Err(refusal) => {
-                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH for {key:?} refused: {refusal}");
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH refused: {refusal} (login {key:?})");
                 return Answer::Rejected(refusal.reply());
             }
         };
