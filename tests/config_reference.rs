@@ -78,6 +78,11 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(limits.data_timeout, Duration::from_secs(3 * 60));
     assert_eq!(limits.session_timeout, Duration::from_secs(30 * 60));
     assert_eq!(limits.min_data_rate, 1024);
+    assert_eq!(limits.free_space, 100 << 20);
+    for role in [Role::Mx, Role::Submission, Role::Submissions] {
+        let budget = limits.budget(role);
+        assert_eq!((budget.connections, budget.connections_per_ip), (100, 10));
+    }
 
     assert!(config.mx.verify_sender_domain);
     assert!(config.mx.sender_domain_exempt.is_empty());
@@ -193,6 +198,27 @@ fn the_commented_out_smarthost_and_routes_are_valid_when_uncommented() {
     assert!(config
         .summary(Path::new("tern.toml"))
         .ends_with(", smarthost smtp.provider.example:587"));
+}
+
+#[test]
+fn the_commented_out_role_budgets_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let mut uncommented = text.clone();
+    for header in ["[limits.mx]", "[limits.submission]", "[limits.submissions]"] {
+        uncommented = uncomment(&uncommented, header);
+        assert!(
+            uncommented.contains(&format!("\n{header}\nconnections = ")),
+            "the {header} example is still in the file"
+        );
+    }
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let budgets: Vec<(usize, usize)> = [Role::Mx, Role::Submission, Role::Submissions]
+        .into_iter()
+        .map(|role| config.limits.budget(role))
+        .map(|b| (b.connections, b.connections_per_ip))
+        .collect();
+    assert_eq!(budgets, [(300, 10), (20, 10), (20, 10)]);
 }
 
 #[test]

@@ -310,10 +310,19 @@ pub struct Limits {
     pub message_size: u64,
     /// Recipients per transaction; more get 452 4.5.3.
     pub recipients: usize,
-    /// Concurrent connections in all; more get 421 4.7.0.
+    /// `[limits] connections`: the default budget of concurrent connections
+    /// of each listener role (see [`Limits::budget`]).
     pub connections: usize,
-    /// Concurrent connections from one IP address; more get 421 4.7.0.
+    /// `[limits] connections_per_ip`: the default per-address budget of each
+    /// listener role.
     pub connections_per_ip: usize,
+    /// The connection budget of each listener role: a flood on one never
+    /// refuses another (`[limits.mx]`, `[limits.submission]`,
+    /// `[limits.submissions]`, each defaulting to the two keys above).
+    pub budgets: RoleBudgets,
+    /// Free space kept in reserve on the filesystem of `data_dir`, in bytes:
+    /// below it MAIL gets 452 4.3.1 (like Postfix's queue_minfree). 0: off.
+    pub free_space: u64,
     /// Error replies per session before 421 4.7.0 and disconnect.
     pub errors: usize,
     /// Longest command line, CRLF included; longer get 500 5.5.2.
@@ -328,6 +337,41 @@ pub struct Limits {
     /// within `data_timeout` plus the time this rate allows for what was
     /// received. 0: only `data_timeout` between reads applies.
     pub min_data_rate: u64,
+}
+
+/// How many connections one listener role takes at once: in all, and from
+/// one client (an IPv4 address, or an IPv6 /64). More get 421 4.7.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    pub connections: usize,
+    pub connections_per_ip: usize,
+}
+
+/// The connection budget of each listener role. Listeners of the same role
+/// (say `0.0.0.0:25` and `[::]:25`) share their role's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleBudgets {
+    pub mx: ConnectionBudget,
+    pub submission: ConnectionBudget,
+    pub submissions: ConnectionBudget,
+}
+
+impl RoleBudgets {
+    /// The budget of `role`.
+    pub fn of(&self, role: Role) -> ConnectionBudget {
+        match role {
+            Role::Mx => self.mx,
+            Role::Submission => self.submission,
+            Role::Submissions => self.submissions,
+        }
+    }
+}
+
+impl Limits {
+    /// The connection budget of listeners of `role`.
+    pub fn budget(&self, role: Role) -> ConnectionBudget {
+        self.budgets.of(role)
+    }
 }
 
 impl Config {

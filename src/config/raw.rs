@@ -107,6 +107,26 @@ pub struct RawLimits {
     pub data_timeout: Option<Spanned<RawDuration>>,
     pub session_timeout: Option<Spanned<RawDuration>>,
     pub min_data_rate: Option<Spanned<RawSize>>,
+    /// Free space kept in reserve on data_dir's filesystem; `0` turns it off.
+    pub free_space: Option<Spanned<RawSize>>,
+    /// `[limits.mx]`: the connection budget of the mx listeners.
+    pub mx: Option<Spanned<RawBudget>>,
+    /// `[limits.submission]`: the connection budget of port 587.
+    pub submission: Option<Spanned<RawBudget>>,
+    /// `[limits.submissions]`: the connection budget of port 465.
+    pub submissions: Option<Spanned<RawBudget>>,
+}
+
+/// `[limits.<role>]`: one listener role's connection budget; absent keys
+/// take the `[limits]` value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with connections and/or connections_per_ip"
+)]
+pub struct RawBudget {
+    pub connections: Option<Spanned<RawCount>>,
+    pub connections_per_ip: Option<Spanned<RawCount>>,
 }
 
 /// The `[relay]` table; every key is optional.

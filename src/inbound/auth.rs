@@ -1,12 +1,9 @@
 //! Logins on the submission ports: password checks against the argon2id hashes
-//! in tern.toml (constant-time comparison inside argon2), the same amount of
-//! work for unknown users (no user enumeration by timing), and the per-address
-//! throttle of failed attempts.
+//! in tern.toml (constant-time comparison inside argon2), and the same amount
+//! of work for unknown users (no user enumeration by timing). The throttle of
+//! failed attempts is in [`super::throttle`].
 
-use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -39,6 +36,16 @@ fn user_of<'a>(config: &'a Config, login: &str) -> Option<&'a crate::config::Use
     config.users.get(&name)
 }
 
+/// What the login throttle counts a login under: the user it means
+/// (`alice` and `Alice@example.org` are one login), or a login that is no
+/// user lowercased and cut to 64 characters.
+pub fn throttle_key(config: &Config, login: &str) -> String {
+    match user_of(config, login) {
+        Some(user) => user.name.clone(),
+        None => login.to_lowercase().chars().take(64).collect(),
+    }
+}
+
 /// Checks a login; `Some(user name)` when right. Blocking (argon2 takes tens
 /// of milliseconds by design): call it off the async threads.
 pub fn verify(config: &Config, login: &str, password: &str) -> Option<String> {
@@ -56,121 +63,6 @@ pub fn verify(config: &Config, login: &str, password: &str) -> Option<String> {
     match user {
         Some(u) if ok && u.password.is_some() => Some(u.name.clone()),
         _ => None,
-    }
-}
-
-/// Counts failed logins per client address over a sliding window. Attempts
-/// still being checked count too: otherwise a client could start many
-/// password checks at once before the first failure is recorded.
-#[derive(Debug)]
-pub struct Throttle {
-    max_failures: usize,
-    window: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
-    in_flight: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One login attempt being checked; see [`Throttle::begin`].
-#[derive(Debug)]
-pub struct Attempt<'a> {
-    throttle: &'a Throttle,
-    ip: IpAddr,
-}
-
-impl Attempt<'_> {
-    /// The password was wrong: it counts as a failure.
-    pub fn failed(self, now: Instant) {
-        self.throttle.failed(self.ip, now);
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        let mut map = self
-            .throttle
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// The most addresses remembered; the oldest are forgotten beyond this.
-const MAX_TRACKED: usize = 100_000;
-
-impl Default for Throttle {
-    /// 5 failures in 10 minutes.
-    fn default() -> Self {
-        Throttle::new(5, Duration::from_secs(600))
-    }
-}
-
-impl Throttle {
-    pub fn new(max_failures: usize, window: Duration) -> Throttle {
-        Throttle {
-            max_failures,
-            window,
-            failures: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Starts a login attempt from `ip`: `None` while the address has used up
-    /// its failures, counting the attempts still being checked as failures.
-    pub fn begin(&self, ip: IpAddr, now: Instant) -> Option<Attempt<'_>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let pending = in_flight.get(&ip).copied().unwrap_or(0);
-        if self.failures_within(ip, now) + pending >= self.max_failures {
-            return None;
-        }
-        *in_flight.entry(ip).or_insert(0) += 1;
-        Some(Attempt { throttle: self, ip })
-    }
-
-    fn failures_within(&self, ip: IpAddr, now: Instant) -> usize {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(times) = map.get_mut(&ip) else {
-            return 0;
-        };
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            times.pop_front();
-        }
-        let n = times.len();
-        if n == 0 {
-            map.remove(&ip);
-        }
-        n
-    }
-
-    /// True while `ip` has used up its failed attempts.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        self.failures_within(ip, now) >= self.max_failures
-    }
-
-    /// Records a failed login from `ip`.
-    pub fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
-            let window = self.window;
-            map.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < window)
-            });
-        }
-        let times = map.entry(ip).or_default();
-        times.push_back(now);
-        while times.len() > self.max_failures {
-            times.pop_front();
-        }
     }
 }
 
@@ -208,34 +100,11 @@ mod tests {
     }
 
     #[test]
-    fn attempts_in_flight_count() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "192.0.2.9".parse().unwrap();
-        let now = Instant::now();
-        let a = t.begin(ip, now).unwrap();
-        let b = t.begin(ip, now).unwrap();
-        let c = t.begin(ip, now).unwrap();
-        assert!(t.begin(ip, now).is_none(), "three checks already running");
-        drop(c); // a success frees its place
-        let d = t.begin(ip, now).unwrap();
-        a.failed(now);
-        b.failed(now);
-        d.failed(now);
-        assert!(t.begin(ip, now).is_none());
-        assert!(t.begin(ip, now + Duration::from_secs(61)).is_some());
-    }
-
-    #[test]
-    fn throttle_window() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert!(!t.blocked(ip, t0), "attempt {i}");
-            t.failed(ip, t0);
-        }
-        assert!(t.blocked(ip, t0 + Duration::from_secs(59)));
-        assert!(!t.blocked("192.0.2.2".parse().unwrap(), t0));
-        assert!(!t.blocked(ip, t0 + Duration::from_secs(61)));
+    fn throttle_keys_name_the_user() {
+        let c = config();
+        assert_eq!(throttle_key(&c, "ME@Example.org"), "me");
+        assert_eq!(throttle_key(&c, "me"), "me");
+        assert_eq!(throttle_key(&c, "Nobody"), "nobody");
+        assert_eq!(throttle_key(&c, &"x".repeat(300)).len(), 64);
     }
 }

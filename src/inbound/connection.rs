@@ -19,9 +19,10 @@ use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
 use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
 use super::accept::{accept, Origin};
-use super::auth::{self, Throttle};
+use super::auth;
 use super::policy::{self, ClientContext};
 use super::sender_domain;
+use super::throttle::Throttle;
 use crate::outbound::resolver::Resolver;
 
 /// Bytes asked of the socket per read; also the most replies held unsent.
@@ -136,7 +137,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         session,
         out: Vec::with_capacity(512),
         body: None,
-        body_failed: false,
+        body_failed: None,
         client: ClientContext::default(),
     };
     driver.run().await;
@@ -175,8 +176,9 @@ struct Driver {
     session: Session,
     out: Vec<u8>,
     body: Option<BodyBuffer>,
-    /// Writing the body failed: the message must not be queued.
-    body_failed: bool,
+    /// Writing the body failed (with this error): the message must not be
+    /// queued.
+    body_failed: Option<std::io::ErrorKind>,
     client: ClientContext,
 }
 
@@ -272,14 +274,19 @@ impl Driver {
                 Action::Body(bytes) => self.write_body(&bytes),
                 Action::DiscardBody => {
                     self.body = None;
-                    self.body_failed = false;
+                    self.body_failed = None;
                 }
                 Action::Check(Check::Credentials { user, password }) => {
                     let answer = self.login(user, password).await;
                     self.session.answer(answer);
                 }
                 Action::Check(check) => {
-                    let answer = self.check(check).await;
+                    let answer = match check {
+                        Check::Sender { .. } if !self.room_for_mail() => {
+                            Answer::Rejected(Reply::INSUFFICIENT_STORAGE)
+                        }
+                        check => self.check(check).await,
+                    };
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -353,33 +360,69 @@ impl Driver {
         }
     }
 
-    /// Checks a login, with the per-address throttle of failures.
+    /// Checks a login, with the throttle of failures (per client and per
+    /// login) and the cap on password checks running at once.
     async fn login(&mut self, login: String, password: String) -> Answer {
-        let ip = self.peer.ip();
         let throttle = self.ctx.throttle.clone();
-        let Some(attempt) = throttle.begin(ip, std::time::Instant::now()) else {
-            log::warn!("peer={} AUTH refused: too many failed attempts", self.peer);
-            return Answer::Rejected(Reply::AUTH_THROTTLED);
+        let key = auth::throttle_key(&self.ctx.config, &login);
+        let peer = self.peer;
+        let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH refused: {refusal} (login {key:?})");
+                return Answer::Rejected(refusal.reply());
+            }
+        };
+        let permit = match throttle.check_permit().await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                log::warn!(peer:% = peer.ip(), action = "login-refused"; "peer={peer} AUTH refused: {refusal} (login {key:?})");
+                return Answer::Rejected(refusal.reply());
+            }
         };
         let config = self.ctx.config.clone();
         let name = login.clone();
-        let verdict =
-            tokio::task::spawn_blocking(move || auth::verify(&config, &name, &password)).await;
+        // The permit goes with the check: it is held while argon2 runs, even
+        // if this session ends meanwhile.
+        let verdict = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            auth::verify(&config, &name, &password)
+        })
+        .await;
         match verdict {
             Ok(Some(user)) => {
-                log::info!(peer:% = self.peer.ip(), action = "login"; "peer={} authenticated as {user}", self.peer);
+                log::info!(peer:% = peer.ip(), action = "login"; "peer={peer} authenticated as {user}");
                 self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
-                attempt.failed(std::time::Instant::now());
                 let shown: String = login.chars().take(64).collect();
-                log::warn!(peer:% = self.peer.ip(), action = "login-failed"; "peer={} AUTH failed for {shown:?}", self.peer);
+                if attempt.failed(std::time::Instant::now()) {
+                    log::warn!(peer:% = peer.ip(), action = "login-locked"; "login {key:?} locked: too many failed attempts within the hour, the last from peer={peer}; only clients without failures of their own are checked until it expires");
+                }
+                log::warn!(peer:% = peer.ip(), action = "login-failed"; "peer={peer} AUTH failed for {shown:?}");
                 Answer::Rejected(Reply::BAD_CREDENTIALS)
             }
             Err(e) => {
-                log::error!("peer={} password check failed: {e}", self.peer);
+                log::error!("peer={peer} password check failed: {e}");
                 Answer::Rejected(Reply::LOCAL_ERROR)
+            }
+        }
+    }
+
+    /// False while the spool's filesystem is below the `free_space`
+    /// reserve: then MAIL gets 452 4.3.1 (logged).
+    fn room_for_mail(&self) -> bool {
+        match self
+            .ctx
+            .spool
+            .free_space()
+            .check(self.ctx.config.limits.free_space)
+        {
+            Ok(()) => true,
+            Err(shortage) => {
+                log::warn!("peer={} MAIL refused: {shortage}", self.peer);
+                false
             }
         }
     }
@@ -389,10 +432,10 @@ impl Driver {
             .body
             .get_or_insert_with(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
         if let Err(e) = body.write(bytes) {
-            if !self.body_failed {
+            if self.body_failed.is_none() {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
             }
-            self.body_failed = true;
+            self.body_failed = Some(e.kind());
         }
     }
 
@@ -402,15 +445,15 @@ impl Driver {
             .body
             .take()
             .unwrap_or_else(|| BodyBuffer::new(&self.ctx.spool.tmp_dir(), BODY_MEMORY_LIMIT));
-        if std::mem::take(&mut self.body_failed) {
-            return Err(Reply::QUEUE_FAILED);
+        if let Some(kind) = self.body_failed.take() {
+            return Err(storage_reply(kind));
         }
         let body = buffer
             .ensure_final_crlf()
             .and_then(|_| buffer.take())
             .map_err(|e| {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
-                Reply::QUEUE_FAILED
+                storage_reply(e.kind())
             })?;
         let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
         let origin = Origin::Smtp {
@@ -433,7 +476,10 @@ impl Driver {
             Ok(id) => Ok(id.to_string()),
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
-                Err(Reply::QUEUE_FAILED)
+                Err(match &e {
+                    crate::queue::SpoolError::Io(io) => storage_reply(io.kind()),
+                    _ => Reply::QUEUE_FAILED,
+                })
             }
         }
     }
@@ -464,5 +510,15 @@ impl Driver {
     async fn close_with(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
         let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
+    }
+}
+
+/// The reply to a message that could not be stored: 452 4.3.1 when the disk
+/// (or a quota) is full, so the client retries later; 451 4.3.0 otherwise.
+fn storage_reply(kind: std::io::ErrorKind) -> Reply {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Reply::INSUFFICIENT_STORAGE,
+        _ => Reply::QUEUE_FAILED,
     }
 }

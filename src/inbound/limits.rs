@@ -1,12 +1,34 @@
 //! Connection limits (DESIGN invariant 5): how many connections in all and from
-//! one client at once. IPv6 clients are counted per /64, since one host
-//! usually holds a whole /64.
+//! one client at once, with a separate budget for each listener role, so that
+//! a flood on port 25 never refuses the owner on 587 or 465. IPv6 clients are
+//! counted per /64, since one host usually holds a whole /64 ([`client_key`],
+//! which the login throttle uses too).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::config::{ConnectionBudget, Role};
 use crate::smtp::Reply;
+
+/// One connection counter per listener role.
+#[derive(Debug, Default)]
+pub struct RoleLimits {
+    mx: Arc<ConnectionLimits>,
+    submission: Arc<ConnectionLimits>,
+    submissions: Arc<ConnectionLimits>,
+}
+
+impl RoleLimits {
+    /// The counter of the listeners of `role`.
+    pub fn of(&self, role: Role) -> &Arc<ConnectionLimits> {
+        match role {
+            Role::Mx => &self.mx,
+            Role::Submission => &self.submission,
+            Role::Submissions => &self.submissions,
+        }
+    }
+}
 
 /// Counts open connections.
 #[derive(Debug, Default)]
@@ -27,8 +49,9 @@ pub struct ConnectionGuard {
     key: IpAddr,
 }
 
-/// The key a client is counted under: the address, or its /64 for IPv6.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The key a client is counted under: the address, or its /64 for IPv6
+/// (an IPv4-mapped IPv6 address counts as the IPv4 address).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -47,9 +70,10 @@ impl ConnectionLimits {
     pub fn try_acquire(
         self: &Arc<Self>,
         ip: IpAddr,
-        max_total: usize,
-        max_per_client: usize,
+        budget: ConnectionBudget,
     ) -> Result<ConnectionGuard, Reply> {
+        let max_total = budget.connections;
+        let max_per_client = budget.connections_per_ip;
         let key = client_key(ip);
         let mut counts = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if counts.total >= max_total {
@@ -90,38 +114,73 @@ impl Drop for ConnectionGuard {
 mod tests {
     use super::*;
 
+    fn b(connections: usize, connections_per_ip: usize) -> ConnectionBudget {
+        ConnectionBudget {
+            connections,
+            connections_per_ip,
+        }
+    }
+
     #[test]
     fn per_client_and_total_limits() {
         let limits = Arc::new(ConnectionLimits::default());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let g1 = limits.try_acquire(a, 3, 2).unwrap();
-        let _g2 = limits.try_acquire(a, 3, 2).unwrap();
+        let c: IpAddr = "192.0.2.2".parse().unwrap();
+        let g1 = limits.try_acquire(a, b(3, 2)).unwrap();
+        let _g2 = limits.try_acquire(a, b(3, 2)).unwrap();
         assert_eq!(
-            limits.try_acquire(a, 3, 2).unwrap_err(),
+            limits.try_acquire(a, b(3, 2)).unwrap_err(),
             Reply::TOO_MANY_CONNECTIONS_FROM_IP
         );
-        let _g3 = limits.try_acquire(b, 3, 2).unwrap();
+        let _g3 = limits.try_acquire(c, b(3, 2)).unwrap();
         assert_eq!(
-            limits.try_acquire(b, 3, 2).unwrap_err(),
+            limits.try_acquire(c, b(3, 2)).unwrap_err(),
             Reply::TOO_MANY_CONNECTIONS
         );
         drop(g1);
         assert_eq!(limits.total(), 2);
-        assert!(limits.try_acquire(a, 3, 2).is_ok());
+        assert!(limits.try_acquire(a, b(3, 2)).is_ok());
     }
 
     #[test]
     fn ipv6_counts_per_64() {
         let limits = Arc::new(ConnectionLimits::default());
         let _g = limits
-            .try_acquire("2001:db8::1".parse().unwrap(), 10, 1)
+            .try_acquire("2001:db8::1".parse().unwrap(), b(10, 1))
             .unwrap();
         assert!(limits
-            .try_acquire("2001:db8::ffff".parse().unwrap(), 10, 1)
+            .try_acquire("2001:db8::ffff".parse().unwrap(), b(10, 1))
             .is_err());
         assert!(limits
-            .try_acquire("2001:db8:0:1::1".parse().unwrap(), 10, 1)
+            .try_acquire("2001:db8:0:1::1".parse().unwrap(), b(10, 1))
             .is_ok());
+    }
+
+    #[test]
+    fn each_role_has_its_own_budget() {
+        let limits = RoleLimits::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let _mx = limits.of(Role::Mx).try_acquire(ip, b(1, 1)).unwrap();
+        assert!(limits.of(Role::Mx).try_acquire(ip, b(1, 1)).is_err());
+        let _sub = limits
+            .of(Role::Submission)
+            .try_acquire(ip, b(1, 1))
+            .unwrap();
+        let _subs = limits
+            .of(Role::Submissions)
+            .try_acquire(ip, b(1, 1))
+            .unwrap();
+        assert_eq!(limits.of(Role::Mx).total(), 1);
+    }
+
+    #[test]
+    fn mapped_ipv4_is_the_ipv4_address() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), v4);
+        assert_eq!(
+            client_key("2001:db8::1:2:3:4".parse().unwrap()),
+            "2001:db8::".parse::<IpAddr>().unwrap()
+        );
     }
 }

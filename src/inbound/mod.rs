@@ -3,8 +3,10 @@
 //!
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
-//! - [`limits`]: connection counting.
-//! - [`auth`]: password checks and the failed-login throttle.
+//! - [`limits`]: connection counting, one budget per listener role.
+//! - [`auth`]: password checks.
+//! - [`throttle`]: failed logins per client and per login; the cap on
+//!   password checks running at once.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
@@ -17,6 +19,7 @@ pub mod limits;
 pub mod policy;
 pub mod sender_domain;
 pub mod submit;
+pub mod throttle;
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,7 +38,7 @@ use crate::queue::Spool;
 use crate::smtp::Reply;
 
 use connection::Context;
-use limits::ConnectionLimits;
+use limits::RoleLimits;
 
 /// The running listeners and what they share.
 pub struct Server {
@@ -49,8 +52,9 @@ pub struct Shared {
     pub spool: Spool,
     /// The TLS configuration in force (replaced on reload).
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
-    pub limits: Arc<ConnectionLimits>,
-    pub throttle: Arc<auth::Throttle>,
+    /// Open connections, counted per listener role.
+    pub limits: Arc<RoleLimits>,
+    pub throttle: Arc<throttle::Throttle>,
     /// Signs what authenticated users submit (replaced on reload).
     pub signer: Arc<LiveSigner>,
     /// DNS for the checks on incoming mail.
@@ -82,8 +86,8 @@ impl Server {
                 live,
                 spool,
                 tls: RwLock::new(tls),
-                limits: Arc::new(ConnectionLimits::default()),
-                throttle: Arc::new(auth::Throttle::default()),
+                limits: Arc::new(RoleLimits::default()),
+                throttle: Arc::new(throttle::Throttle::default()),
                 signer,
                 resolver,
             }),
@@ -142,14 +146,11 @@ async fn accept_loop(
             }
         };
         let config = shared.live.get();
-        let guard = match shared.limits.try_acquire(
-            peer.ip(),
-            config.limits.connections,
-            config.limits.connections_per_ip,
-        ) {
+        let budget = config.limits.budget(role);
+        let guard = match shared.limits.of(role).try_acquire(peer.ip(), budget) {
             Ok(g) => g,
             Err(reply) => {
-                log::info!("peer={peer} refused: {}", reply.text);
+                log::info!("peer={peer} refused ({}): {}", role.name(), reply.text);
                 connections.spawn(refuse(stream, reply));
                 continue;
             }

@@ -82,6 +82,11 @@ impl Submitter {
         uid: Option<u32>,
     ) -> Result<QueueId, SubmitError> {
         let config = self.live.get();
+        // The free-space reserve, as at MAIL on port 25: sendmail exits 75.
+        if let Err(shortage) = self.spool.free_space().check(config.limits.free_space) {
+            let full = std::io::Error::new(std::io::ErrorKind::StorageFull, shortage.to_string());
+            return Err(SubmitError::Spool(SpoolError::Io(full)));
+        }
         let first = config.domains[0].as_str();
         let sender = match sender.trim() {
             "" | "<>" => None,

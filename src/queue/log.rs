@@ -257,6 +257,8 @@ struct Segment {
     seq: u64,
     out: BufWriter<File>,
     len: u64,
+    /// The length of what earlier batches wrote and were told of.
+    committed: u64,
 }
 
 impl Segment {
@@ -275,7 +277,23 @@ impl Segment {
             seq,
             out: BufWriter::with_capacity(1 << 20, file),
             len: SEGMENT_MAGIC.len() as u64,
+            committed: SEGMENT_MAGIC.len() as u64,
         })
+    }
+
+    /// After a failed write (a full disk, typically): drops what the failed
+    /// batch left, buffered or on disk, so that its partial records do not
+    /// hold space until the segment is deleted. Nothing acknowledged is
+    /// touched: only bytes past `committed`.
+    fn give_back_tail(self) {
+        let (file, _unwritten) = self.out.into_parts();
+        if let Err(e) = file.set_len(self.committed).and_then(|_| file.sync_data()) {
+            log::warn!(
+                "spool: cannot cut segment {} back to {} bytes after a failed write: {e}",
+                self.seq,
+                self.committed
+            );
+        }
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -385,7 +403,10 @@ impl Writer {
                     seg.out.flush()
                 };
                 match done {
-                    Ok(()) => self.unsynced = !needs_sync,
+                    Ok(()) => {
+                        self.unsynced = !needs_sync;
+                        seg.committed = seg.len;
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -406,12 +427,16 @@ impl Writer {
                     "spool write failed, {} request(s) refused: {e}",
                     replies.len()
                 );
+                // Never append after a failed write in the same segment: the
+                // recovery scan stops at the first bad frame of a segment.
+                // Its torn tail is cut off (before anyone hears of the
+                // failure), so a full disk gets its space back.
+                if let Some(seg) = self.active.take() {
+                    seg.give_back_tail();
+                }
                 for reply in replies {
                     let _ = reply.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
-                // Never append after a failed write in the same segment: the
-                // recovery scan stops at the first bad frame of a segment.
-                self.active = None;
             }
         }
     }

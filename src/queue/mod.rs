@@ -7,6 +7,7 @@
 //! - [`admin`]: hold, release, flush, delete (for `tern queue`).
 //! - [`listing`]: what `tern queue list` and `show` report, and how it looks.
 //! - [`dsn`]: bounces and delay notices (RFC 3464).
+//! - [`free_space`]: the free space on the spool's filesystem, for the reserve.
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
 //! - [`spool`]: the index of queued messages over the log; the API the rest of
 //!   tern uses (enqueue, update, load, lease).
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod body;
 pub mod dsn;
+pub mod free_space;
 pub mod id;
 pub mod listing;
 pub mod log;

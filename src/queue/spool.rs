@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::smtp::Envelope;
 
 use super::body::Body;
+use super::free_space::FreeSpace;
 use super::id::{IdGenerator, QueueId};
 use super::log::{
     list_segments, scan_segment, segment_path, Append, BodyData, Location, Log, LogOptions,
@@ -91,6 +92,8 @@ struct Inner {
     index: Arc<Mutex<Index>>,
     /// Woken whenever a message becomes deliverable.
     wake: tokio::sync::Notify,
+    /// Free space on the spool's filesystem (for `limits.free_space`).
+    free_space: FreeSpace,
 }
 
 /// How long the messages left in the oldest segment must have waited before
@@ -143,6 +146,7 @@ impl Spool {
                 clock,
                 index: Arc::new(Mutex::new(index)),
                 wake: tokio::sync::Notify::new(),
+                free_space: FreeSpace::new(dir),
             }),
         };
         let recovered = spool.lock().messages.len();
@@ -197,6 +201,11 @@ impl Spool {
     /// Where spilled bodies go.
     pub fn tmp_dir(&self) -> PathBuf {
         self.inner.dir.join("tmp")
+    }
+
+    /// Free space on the spool's filesystem, measured at most once a second.
+    pub fn free_space(&self) -> &FreeSpace {
+        &self.inner.free_space
     }
 
     /// The clock the spool runs on.

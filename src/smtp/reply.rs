@@ -141,6 +141,9 @@ impl Reply {
     );
     pub const TLS_UNAVAILABLE: Reply = r(454, 4, 7, 0, "TLS not available");
     pub const TOO_MANY_RECIPIENTS: Reply = r(452, 4, 5, 3, "Too many recipients");
+    /// RFC 5321 §4.2.2, RFC 3463 4.3.1: the disk is (nearly) full — below the
+    /// `free_space` reserve at MAIL, or out of space while storing a message.
+    pub const INSUFFICIENT_STORAGE: Reply = r(452, 4, 3, 1, "Insufficient system storage");
     pub const LOCAL_ERROR: Reply = r(451, 4, 3, 0, "Local error in processing, try again later");
     /// The spool could not make the message durable; the client keeps it.
     pub const QUEUE_FAILED: Reply = r(
@@ -218,13 +221,23 @@ impl Reply {
     );
     /// RFC 4954 §6: wrong user name or password.
     pub const BAD_CREDENTIALS: Reply = r(535, 5, 7, 8, "Authentication credentials invalid");
-    /// Too many failed logins from this address.
+    /// Too many failed logins from this client, or from it and for this
+    /// login (see inbound::throttle).
     pub const AUTH_THROTTLED: Reply = r(
         454,
         4,
         7,
         0,
         "Too many failed authentication attempts, try again later",
+    );
+    /// Too many password checks running and waiting (RFC 4954 §6: 454 is
+    /// a temporary authentication failure).
+    pub const AUTH_BUSY: Reply = r(
+        454,
+        4,
+        7,
+        0,
+        "Too many logins being checked, try again later",
     );
     pub const TLS_REQUIRED: Reply = r(530, 5, 7, 0, "Must issue a STARTTLS command first");
 }

@@ -1,12 +1,15 @@
 //! The `[limits]` table (DESIGN invariant 5): every key optional, each with its
-//! default and lower bound, plus the two rules across keys
-//! (`connections_per_ip <= connections`, `session_timeout >= command_timeout`).
+//! default and lower bound, plus the rules across keys
+//! (`connections_per_ip <= connections`, in `[limits]` and in each
+//! `[limits.<role>]`; `session_timeout >= command_timeout`).
 
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::Checker;
-use crate::config::raw::RawLimits;
-use crate::config::{ConfigError, Limits};
+use crate::config::raw::{RawBudget, RawLimits};
+use crate::config::{ConfigError, ConnectionBudget, Limits, Role, RoleBudgets};
 
 /// Default `message_size`: 25 MiB.
 const DEFAULT_MESSAGE_SIZE: u64 = 25 << 20;
@@ -14,6 +17,8 @@ const DEFAULT_MESSAGE_SIZE: u64 = 25 << 20;
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
 /// Default `min_data_rate`: 1 KiB per second.
 const DEFAULT_MIN_DATA_RATE: u64 = 1 << 10;
+/// Default `free_space`: 100 MiB kept free on data_dir's filesystem.
+const DEFAULT_FREE_SPACE: u64 = 100 << 20;
 /// Shortest timeout.
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -63,6 +68,19 @@ impl Checker<'_> {
                 ),
             ));
         }
+        let default = ConnectionBudget {
+            connections,
+            connections_per_ip,
+        };
+        let budgets = RoleBudgets {
+            mx: self.budget(Role::Mx, raw.mx.as_ref(), default)?,
+            submission: self.budget(Role::Submission, raw.submission.as_ref(), default)?,
+            submissions: self.budget(Role::Submissions, raw.submissions.as_ref(), default)?,
+        };
+        let free_space = match &raw.free_space {
+            Some(size) => self.size("limits.free_space", size, 0, "0")?,
+            None => DEFAULT_FREE_SPACE,
+        };
         if session_timeout < command_timeout {
             return Err(self.at_either(
                 raw.session_timeout.as_ref(),
@@ -80,12 +98,64 @@ impl Checker<'_> {
             recipients,
             connections,
             connections_per_ip,
+            budgets,
+            free_space,
             errors,
             line_length,
             command_timeout,
             data_timeout,
             session_timeout,
             min_data_rate,
+        })
+    }
+
+    /// `[limits.<role>]`: the role's budget, each key defaulting to `[limits]`.
+    fn budget(
+        &self,
+        role: Role,
+        raw: Option<&Spanned<RawBudget>>,
+        default: ConnectionBudget,
+    ) -> Result<ConnectionBudget, ConfigError> {
+        let Some(table) = raw else {
+            return Ok(default);
+        };
+        let name = role.name();
+        let raw = table.get_ref();
+        let connections = self.count(
+            &format!("limits.{name}.connections"),
+            raw.connections.as_ref(),
+            default.connections,
+            1,
+            "",
+        )?;
+        let connections_per_ip = self.count(
+            &format!("limits.{name}.connections_per_ip"),
+            raw.connections_per_ip.as_ref(),
+            default.connections_per_ip,
+            1,
+            "",
+        )?;
+        if connections_per_ip > connections {
+            let per_ip_key = match raw.connections_per_ip {
+                Some(_) => format!("limits.{name}.connections_per_ip"),
+                None => "limits.connections_per_ip".to_string(),
+            };
+            let total_key = match raw.connections {
+                Some(_) => format!("limits.{name}.connections"),
+                None => "limits.connections".to_string(),
+            };
+            return Err(self.at_either(
+                raw.connections_per_ip.as_ref(),
+                raw.connections.as_ref(),
+                format!(
+                    "{per_ip_key} ({connections_per_ip}) is more than {total_key} \
+                     ({connections}) for the {name} listeners: expected at most {connections}"
+                ),
+            ));
+        }
+        Ok(ConnectionBudget {
+            connections,
+            connections_per_ip,
         })
     }
 }
@@ -95,6 +165,83 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::{err, ok, with};
+    use crate::config::{ConnectionBudget, Role};
+
+    fn budget(connections: usize, connections_per_ip: usize) -> ConnectionBudget {
+        ConnectionBudget {
+            connections,
+            connections_per_ip,
+        }
+    }
+
+    #[test]
+    fn each_role_has_a_budget_defaulting_to_limits() {
+        let limits = ok(&with("")).limits;
+        for role in [Role::Mx, Role::Submission, Role::Submissions] {
+            assert_eq!(limits.budget(role), budget(100, 10), "{role:?}");
+        }
+        assert_eq!(limits.free_space, 100 << 20);
+        let limits = ok(&with(
+            "[limits]\nconnections = 50\nconnections_per_ip = 5\nfree_space = 0\n\
+             [limits.mx]\nconnections = 300\n\
+             [limits.submission]\nconnections_per_ip = 2\n\
+             [limits.submissions]\nconnections = 8\nconnections_per_ip = 8\n",
+        ))
+        .limits;
+        assert_eq!(limits.budget(Role::Mx), budget(300, 5));
+        assert_eq!(limits.budget(Role::Submission), budget(50, 2));
+        assert_eq!(limits.budget(Role::Submissions), budget(8, 8));
+        assert_eq!(limits.free_space, 0);
+        let limits = ok(&with("[limits]\nfree_space = \"1G\"\n")).limits;
+        assert_eq!(limits.free_space, 1 << 30);
+    }
+
+    #[test]
+    fn role_budget_mistakes() {
+        let cases = [
+            (
+                "[limits.mx]\nconnections = 0",
+                "tern.toml:15:15: limits.mx.connections 0 is too small: expected at least 1",
+            ),
+            (
+                "[limits.submission]\nconnections = 5",
+                "tern.toml:15:15: limits.connections_per_ip (10) is more than \
+                 limits.submission.connections (5) for the submission listeners: \
+                 expected at most 5",
+            ),
+            (
+                "[limits.submissions]\nconnections_per_ip = 101",
+                "tern.toml:15:22: limits.submissions.connections_per_ip (101) is more \
+                 than limits.connections (100) for the submissions listeners: \
+                 expected at most 100",
+            ),
+            (
+                "[limits.mx]\nconnection = 5",
+                "tern.toml:15:1: unknown key \"connection\", expected one of: \
+                 connections, connections_per_ip",
+            ),
+            (
+                "[limits.relay]\nconnections = 5",
+                "tern.toml:14:9: unknown key \"relay\", expected one of: message_size, \
+                 recipients, connections, connections_per_ip, errors, line_length, \
+                 command_timeout, data_timeout, session_timeout, free_space, mx, \
+                 submission, submissions",
+            ),
+            (
+                "[limits]\nfree_space = \"lots\"",
+                "tern.toml:15:14: limits.free_space \"lots\" is not a size: expected a \
+                 whole number of bytes, optionally followed by K, M or G (powers of 1024; \
+                 KiB/MiB/GiB and KB/MB/GB mean the same), e.g. \"25M\"",
+            ),
+            (
+                "[limits]\nfree_space = -1",
+                "tern.toml:15:14: limits.free_space -1 is negative: expected at least 0",
+            ),
+        ];
+        for (tables, expected) in cases {
+            assert_eq!(err(&with(&format!("{tables}\n"))), expected, "{tables}");
+        }
+    }
 
     #[test]
     fn limits_take_sizes_durations_and_counts() {
