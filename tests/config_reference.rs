@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tern::config::{
     AliasSource, AliasTarget, Config, Credentials, DomainRoute, QueueSettings, Relay, Role,
-    Smarthost, SmarthostTls, TlsConfig, TlsPolicy,
+    SenderPattern, Smarthost, SmarthostTls, TlsConfig, TlsPolicy,
 };
 
 fn reference_path() -> PathBuf {
@@ -268,4 +268,30 @@ fn the_commented_out_dkim_table_is_valid_when_uncommented() {
         (defaults.selector, defaults.keys_dir, defaults.domains),
         (dkim.selector, dkim.keys_dir, dkim.domains)
     );
+}
+
+#[test]
+fn the_commented_out_send_as_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = text.replacen("\n# send_as = [", "\nsend_as = [", 1);
+    assert_ne!(
+        text, uncommented,
+        "the send_as example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.users["alice"].send_as,
+        [
+            SenderPattern::Address {
+                local: "newsletter".into(),
+                domain: "example.org".into()
+            },
+            SenderPattern::Domain("example.net".into()),
+        ]
+    );
+    // As shipped, nobody has exceptions.
+    let shipped = Config::load(&reference_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(shipped.users["alice"].send_as.is_empty());
+    assert!(shipped.local_senders.is_empty());
 }
