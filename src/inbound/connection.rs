@@ -22,6 +22,7 @@ use super::accept::{accept, Origin};
 use super::auth::{self, Throttle};
 use super::policy::{self, ClientContext};
 use super::sender_domain;
+use super::senders::{self, Sender};
 use crate::outbound::resolver::Resolver;
 
 /// Bytes asked of the socket per read; also the most replies held unsent.
@@ -412,6 +413,14 @@ impl Driver {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
                 Reply::QUEUE_FAILED
             })?;
+        // DESIGN invariant 7: a login's From: and Sender: are its own.
+        if let Some(user) = self.client.authenticated.as_deref() {
+            let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
+            if let Err(e) = checked.await {
+                log::warn!("peer={} user={user} message refused: {e}", self.peer);
+                return Err(Reply::from(&e));
+            }
+        }
         let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,

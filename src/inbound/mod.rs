@@ -9,6 +9,8 @@
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
 //! - [`sender_domain`]: does the sender's domain exist (mx listeners)?
+//! - [`senders`]: the sender rules, who may send as which address (MAIL
+//!   FROM, From:, Sender:), for logins and local Unix users alike.
 
 pub mod accept;
 pub mod auth;
@@ -16,6 +18,7 @@ pub mod connection;
 pub mod limits;
 pub mod policy;
 pub mod sender_domain;
+pub mod senders;
 pub mod submit;
 
 use std::io;
