@@ -70,6 +70,7 @@ fn the_reference_config_loads_with_the_documented_values() {
     let limits = &config.limits;
     assert_eq!(limits.message_size, 25 * 1024 * 1024);
     assert_eq!(limits.recipients, 100);
+    assert_eq!(limits.local_messages_per_hour, 100);
     assert_eq!(limits.connections, 100);
     assert_eq!(limits.connections_per_ip, 10);
     assert_eq!(limits.errors, 10);
@@ -294,4 +295,33 @@ fn the_commented_out_send_as_is_valid_when_uncommented() {
     let shipped = Config::load(&reference_path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(shipped.users["alice"].send_as.is_empty());
     assert!(shipped.local_senders.is_empty());
+}
+
+#[test]
+fn the_commented_out_local_senders_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = text
+        .replacen("\n# [local_senders]\n", "\n[local_senders]\n", 1)
+        .replacen("\n# \"www-data\" = ", "\n\"www-data\" = ", 1)
+        .replacen("\n# backup = ", "\nbackup = ", 1);
+    assert_eq!(
+        uncommented
+            .matches("\n[local_senders]\n\"www-data\" = [")
+            .count(),
+        1,
+        "the [local_senders] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.local_senders["www-data"],
+        [SenderPattern::Address {
+            local: "noreply".into(),
+            domain: "example.org".into()
+        }]
+    );
+    assert_eq!(
+        config.local_senders["backup"],
+        [SenderPattern::Domain("example.net".into())]
+    );
 }
