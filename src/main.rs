@@ -655,8 +655,14 @@ fn sendmail(args: &[OsString]) -> ExitCode {
         Err(ControlError::Refused(f)) => {
             let code = match f.kind {
                 control::FailureKind::NoSuchUser => exit::NOUSER,
-                control::FailureKind::BadAddress | control::FailureKind::TooBig => exit::DATAERR,
-                control::FailureKind::Io | control::FailureKind::Timeout => exit::TEMPFAIL,
+                control::FailureKind::BadAddress
+                | control::FailureKind::TooBig
+                | control::FailureKind::BadMessage
+                | control::FailureKind::TooManyRecipients => exit::DATAERR,
+                control::FailureKind::SenderRefused => exit::NOPERM,
+                control::FailureKind::Io
+                | control::FailureKind::Timeout
+                | control::FailureKind::RateLimited => exit::TEMPFAIL,
                 _ => exit::SOFTWARE,
             };
             fail(code, &format!("message not sent: {f}"))

@@ -1,6 +1,7 @@
 //! The header section of a message (RFC 5322): its fields ([`fields`]), the
-//! domain of the one author in `From:` ([`author_domain`], for DKIM), and the
-//! addresses of an address-list field ([`addresses`], for `sendmail -t`),
+//! domain of the one author in `From:` ([`author_domain`], for DKIM), the
+//! mailboxes of `From:` and `Sender:` ([`mailboxes`], for the sender rules),
+//! and the addresses of an address-list field ([`addresses`], for `sendmail -t`),
 //! parsed by the §3.4 grammar with comments, quoted strings, display names,
 //! groups and folding. Pure functions over bytes.
 
@@ -317,6 +318,58 @@ fn mailbox_domain(value: &[u8]) -> Option<String> {
     let (Some(mailbox), None) = (mailboxes.next(), mailboxes.next()) else {
         return None;
     };
+    mailbox_parts(mailbox).map(|(_, domain)| domain)
+}
+
+/// The addresses (`local@domain`, the domain lowercase, quotes of the local
+/// part kept) of every mailbox in `value`, the value of a `From:` or
+/// `Sender:` field: a mailbox list (RFC 5322 §3.6.2), also with groups
+/// (`team: a@x, b@y;`, which RFC 6854 allows in `From:`). Stricter than
+/// [`addresses`]: every element must be a well-formed mailbox, display name
+/// words before `<addr-spec>` and nothing after it, so that the addresses a
+/// reader's program shows are exactly the ones returned. `None` when one is
+/// not, or a group is left open. An empty group gives no address.
+pub fn mailboxes(value: &[u8]) -> Option<Vec<String>> {
+    let tokens = tokens(value)?;
+    let mut result = Vec::new();
+    let mut current: Vec<Token<'_>> = Vec::new();
+    let mut in_group = false;
+    let flush = |current: &mut Vec<Token<'_>>, result: &mut Vec<String>| -> Option<()> {
+        // obs-mbox-list (RFC 5322 §4.4) allows empty list elements.
+        if !current.is_empty() {
+            let (local, domain) = mailbox_parts(current)?;
+            result.push(format!("{}@{domain}", local_text(local)));
+            current.clear();
+        }
+        Some(())
+    };
+    for token in tokens {
+        match token {
+            Token::Special(b',') => flush(&mut current, &mut result)?,
+            Token::Special(b':') if !in_group && !current.contains(&Token::Special(b'<')) => {
+                // The display name of a group: words only.
+                let words = |t: &Token<'_>| matches!(t, Token::Atom(_) | Token::Quoted(_));
+                if current.is_empty() || !current.iter().all(words) {
+                    return None;
+                }
+                current.clear();
+                in_group = true;
+            }
+            Token::Special(b';') if in_group => {
+                flush(&mut current, &mut result)?;
+                in_group = false;
+            }
+            t => current.push(t),
+        }
+    }
+    flush(&mut current, &mut result)?;
+    (!in_group).then_some(result)
+}
+
+/// The local part's tokens and the domain (lowercase) of one mailbox's
+/// tokens: `addr-spec`, or `[display-name] <addr-spec>` with nothing after
+/// the `>`.
+fn mailbox_parts<'t>(mailbox: &'t [Token<'t>]) -> Option<(&'t [Token<'t>], String)> {
     let addr_spec = match mailbox.iter().position(|t| *t == Token::Special(b'<')) {
         Some(open) => {
             let close = mailbox.iter().position(|t| *t == Token::Special(b'>'))?;
@@ -334,7 +387,25 @@ fn mailbox_domain(value: &[u8]) -> Option<String> {
     if !local_part_ok(local) {
         return None;
     }
-    domain_text(domain)
+    Some((local, domain_text(domain)?))
+}
+
+/// A local part's text: its words joined, quoted strings in their quotes.
+fn local_text(local: &[Token<'_>]) -> String {
+    let mut text = Vec::new();
+    for token in local {
+        match token {
+            Token::Atom(a) => text.extend_from_slice(a),
+            Token::Quoted(q) => {
+                text.push(b'"');
+                text.extend_from_slice(q);
+                text.push(b'"');
+            }
+            // local_part_ok admits words only.
+            Token::Literal(_) | Token::Special(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// A local part: words (atoms or quoted strings) joined by dots, white space
@@ -494,6 +565,44 @@ mod tests {
             "a@b@example.org",
         ] {
             assert_eq!(domain_of(from), None, "{from}");
+        }
+    }
+
+    #[test]
+    fn mailbox_lists_with_groups_comments_and_encoded_words() {
+        let got = |v: &str| mailboxes(format!("{v}\r\n").as_bytes());
+        let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            got(" Alice (work) <alice@Example.ORG>, bob@example.org (Bob)"),
+            list(&["alice@example.org", "bob@example.org"])
+        );
+        assert_eq!(
+            got(" =?utf-8?q?Al=C3=ADce?= <alice@example.org>"),
+            list(&["alice@example.org"])
+        );
+        assert_eq!(
+            got(" team: a@example.org, B <b@example.net>;, c@example.org"),
+            list(&["a@example.org", "b@example.net", "c@example.org"])
+        );
+        assert_eq!(got(" undisclosed-recipients:;"), list(&[]));
+        assert_eq!(
+            got(" \"odd one\"@example.org, alice . smith@example.org"),
+            list(&["\"odd one\"@example.org", "alice.smith@example.org"])
+        );
+        assert_eq!(got(" ,alice@example.org,"), list(&["alice@example.org"]));
+        for bad in [
+            " not an address",
+            " team: a@example.org",
+            " bob@example.org <alice@example.org>",
+            " <alice@example.org> bob@example.org",
+            " Alice alice@example.org",
+            " a@example.org; b@example.org",
+            " x: y: a@example.org;;",
+            " <@relay.example:alice@example.org>",
+            " alice@[192.0.2.1]",
+            " (open comment alice@example.org",
+        ] {
+            assert_eq!(got(bad), None, "{bad}");
         }
     }
 

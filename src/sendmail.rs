@@ -26,6 +26,8 @@ pub mod exit {
     pub const SOFTWARE: u8 = 70;
     pub const IOERR: u8 = 74;
     pub const TEMPFAIL: u8 = 75;
+    /// Not allowed: a sender the caller may not use (sender rules).
+    pub const NOPERM: u8 = 77;
     pub const CONFIG: u8 = 78;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tern::config::{
     AliasSource, AliasTarget, Config, Credentials, DomainRoute, QueueSettings, Relay, Role,
-    Smarthost, SmarthostTls, TlsConfig, TlsPolicy,
+    SenderPattern, Smarthost, SmarthostTls, TlsConfig, TlsPolicy,
 };
 
 fn reference_path() -> PathBuf {
@@ -70,6 +70,7 @@ fn the_reference_config_loads_with_the_documented_values() {
     let limits = &config.limits;
     assert_eq!(limits.message_size, 25 * 1024 * 1024);
     assert_eq!(limits.recipients, 100);
+    assert_eq!(limits.local_messages_per_hour, 100);
     assert_eq!(limits.connections, 100);
     assert_eq!(limits.connections_per_ip, 10);
     assert_eq!(limits.errors, 10);
@@ -293,5 +294,60 @@ fn the_commented_out_dkim_table_is_valid_when_uncommented() {
     assert_eq!(
         (defaults.selector, defaults.keys_dir, defaults.domains),
         (dkim.selector, dkim.keys_dir, dkim.domains)
+    );
+}
+
+#[test]
+fn the_commented_out_send_as_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = text.replacen("\n# send_as = [", "\nsend_as = [", 1);
+    assert_ne!(
+        text, uncommented,
+        "the send_as example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.users["alice"].send_as,
+        [
+            SenderPattern::Address {
+                local: "newsletter".into(),
+                domain: "example.org".into()
+            },
+            SenderPattern::Domain("example.net".into()),
+        ]
+    );
+    // As shipped, nobody has exceptions.
+    let shipped = Config::load(&reference_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(shipped.users["alice"].send_as.is_empty());
+    assert!(shipped.local_senders.is_empty());
+}
+
+#[test]
+fn the_commented_out_local_senders_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let uncommented = text
+        .replacen("\n# [local_senders]\n", "\n[local_senders]\n", 1)
+        .replacen("\n# \"www-data\" = ", "\n\"www-data\" = ", 1)
+        .replacen("\n# backup = ", "\nbackup = ", 1);
+    assert_eq!(
+        uncommented
+            .matches("\n[local_senders]\n\"www-data\" = [")
+            .count(),
+        1,
+        "the [local_senders] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.local_senders["www-data"],
+        [SenderPattern::Address {
+            local: "noreply".into(),
+            domain: "example.org".into()
+        }]
+    );
+    assert_eq!(
+        config.local_senders["backup"],
+        [SenderPattern::Domain("example.net".into())]
     );
 }

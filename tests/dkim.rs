@@ -14,7 +14,7 @@
 //! - End to end: `tern dkim keygen` and `tern dkim dns` through the real
 //!   binary, then a message submitted on 587 with STARTTLS and AUTH PLAIN
 //!   (Python's smtplib) is delivered to a local Maildir, where both
-//!   signatures verify on the file as it is; mail whose From: is not ours,
+//!   signatures verify on the file as it is; mail whose From: is not at a signing domain,
 //!   and mail from outside on port 25 whose From: is, are not signed; a missing key stops `tern config check` and `tern serve`.
 
 mod common;
@@ -465,7 +465,9 @@ fn submitted_mail_is_signed_and_verifies_in_the_delivered_maildir_file() {
     while large.len() < (1 << 20) + 100_000 {
         large.extend_from_slice("0123456789 abcdefghij ÄÖÜ trailing space \r\n".as_bytes());
     }
-    let foreign = b"From: me@example.com\r\nTo: bob@example.org\r\nSubject: not ours\r\n\r\nhi\r\n";
+    // Ours to send (me's name at every local domain) but not a signing
+    // domain; a From: outside our domains is refused (DESIGN invariant 7).
+    let foreign = b"From: me@example.net\r\nTo: bob@example.org\r\nSubject: not ours\r\n\r\nhi\r\n";
     let zone = dns.stdout.clone();
     for message in [&ours, &large] {
         let id = submit(&server, message);

@@ -2,7 +2,12 @@
 //! `sendmail` name (argv[0]) hand messages over the control socket; -t reads
 //! and hides Bcc; unknown local users and a stopped daemon fail loudly with
 //! sysexits.h codes; a message to a remote recipient leaves DKIM-signed,
-//! verified by dkimpy.
+//! verified by dkimpy. Any other local user (uid 65534 here) sends over the
+//! submission socket, held to the sender rules: only as
+//! `<login>@<hostname>` or what `[local_senders]` maps to it (else 77),
+//! signed only when mapped, within `limits.recipients` and
+//! `limits.local_messages_per_hour` (else 65 and 75); bare CR or LF is
+//! refused there as on port 25.
 
 mod common;
 mod support;
@@ -280,72 +285,291 @@ fn keys_made_while_running_sign_after_a_reload() {
     }));
 }
 
+/// A daemon with the submission socket in a runtime directory (as under
+/// systemd: RuntimeDirectory=tern, 0755), a copy of the binary that uid
+/// 65534 may run, and a tern.toml that user cannot read (0640 root:tern on
+/// the appliance), so its sendmail asks the daemon on the submission socket.
+struct LocalUsers {
+    server: TestServer,
+    runtime: tempfile::TempDir,
+    socket: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    /// The DNS records of the DKIM keys, when made.
+    zone: String,
+}
+
+impl LocalUsers {
+    /// `extra` as for [`TestServer::start`]; `keys`: make DKIM keys for
+    /// every local domain first, so that signing is on.
+    fn start(extra: &str, keys: bool) -> LocalUsers {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            nix::unistd::getuid().is_root(),
+            "this test runs sendmail as uid 65534; run the tests as root (CI does)"
+        );
+        let runtime = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut server = TestServer::start(extra);
+        server.stop();
+        let zone = if keys {
+            String::from_utf8(keygen_all_missing(&server).stdout).unwrap()
+        } else {
+            String::new()
+        };
+        server
+            .env
+            .push(("RUNTIME_DIRECTORY".into(), runtime.path().to_path_buf()));
+        server.spawn();
+        let socket = runtime.path().join("submit.sock");
+        common::wait_until(Duration::from_secs(10), "the submission socket", || {
+            socket.exists()
+        });
+        let bin = runtime.path().join("tern");
+        std::fs::copy(tern_bin(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&server.config_path, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        LocalUsers {
+            server,
+            runtime,
+            socket,
+            bin,
+            zone,
+        }
+    }
+
+    /// Runs `sendmail args` as uid 65534 (nobody) with `input`; returns
+    /// (exit code, stderr).
+    fn nobody(&self, args: &[&str], input: &[u8]) -> (i32, String) {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(&self.bin)
+            .arg("sendmail")
+            .arg("-C")
+            .arg(&self.server.config_path)
+            .args(args)
+            .env("TERN_SUBMIT_SOCKET", &self.socket)
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// How many messages the daemon has queued so far.
+    fn queued(&self) -> usize {
+        self.server.log().matches("status=queued").count()
+    }
+}
+
 #[test]
 fn any_local_user_sends_through_the_submission_socket() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    assert!(
-        nix::unistd::getuid().is_root(),
-        "this test runs sendmail as uid 65534; run the tests as root (CI does)"
-    );
-    // As under systemd: RuntimeDirectory=tern, 0755.
-    let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut server = TestServer::start("");
-    server.stop();
-    server
-        .env
-        .push(("RUNTIME_DIRECTORY".into(), runtime.path().to_path_buf()));
-    server.spawn();
-    let socket = runtime.path().join("submit.sock");
-    common::wait_until(Duration::from_secs(10), "the submission socket", || {
-        socket.exists()
-    });
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o666);
-    // A copy of the binary that uid 65534 may run, wherever the tree is.
-    let bin = runtime.path().join("tern");
-    std::fs::copy(tern_bin(), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    // tern.toml is unreadable for this user (0640 root:tern on the
-    // appliance): sendmail asks the daemon on the submission socket.
-    std::fs::set_permissions(&server.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = Command::new(&bin)
-        .arg("sendmail")
-        .arg("-C")
-        .arg(&server.config_path)
-        .arg("bob")
-        .env("TERN_SUBMIT_SOCKET", &socket)
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
+    let local = LocalUsers::start("", false);
+    let mode = std::fs::metadata(&local.socket)
         .unwrap()
-        .write_all(b"Subject: from a web app\n\nhello\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = server.wait_for_messages("bob", 1, Duration::from_secs(10));
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666);
+    assert!(local.runtime.path().is_dir());
+    let (code, err) = local.nobody(&["bob"], b"Subject: from a web app\n\nhello\n");
+    assert_eq!(code, 0, "{err}");
+    let got = local
+        .server
+        .wait_for_messages("bob", 1, Duration::from_secs(10));
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("Subject: from a web app"), "{text}");
     assert!(text.contains("From: nobody@mx.example.org"), "{text}");
 
     // That socket queues mail and does nothing else.
-    let mut client = tern::control::Client::connect(&socket).unwrap();
+    let mut client = tern::control::Client::connect(&local.socket).unwrap();
     match client.list() {
         Err(tern::control::ControlError::Refused(f)) => {
             assert_eq!(f.kind, tern::control::FailureKind::NotAllowed)
         }
         other => panic!("queue list on the submission socket: {other:?}"),
     }
+}
+
+/// Issue 9 point 8: a local user other than root and group tern sends as
+/// `<login>@<hostname>` only. A -f or a From: (at our domains or not) it is
+/// not mapped to is refused with EX_NOPERM (77), logged with its uid, and
+/// nothing is queued; its own mail, to local and remote recipients, queues
+/// with envelope sender nobody@mx.example.org and is not DKIM-signed,
+/// although signing is on for the domains.
+#[test]
+fn an_unmapped_local_user_sends_only_as_itself_and_unsigned() {
+    let local = LocalUsers::start("", true);
+    let refusals: [(&[&str], &[u8], &str); 5] = [
+        (
+            &["-f", "me@example.org", "bob"],
+            b"Subject: x\n\nx\n",
+            "envelope sender <me@example.org> is not one that Unix user nobody may send as",
+        ),
+        (
+            &["-f", "<>", "bob"],
+            b"Subject: x\n\nx\n",
+            "envelope sender <> is not one",
+        ),
+        (
+            &["-f", "nobody@example.org", "bob"],
+            b"Subject: x\n\nx\n",
+            "envelope sender <nobody@example.org> is not one",
+        ),
+        (
+            &["bob"],
+            b"From: Me <me@example.org>\nSubject: x\n\nx\n",
+            "From: address <me@example.org> is not one that Unix user nobody may send as",
+        ),
+        (
+            &["bob"],
+            b"From: nobody@mx.example.org\nSender: boss@bank.example\n\nx\n",
+            "Sender: address <boss@bank.example> is not one",
+        ),
+    ];
+    for (args, input, says) in refusals {
+        let (code, err) = local.nobody(args, input);
+        assert_eq!(code, 77, "EX_NOPERM for {args:?}: {err}");
+        assert!(err.contains(says), "{says:?}: {err}");
+        assert!(err.contains("message not sent"), "{err}");
+    }
+    let log = local.server.log();
+    assert_eq!(
+        log.matches("sendmail submission from uid Some(65534) refused")
+            .count(),
+        5,
+        "{log}"
+    );
+    assert_eq!(local.queued(), 0, "{log}");
+
+    let (code, err) = local.nobody(
+        &["-t"],
+        b"To: bob@example.org, friend@remote.example\nSubject: report\n\nall well\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let got = local
+        .server
+        .wait_for_messages("bob", 1, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.starts_with("Return-Path: <nobody@mx.example.org>\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nFrom: nobody@mx.example.org\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("DKIM-Signature"), "{text}");
+    let log = local.server.log();
+    assert!(
+        log.contains("from=<nobody@mx.example.org>") && log.contains("nrcpt=2 status=queued"),
+        "the remote recipient is queued too: {log}"
+    );
+}
+
+/// With `[local_senders] nobody = [...]`, nobody may use the mapped address
+/// as -f and in From:, and that mail is DKIM-signed (verified by dkimpy);
+/// an address next to it is still refused.
+#[test]
+fn a_mapped_local_user_sends_as_the_mapped_address_signed() {
+    require_dkimpy();
+    let local = LocalUsers::start(
+        "[local_senders]\nnobody = [\"noreply@example.org\"]\n",
+        true,
+    );
+    let (code, err) = local.nobody(
+        &["-f", "noreply@example.org", "-t"],
+        b"From: Web App <noreply@example.org>\nTo: bob@example.org\nSubject: signed\n\nhello\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let got = local
+        .server
+        .wait_for_messages("bob", 1, Duration::from_secs(10));
+    assert!(got[0].starts_with(b"Return-Path: <noreply@example.org>\r\n"));
+    dkimpy(&got[0], &local.zone).assert_pass(&["rsa-sha256", "ed25519-sha256"]);
+    let (code, err) = local.nobody(
+        &["-f", "noreply@example.org", "bob"],
+        b"From: support@example.org\nSubject: x\n\nx\n",
+    );
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains("<support@example.org>"), "{err}");
+}
+
+/// A local user may name at most `limits.recipients` recipients (EX_DATAERR
+/// beyond) and queue `limits.local_messages_per_hour` messages an hour;
+/// more get EX_TEMPFAIL (75). Refused messages do not count.
+#[test]
+fn local_users_have_a_recipient_limit_and_an_hourly_rate() {
+    let local = LocalUsers::start(
+        "[limits]\nrecipients = 2\nlocal_messages_per_hour = 2\n",
+        false,
+    );
+    let (code, err) = local.nobody(&["me", "bob", "x@remote.example"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 65, "EX_DATAERR: {err}");
+    assert!(
+        err.contains("3 recipients; the limit is 2 (limits.recipients)"),
+        "{err}"
+    );
+    assert_eq!(local.queued(), 0);
+    for n in 1..=2 {
+        let (code, err) = local.nobody(&["me", "bob"], b"Subject: x\n\nx\n");
+        assert_eq!(code, 0, "message {n}: {err}");
+    }
+    let (code, err) = local.nobody(&["bob"], b"Subject: x\n\nx\n");
+    assert_eq!(code, 75, "EX_TEMPFAIL: {err}");
+    assert!(
+        err.contains("Unix user nobody queued 2 messages in the last hour"),
+        "{err}"
+    );
+    assert_eq!(local.queued(), 2, "{}", local.server.log());
+    // Root is not held to either.
+    let root = Command::new(tern_bin())
+        .args(["sendmail", "-C"])
+        .arg(&local.server.config_path)
+        .args(["me", "bob", "x@remote.example"])
+        .env("TERN_SUBMIT_SOCKET", &local.socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        root.status.success(),
+        "{}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+    assert_eq!(local.queued(), 3);
+}
+
+/// The submission socket takes only what port 25 would: a bare CR or a bare
+/// LF in the data is refused (sendmail itself sends CRLF), from anyone.
+#[test]
+fn the_submission_socket_refuses_bare_cr_and_lf() {
+    let local = LocalUsers::start("", false);
+    for content in [
+        &b"From: root@mx.example.org\r\nSubject: x\r\n\r\nbare\rCR\r\n"[..],
+        b"From: root@mx.example.org\r\nSubject: x\r\n\r\nbare\nLF\r\n",
+        b"From: root@mx.example.org\r\nSubject: x\r\n\r\nends in CR\r",
+    ] {
+        let mut client = tern::control::Client::connect(&local.socket).unwrap();
+        match client.submit("root@mx.example.org", &["bob".into()], content) {
+            Err(tern::control::ControlError::Refused(f)) => {
+                assert_eq!(f.kind, tern::control::FailureKind::BadMessage);
+                assert!(f.message.contains("bare CR or LF"), "{}", f.message);
+            }
+            other => panic!("{content:?}: {other:?}"),
+        }
+    }
+    assert_eq!(local.queued(), 0);
+    let mut client = tern::control::Client::connect(&local.socket).unwrap();
+    let good = b"From: root@mx.example.org\r\nSubject: x\r\n\r\nfine\r\n";
+    client
+        .submit("root@mx.example.org", &["bob".into()], good)
+        .unwrap();
+    assert_eq!(local.queued(), 1);
 }

@@ -10,7 +10,9 @@
 //! what the client sent. Failed logins get 535 and are logged with the
 //! peer's address; the sixth failure in a row from one address gets 454
 //! (the throttle), the right password included, while other addresses still
-//! log in. A forged sender is refused with 553.
+//! log in. A forged sender is refused with 553 at MAIL FROM; a From: or
+//! Sender: that is not the login's (the null sender too) with 550 5.7.1
+//! after DATA, unless the user's `send_as` lists it (issue 9 point 7).
 //!
 //! TLS is verified by the clients wherever they connect by name: the server's
 //! self-signed certificate (data_dir/tls/cert.pem) is the trust anchor and
@@ -398,6 +400,150 @@ fn swaks_forged_sender_gets_553() {
         out.transcript()
     );
     assert!(!server.log().contains("status=queued"));
+}
+
+/// [`message`] with its `From:` line replaced by `from` (and `extra`
+/// header lines after it).
+fn message_from(subject: &str, from: &str, extra: &str) -> Vec<u8> {
+    let text = String::from_utf8(message(subject)).expect("UTF-8");
+    let own = format!("From: Sub <{SENDER}>\r\n");
+    assert!(text.starts_with(&own));
+    format!("From: {from}\r\n{extra}{}", &text[own.len()..]).into_bytes()
+}
+
+/// swaks as sub, MAIL FROM `envelope`, with `message`: must end in a
+/// refusal after DATA that says `says`, and nothing is queued.
+fn refused_after_data(server: &TestServer, envelope: &str, message: &[u8], says: &str) {
+    let how = Swaks {
+        from: envelope,
+        ..Swaks::default()
+    };
+    let out = swaks_submit(server, &how, message);
+    assert!(!out.success, "swaks should fail:\n{}", out.transcript());
+    assert!(
+        out.stdout.contains("235 2.7.0") && out.stdout.contains(says),
+        "{says:?}:\n{}",
+        out.transcript()
+    );
+    let log = server.log();
+    assert!(!log.contains("status=queued"), "{log}");
+    assert!(
+        log.contains("user=sub message refused: "),
+        "the refusal is logged: {log}"
+    );
+    assert!(server.messages("me").is_empty());
+}
+
+/// Issue 9 point 7: logged in as sub with its own MAIL FROM, a From: naming
+/// another user (Alice) gets 550 5.7.1 after DATA, naming the address.
+#[test]
+fn swaks_foreign_from_header_gets_550_after_data() {
+    let server = server();
+    let forged = message_from("forged-from", "Alice <me@example.org>", "");
+    refused_after_data(
+        &server,
+        SENDER,
+        &forged,
+        "550 5.7.1 From: address <me@example.org> is not one that user sub may send as",
+    );
+}
+
+/// The null sender does not lift the From: rule.
+#[test]
+fn swaks_null_sender_with_foreign_from_gets_550() {
+    let server = server();
+    let forged = message_from("null-sender", "Postmaster <postmaster@example.org>", "");
+    refused_after_data(
+        &server,
+        "<>",
+        &forged,
+        "550 5.7.1 From: address <postmaster@example.org> is not one",
+    );
+}
+
+/// A Sender: field is held to the same rule as From:.
+#[test]
+fn swaks_foreign_sender_header_gets_550() {
+    let server = server();
+    let forged = message_from(
+        "sender",
+        "Sub <sub@example.org>",
+        "Sender: bob@example.net\r\n",
+    );
+    refused_after_data(
+        &server,
+        SENDER,
+        &forged,
+        "550 5.7.1 Sender: address <bob@example.net> is not one",
+    );
+}
+
+/// Two From: fields cannot be checked: 550 5.6.0.
+#[test]
+fn swaks_two_from_fields_get_550_5_6_0() {
+    let server = server();
+    let two = message_from("two", "sub@example.org", "From: me@example.org\r\n");
+    refused_after_data(&server, SENDER, &two, "550 5.6.0 the message has 2 From:");
+}
+
+/// sub's own address with a display name and a +tag is delivered as sent.
+#[test]
+fn swaks_own_from_with_display_name_and_tag_is_delivered() {
+    let server = server();
+    let own = message_from("tagged", "\"Sub, the first\" <Sub+news@Example.NET>", "");
+    let out = swaks_submit(&server, &Swaks::default(), &own);
+    assert!(out.success, "swaks failed:\n{}", out.transcript());
+    let queue_id = out.queue_id().expect("queue id");
+    check_delivered(&server, &queue_id, &own);
+}
+
+/// `send_as` lets sub use a shared address, at MAIL FROM and in From:, and
+/// such mail is DKIM-signed like sub's own; a user without it may not.
+#[test]
+fn send_as_allows_a_shared_address_and_it_is_signed() {
+    let mut server = TestServer::start(&format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\n\
+         [[user]]\nname = \"{USER}\"\n{}\nsend_as = [\"shared@example.org\"]\n",
+        password_line()
+    ));
+    server.stop();
+    let keygen = Command::new(tern_bin())
+        .args(["dkim", "keygen", "--all-missing", "--config"])
+        .arg(&server.config_path)
+        .output()
+        .expect("run keygen");
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    server.spawn();
+    let shared = message_from("shared", "Shared Box <shared+x@example.org>", "");
+    let how = Swaks {
+        from: "shared@example.org",
+        ..Swaks::default()
+    };
+    let out = swaks_submit(&server, &how, &shared);
+    assert!(out.success, "swaks failed:\n{}", out.transcript());
+    let queue_id = out.queue_id().expect("queue id");
+    let (_, file) = wait_for_queue_id(&server, "me", &queue_id, DELIVERY_TIMEOUT);
+    let text = String::from_utf8_lossy(&file);
+    assert!(
+        text.starts_with("Return-Path: <shared@example.org>\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{text}"
+    );
+    assert!(file.ends_with(&shared), "delivered as sent: {text}");
+    // Without send_as, bob's address stays out of reach at MAIL FROM.
+    let bob = Swaks {
+        from: "bob@example.org",
+        ..Swaks::default()
+    };
+    let out = swaks_submit(&server, &bob, &shared);
+    assert!(out.stdout.contains("553 5.7.1"), "{}", out.transcript());
 }
 
 /// Six wrong passwords in a row from one address, each on its own

@@ -94,6 +94,7 @@ transcripts! {
     aliases,
     auth_error_limit,
     auth_errors,
+    auth_from_header,
     auth_login_lock,
     auth_mechanisms,
     auth_requires_tls,

@@ -58,6 +58,10 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     /// Checks on mail from other servers (`[mx]`).
     pub mx: MxPolicy,
+    /// `[local_senders]`: what each Unix login (other than root and group
+    /// tern) may use as envelope sender and in From: when it runs
+    /// `sendmail`, besides `<login>@<hostname>`. Keyed by login, as written.
+    pub local_senders: BTreeMap<String, Vec<SenderPattern>>,
 }
 
 /// Checks on mail arriving on the mx listeners from other servers (`[mx]`).
@@ -72,6 +76,47 @@ pub struct MxPolicy {
     pub sender_domain_exempt: Vec<String>,
     /// The longest one check may wait for DNS, per message. Default 5 s.
     pub dns_timeout: Duration,
+}
+
+/// An address someone may send as beyond their own (`send_as` of a
+/// `[[user]]`, the values of `[local_senders]`). Always at a local domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderPattern {
+    /// `name@domain` (both lowercase): that address, with or without a
+    /// `+tag`.
+    Address { local: String, domain: String },
+    /// `@domain` (lowercase): every address at that domain.
+    Domain(String),
+}
+
+impl SenderPattern {
+    /// Does `local@domain` (any case) match? `delimiter` is the
+    /// recipient delimiter: `shared+x@` matches `shared@`.
+    pub fn matches(&self, local: &str, domain: &str, delimiter: Option<char>) -> bool {
+        match self {
+            SenderPattern::Domain(d) => d.eq_ignore_ascii_case(domain),
+            SenderPattern::Address {
+                local: l,
+                domain: d,
+            } => {
+                let local = local.to_lowercase();
+                let base = match delimiter {
+                    Some(c) => local.split_once(c).map_or(local.as_str(), |(b, _)| b),
+                    None => local.as_str(),
+                };
+                d.eq_ignore_ascii_case(domain) && (*l == local || l == base)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SenderPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SenderPattern::Address { local, domain } => write!(f, "{local}@{domain}"),
+            SenderPattern::Domain(domain) => write!(f, "@{domain}"),
+        }
+    }
 }
 
 /// The base DKIM selector when `[dkim]` names none.
@@ -274,6 +319,9 @@ pub struct User {
     /// The argon2id hash (PHC string) of the password for AUTH on the
     /// submission ports; `None`: this user cannot log in.
     pub password: Option<String>,
+    /// Addresses this user may send as besides its own name and the
+    /// aliases that deliver to it (`send_as`), at MAIL FROM and in From:.
+    pub send_as: Vec<SenderPattern>,
 }
 
 /// One alias line: mail for `source` goes to every target.
@@ -308,8 +356,12 @@ pub enum AliasTarget {
 pub struct Limits {
     /// Largest message accepted, in bytes (advertised as SIZE).
     pub message_size: u64,
-    /// Recipients per transaction; more get 452 4.5.3.
+    /// Recipients per transaction; more get 452 4.5.3. Also the most a
+    /// local user without privileges may give one `sendmail`.
     pub recipients: usize,
+    /// Messages one local Unix user (other than root and group tern) may
+    /// queue through `sendmail` in any hour; more are refused for now.
+    pub local_messages_per_hour: usize,
     /// `[limits] connections`: the default budget of concurrent connections
     /// of each listener role (see [`Limits::budget`]).
     pub connections: usize,

@@ -44,6 +44,9 @@ pub struct RawConfig {
     pub submission: RawSubmission,
     #[serde(default)]
     pub mx: RawMx,
+    /// `[local_senders]`: Unix login = address(es) it may send as.
+    #[serde(default)]
+    pub local_senders: RawLocalSenders,
 }
 
 /// The `[mx]` table (checks on mail from other servers); every key is optional.
@@ -85,12 +88,14 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a [[user]] table with name and optionally maildir and password"
+    expecting = "a [[user]] table with name and optionally maildir, password and send_as"
 )]
 pub struct RawUser {
     pub name: Option<Spanned<String>>,
     pub maildir: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
+    /// Extra addresses (or `@domain`s) this user may send as.
+    pub send_as: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The `[limits]` table; every key is optional.
@@ -99,6 +104,7 @@ pub struct RawUser {
 pub struct RawLimits {
     pub message_size: Option<Spanned<RawSize>>,
     pub recipients: Option<Spanned<RawCount>>,
+    pub local_messages_per_hour: Option<Spanned<RawCount>>,
     pub connections: Option<Spanned<RawCount>>,
     pub connections_per_ip: Option<Spanned<RawCount>>,
     pub errors: Option<Spanned<RawCount>>,
@@ -195,6 +201,10 @@ pub struct RawDkim {
 /// The `[aliases]` table: `(source, targets)` pairs in file order.
 #[derive(Debug, Default)]
 pub struct RawAliases(pub Vec<(Spanned<String>, Spanned<RawTargets>)>);
+
+/// The `[local_senders]` table has the shape of `[aliases]`: `(Unix login,
+/// address or addresses)` pairs in file order.
+pub type RawLocalSenders = RawAliases;
 
 /// The value of one alias: a single target or an array of them.
 #[derive(Debug)]

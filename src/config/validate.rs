@@ -24,6 +24,7 @@ mod mx;
 mod numbers;
 mod queue;
 mod relay;
+mod senders;
 
 /// The default `recipient_delimiter`.
 const DEFAULT_DELIMITER: char = '+';
@@ -58,7 +59,8 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let recipient_delimiter = check.delimiter(raw.recipient_delimiter.as_ref())?;
     let listeners = check.listeners(raw.listener.as_ref())?;
     let tls = check.tls(raw.tls.as_ref())?;
-    let (users, first_user) = check.users(raw.user.as_ref(), recipient_delimiter, &data_dir)?;
+    let (users, first_user) =
+        check.users(raw.user.as_ref(), recipient_delimiter, &data_dir, &domains)?;
     let postmaster = match &raw.postmaster {
         Some(name) => check.postmaster(name, &users)?,
         None => first_user,
@@ -69,6 +71,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let queue = check.queue(&raw.queue)?;
     let dkim = check.dkim(raw.dkim.as_ref(), &domains, &data_dir)?;
     let mx = check.mx(&raw.mx)?;
+    let local_senders = check.local_senders(&raw.local_senders, &domains)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -83,6 +86,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
         relay,
         queue,
         dkim,
+        local_senders,
         submission: super::Submission {
             trace: raw.submission.trace.unwrap_or(false),
         },
@@ -300,6 +304,7 @@ impl Checker<'_> {
         users: Option<&Spanned<Vec<Spanned<RawUser>>>>,
         delimiter: Option<char>,
         data_dir: &Path,
+        domains: &[String],
     ) -> Result<(BTreeMap<String, User>, String), ConfigError> {
         let none = "no [[user]] defined: expected at least one, e.g. [[user]] name = \"alice\"";
         let Some(list) = users else {
@@ -344,6 +349,7 @@ impl Checker<'_> {
                 Some(hash) => Some(self.password_hash(hash, &name)?),
                 None => None,
             };
+            let send_as = self.send_as(table.get_ref().send_as.as_ref(), &name, domains)?;
             first.get_or_insert_with(|| name.clone());
             result.insert(
                 name.clone(),
@@ -351,6 +357,7 @@ impl Checker<'_> {
                     name,
                     maildir,
                     password,
+                    send_as,
                 },
             );
         }

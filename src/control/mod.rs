@@ -9,7 +9,10 @@
 //! which serves `ping` and `submit` only: `sendmail` run by any local user
 //! (a web application, a user's cron job), who cannot read tern.toml nor
 //! enter the data directory, queues mail there. The daemon learns each
-//! client's uid from the socket (SO_PEERCRED).
+//! client's uid from the socket (SO_PEERCRED): a caller other than root and
+//! the daemon's user or group is held to the sender rules
+//! ([`crate::inbound::submit`]). On both sockets a submitted message must
+//! have CRLF line ends, as on port 25.
 //!
 //! # Protocol
 //!

@@ -109,6 +109,17 @@ pub enum FailureKind {
     BadAddress,
     /// A submitted message is larger than `limits.message_size`.
     TooBig,
+    /// A submitted message breaks the rules for its content: a bare CR or
+    /// LF, no From:, two From: fields, an unreadable From: or Sender:.
+    BadMessage,
+    /// The caller may not send as that envelope sender or From: (sender
+    /// rules, `[local_senders]`).
+    SenderRefused,
+    /// A submitted message has more than `limits.recipients` recipients.
+    TooManyRecipients,
+    /// The caller queued `limits.local_messages_per_hour` messages in the
+    /// last hour; later is fine.
+    RateLimited,
     /// This socket does not serve that request (the submission socket
     /// only takes `ping` and `submit`).
     NotAllowed,

@@ -16,11 +16,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::inbound::submit::{SubmitError, Submitter};
+use crate::inbound::senders::AuthorError;
+use crate::inbound::submit::{Caller, SubmitError, Submitter};
 use crate::queue::admin::Admin;
 use crate::queue::listing::{MessageDetails, MessageSummary};
 use crate::queue::SpoolError;
 use crate::queue::{BodyBuffer, BODY_MEMORY_LIMIT};
+use crate::smtp::data::ChunkChecker;
 
 use super::protocol::{
     decode_request, encode_response, Failure, FailureKind, Reply, Request, Response,
@@ -233,7 +235,9 @@ async fn connection(
     submitter: Arc<Submitter>,
     scope: Scope,
 ) {
-    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let cred = stream.peer_cred().ok();
+    let uid = cred.map(|c| c.uid());
+    let caller = caller(scope, cred);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -281,7 +285,7 @@ async fn connection(
         {
             // The payload follows the line; after a refusal the connection
             // closes, since what follows cannot be read as requests.
-            let result = submit(&mut reader, &submitter, sender, recipients, size, uid).await;
+            let result = submit(&mut reader, &submitter, sender, recipients, size, caller).await;
             let refused = result.is_err();
             if !answer(&mut write, &Response::from(result)).await || refused {
                 return;
@@ -295,15 +299,37 @@ async fn connection(
     }
 }
 
-/// Reads a submitted message (`size` octets) and queues it.
+/// Who is on the other end. The administration socket's callers are root
+/// and group tern (its mode); on the submission socket, root and the
+/// daemon's own user and group are too, and everyone else is held to the
+/// sender rules.
+fn caller(scope: Scope, cred: Option<tokio::net::unix::UCred>) -> Caller {
+    let privileged = match scope {
+        Scope::Admin => true,
+        Scope::Submit => cred.is_some_and(|c| {
+            c.uid() == 0
+                || c.uid() == nix::unistd::geteuid().as_raw()
+                || c.gid() == nix::unistd::getegid().as_raw()
+        }),
+    };
+    Caller {
+        uid: cred.map(|c| c.uid()),
+        privileged,
+    }
+}
+
+/// Reads a submitted message (`size` octets) and queues it. Its lines obey
+/// the rules of SMTP (RFC 5321 §2.3.8): a bare CR or LF is refused, as on
+/// port 25 (`sendmail` sends CRLF line ends).
 async fn submit(
     reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
     submitter: &Submitter,
     sender: String,
     recipients: Vec<String>,
     size: u64,
-    uid: Option<u32>,
+    caller: Caller,
 ) -> Result<Reply, Failure> {
+    let uid = caller.uid;
     let limit = submitter.size_limit();
     if size > limit {
         return Err(Failure::new(
@@ -314,6 +340,7 @@ async fn submit(
     let mut buffer = BodyBuffer::new(&submitter.tmp_dir(), BODY_MEMORY_LIMIT);
     let mut left = size;
     let mut chunk = vec![0u8; 64 << 10];
+    let mut lines = ChunkChecker::default();
     let io = |e: &dyn std::fmt::Display| {
         Failure::new(FailureKind::Io, format!("reading the message: {e}"))
     };
@@ -325,22 +352,43 @@ async fn submit(
             Ok(Err(e)) => return Err(io(&e)),
             Err(_) => return Err(io(&"the client stalled")),
         };
+        lines.scan(&chunk[..n]);
         buffer.write(&chunk[..n]).map_err(|e| io(&e))?;
         left -= n as u64;
     }
+    if lines.has_bare(true) {
+        log::warn!("control: sendmail submission from uid {uid:?} refused: bare CR or LF");
+        return Err(Failure::new(
+            FailureKind::BadMessage,
+            "the message has a bare CR or LF: every line must end in CRLF (RFC 5321 §2.3.8)",
+        ));
+    }
     buffer.ensure_final_crlf().map_err(|e| io(&e))?;
     let body = buffer.take().map_err(|e| io(&e))?;
-    match submitter.submit(&sender, &recipients, body, uid).await {
+    match submitter.submit(&sender, &recipients, body, caller).await {
         Ok(id) => Ok(Reply::Queued { id }),
         Err(e) => {
             log::warn!("control: sendmail submission from uid {uid:?} refused: {e}");
-            let kind = match &e {
-                SubmitError::NoSuchUser(_) => FailureKind::NoSuchUser,
-                SubmitError::BadAddress(_) => FailureKind::BadAddress,
-                SubmitError::Spool(_) => FailureKind::Io,
-            };
-            Err(Failure::new(kind, e.to_string()))
+            Err(Failure::from(&e))
         }
+    }
+}
+
+/// Which answer each refusal of a submission earns.
+impl From<&SubmitError> for Failure {
+    fn from(e: &SubmitError) -> Failure {
+        let kind = match e {
+            SubmitError::NoSuchUser(_) => FailureKind::NoSuchUser,
+            SubmitError::BadAddress(_) => FailureKind::BadAddress,
+            SubmitError::SenderRefused { .. }
+            | SubmitError::UnknownUid(_)
+            | SubmitError::Author(AuthorError::NotAllowed { .. }) => FailureKind::SenderRefused,
+            SubmitError::Author(AuthorError::Io(_)) | SubmitError::Spool(_) => FailureKind::Io,
+            SubmitError::Author(_) => FailureKind::BadMessage,
+            SubmitError::TooManyRecipients { .. } => FailureKind::TooManyRecipients,
+            SubmitError::RateLimited { .. } => FailureKind::RateLimited,
+        };
+        Failure::new(kind, e.to_string())
     }
 }
 

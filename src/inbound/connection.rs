@@ -22,6 +22,7 @@ use super::accept::{accept, Origin};
 use super::auth;
 use super::policy::{self, ClientContext};
 use super::sender_domain;
+use super::senders::{self, Sender};
 use super::throttle::Throttle;
 use crate::outbound::resolver::Resolver;
 
@@ -455,6 +456,14 @@ impl Driver {
                 log::error!("peer={} cannot buffer message body: {e}", self.peer);
                 storage_reply(e.kind())
             })?;
+        // DESIGN invariant 7: a login's From: and Sender: are its own.
+        if let Some(user) = self.client.authenticated.as_deref() {
+            let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
+            if let Err(e) = checked.await {
+                log::warn!("peer={} user={user} message refused: {e}", self.peer);
+                return Err(Reply::from(&e));
+            }
+        }
         let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,

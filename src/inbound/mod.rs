@@ -11,6 +11,8 @@
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
 //! - [`sender_domain`]: does the sender's domain exist (mx listeners)?
+//! - [`senders`]: the sender rules, who may send as which address (MAIL
+//!   FROM, From:, Sender:), for logins and local Unix users alike.
 
 pub mod accept;
 pub mod auth;
@@ -18,6 +20,7 @@ pub mod connection;
 pub mod limits;
 pub mod policy;
 pub mod sender_domain;
+pub mod senders;
 pub mod submit;
 pub mod throttle;
 

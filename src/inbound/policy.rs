@@ -1,10 +1,13 @@
 //! Policy: the answers to the session's [`Check`]s. Who may send, which
 //! recipients we accept, and the relay rule (DESIGN invariant 3): without
-//! authentication, only recipients at our own domains are accepted.
+//! authentication, only recipients at our own domains are accepted. The
+//! sender rules themselves live in [`super::senders`].
 
 use crate::config::Config;
 use crate::local::directory::{self, Resolution};
 use crate::smtp::{Answer, Check, EnhancedCode, Recipient, Reply, Route};
+
+use super::senders::{self, Sender};
 
 /// What the policy knows about the client.
 #[derive(Debug, Clone, Default)]
@@ -24,8 +27,9 @@ impl ClientContext {
 pub fn answer(config: &Config, client: &ClientContext, check: Check) -> Answer {
     match check {
         Check::Sender { from } => match &client.authenticated {
-            // Authenticated users send only as addresses they own.
-            Some(user) if !directory::owns(config, user, from.as_ref()) => {
+            // Authenticated users send only as addresses they own, or that
+            // their `send_as` lists (DESIGN invariant 7).
+            Some(user) if !senders::may_use(config, Sender::Login(user), from.as_ref()) => {
                 Answer::Rejected(Reply::new(
                     553,
                     EnhancedCode(5, 7, 1),

@@ -1,19 +1,31 @@
 //! Local submission: what `sendmail` on this machine hands the daemon over
 //! the control socket (root, group tern) or the submission socket (any local
-//! user). A local caller is trusted like an authenticated user: any sender,
-//! any recipient, relaying allowed, DKIM-signed; its uid goes into
-//! `Received:` and the log. Recipients at our domains must exist.
+//! user). Its uid goes into `Received:` and the log.
+//!
+//! A privileged [`Caller`] (root, the daemon's own user or group: whoever
+//! may administer tern anyway) is trusted like an authenticated user: any
+//! sender, any recipient, relaying allowed, DKIM-signed. Any other local
+//! user is held to the sender rules (DESIGN invariant 7, [`super::senders`]):
+//! its envelope sender and every From:/Sender: mailbox must be
+//! `<login>@<hostname>` or mapped to its login in `[local_senders]`, only
+//! mail whose From: is mapped is signed, it may name at most
+//! `limits.recipients` recipients and queue at most
+//! `limits.local_messages_per_hour` messages an hour. Recipients at our
+//! domains must exist, for everyone.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use crate::config::Live;
+use crate::config::{Config, Live};
 use crate::dkim::LiveSigner;
 use crate::local::directory::{self, Resolution};
 use crate::queue::{Body, QueueId, Spool, SpoolError};
 use crate::smtp::{Address, Envelope, Recipient, Route};
 
 use super::accept::{accept, Origin};
+use super::senders::{self, AuthorError, Sender};
 
 /// Why a local submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +34,71 @@ pub enum SubmitError {
     NoSuchUser(Vec<String>),
     #[error("bad address {0:?}")]
     BadAddress(String),
+    /// The envelope sender is not one the caller may use.
+    #[error(
+        "envelope sender <{sender}> is not one that Unix user {login} may send as: it may use \
+         {login}@{hostname}, and what [local_senders] in tern.toml maps to {login}"
+    )]
+    SenderRefused {
+        sender: String,
+        login: String,
+        hostname: String,
+    },
+    /// The caller's uid has no name: nothing can be mapped to it.
+    #[error("uid {0} has no entry in /etc/passwd; it may not send mail")]
+    UnknownUid(u32),
+    /// From: or Sender: refused, or unreadable.
+    #[error("{0}")]
+    Author(#[from] AuthorError),
+    #[error("{given} recipients; the limit is {limit} (limits.recipients)")]
+    TooManyRecipients { given: usize, limit: usize },
+    #[error(
+        "Unix user {login} queued {limit} messages in the last hour \
+         (limits.local_messages_per_hour); try again later"
+    )]
+    RateLimited { login: String, limit: usize },
     #[error("the message was not queued: {0}")]
     Spool(#[from] SpoolError),
+}
+
+/// Who handed a message over, as the socket tells (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// `None` only if the kernel would not say.
+    pub uid: Option<u32>,
+    /// Root, or the daemon's own user or group: no sender rules.
+    pub privileged: bool,
+}
+
+/// How many messages each Unix user queued in the last hour, to hold it to
+/// `limits.local_messages_per_hour`. Holds at most that many times per uid
+/// that sent within the hour.
+#[derive(Debug, Default)]
+struct LocalRates {
+    sent: HashMap<u32, VecDeque<SystemTime>>,
+}
+
+/// The window of [`LocalRates`].
+const RATE_WINDOW: Duration = Duration::from_secs(3600);
+
+impl LocalRates {
+    /// Counts one message of `uid` at `now`, unless it already sent `limit`
+    /// within the hour before (then false).
+    fn take(&mut self, uid: u32, now: SystemTime, limit: usize) -> bool {
+        let old = |t: &SystemTime| now.duration_since(*t).is_ok_and(|d| d >= RATE_WINDOW);
+        self.sent.retain(|_, times| {
+            while times.front().is_some_and(old) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = self.sent.entry(uid).or_default();
+        if times.len() >= limit {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
 }
 
 /// Queues messages from local programs.
@@ -31,6 +106,7 @@ pub struct Submitter {
     live: Arc<Live>,
     spool: Spool,
     signer: Arc<LiveSigner>,
+    rates: Mutex<LocalRates>,
 }
 
 /// An address as sendmail users write it: `<a@b>` or `a@b`; a bare name is
@@ -55,6 +131,7 @@ impl Submitter {
             live,
             spool,
             signer,
+            rates: Mutex::new(LocalRates::default()),
         }
     }
 
@@ -73,13 +150,13 @@ impl Submitter {
         self.spool.tmp_dir()
     }
 
-    /// Queues `body` (a whole message, CRLF line ends) from Unix user `uid`.
+    /// Queues `body` (a whole message, CRLF line ends) from `caller`.
     pub async fn submit(
         &self,
         sender: &str,
         recipients: &[String],
         body: Body,
-        uid: Option<u32>,
+        caller: Caller,
     ) -> Result<QueueId, SubmitError> {
         let config = self.live.get();
         // The free-space reserve, as at MAIL on port 25: sendmail exits 75.
@@ -87,38 +164,50 @@ impl Submitter {
             let full = std::io::Error::new(std::io::ErrorKind::StorageFull, shortage.to_string());
             return Err(SubmitError::Spool(SpoolError::Io(full)));
         }
+        let uid = caller.uid.unwrap_or(u32::MAX);
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        // The login the sender rules apply to; `None` for a privileged caller.
+        let restricted = match (&user, caller.privileged) {
+            (_, true) => None,
+            (Some(login), false) => Some(login.as_str()),
+            (None, false) => return Err(SubmitError::UnknownUid(uid)),
+        };
+        let limit = config.limits.recipients;
+        if restricted.is_some() && recipients.len() > limit {
+            return Err(SubmitError::TooManyRecipients {
+                given: recipients.len(),
+                limit,
+            });
+        }
         let first = config.domains[0].as_str();
         let sender = match sender.trim() {
             "" | "<>" => None,
             s => Some(address(s, first)?),
         };
-        let mut routed: Vec<Recipient> = Vec::new();
-        let mut unknown = Vec::new();
-        for text in recipients {
-            let to = address(text, first)?;
-            let found = match directory::resolve(&config, Some(&to)) {
-                Resolution::Local(rs) => rs,
-                Resolution::Unknown => {
-                    unknown.push(to.to_string());
-                    continue;
-                }
-                Resolution::NotLocal => vec![Recipient {
-                    original: to.to_string(),
-                    route: Route::Remote(to),
-                }],
-            };
-            for r in found {
-                if !routed.iter().any(|have| have.route == r.route) {
-                    routed.push(r);
-                }
+        if let Some(login) = restricted {
+            if !senders::may_use(&config, Sender::Local(login), sender.as_ref()) {
+                return Err(SubmitError::SenderRefused {
+                    sender: sender.map(|s| s.to_string()).unwrap_or_default(),
+                    login: login.to_string(),
+                    hostname: config.hostname.clone(),
+                });
             }
         }
-        if !unknown.is_empty() {
-            return Err(SubmitError::NoSuchUser(unknown));
-        }
-        if routed.is_empty() {
-            return Err(SubmitError::BadAddress("(no recipients)".into()));
-        }
+        let routed = route(&config, recipients)?;
+        let sign = match restricted {
+            None => true,
+            Some(login) => {
+                let from = senders::check_message(&config, Sender::Local(login), &body).await?;
+                self.count_message(&config, uid, login)?;
+                // Signed only when every author is mapped to this login:
+                // `<login>@<hostname>` is not ours to vouch for.
+                from.iter()
+                    .all(|a| senders::local_mapped(&config, login, a))
+            }
+        };
         let smtputf8 = !sender.as_ref().is_none_or(Address::is_ascii)
             || routed.iter().any(|r| !r.original.is_ascii());
         let envelope = Envelope {
@@ -127,11 +216,6 @@ impl Submitter {
             eight_bit: !body_is_ascii(&body),
             smtputf8,
         };
-        let uid = uid.unwrap_or(u32::MAX);
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
         let origin = Origin::Local { uid, user };
         Ok(accept(
             &self.spool,
@@ -140,10 +224,59 @@ impl Submitter {
             envelope,
             origin,
             body,
-            true,
+            sign,
         )
         .await?)
     }
+
+    /// Counts a message against `limits.local_messages_per_hour`.
+    fn count_message(&self, config: &Config, uid: u32, login: &str) -> Result<(), SubmitError> {
+        let limit = config.limits.local_messages_per_hour;
+        let now = self.spool.clock().now();
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if rates.take(uid, now, limit) {
+            Ok(())
+        } else {
+            Err(SubmitError::RateLimited {
+                login: login.to_string(),
+                limit,
+            })
+        }
+    }
+}
+
+/// The routes of `recipients`, deduplicated; every one at our domains must
+/// exist.
+fn route(config: &Config, recipients: &[String]) -> Result<Vec<Recipient>, SubmitError> {
+    let first = config.domains[0].as_str();
+    let mut routed: Vec<Recipient> = Vec::new();
+    let mut unknown = Vec::new();
+    for text in recipients {
+        let to = address(text, first)?;
+        let found = match directory::resolve(config, Some(&to)) {
+            Resolution::Local(rs) => rs,
+            Resolution::Unknown => {
+                unknown.push(to.to_string());
+                continue;
+            }
+            Resolution::NotLocal => vec![Recipient {
+                original: to.to_string(),
+                route: Route::Remote(to),
+            }],
+        };
+        for r in found {
+            if !routed.iter().any(|have| have.route == r.route) {
+                routed.push(r);
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(SubmitError::NoSuchUser(unknown));
+    }
+    if routed.is_empty() {
+        return Err(SubmitError::BadAddress("(no recipients)".into()));
+    }
+    Ok(routed)
 }
 
 /// Whether a body is 7-bit (a spilled one is read back to check).
@@ -159,5 +292,34 @@ fn body_is_ascii(body: &Body) -> bool {
             Ok(n) if buf[..n].is_ascii() => {}
             _ => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_window_is_an_hour_per_uid() {
+        let mut rates = LocalRates::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(rates.take(1000, at(0), 2));
+        assert!(rates.take(1000, at(10), 2));
+        assert!(!rates.take(1000, at(20), 2), "third within the hour");
+        assert!(
+            rates.take(1001, at(20), 2),
+            "another uid has its own budget"
+        );
+        assert!(!rates.take(1000, at(3599), 2));
+        assert!(
+            rates.take(1000, at(3600), 2),
+            "the first has left the window"
+        );
+        assert!(!rates.take(1000, at(3605), 2));
+        // Nothing older than the window is kept.
+        assert!(rates.take(1000, at(100_000), 2));
+        assert_eq!(rates.sent.len(), 1);
+        assert_eq!(rates.sent[&1000].len(), 1);
     }
 }

@@ -192,6 +192,24 @@ impl Reply {
         "Sender address rejected: domain cannot be verified now, try again later",
     );
     pub const RELAY_DENIED: Reply = r(554, 5, 7, 1, "Relay access denied");
+    /// After DATA: a `From:` or `Sender:` address the login does not own
+    /// (DESIGN invariant 7); the text names the address.
+    pub const SENDER_NOT_ALLOWED: Reply = r(
+        550,
+        5,
+        7,
+        1,
+        "Message refused: From: is not an address of yours",
+    );
+    /// After DATA: no `From:`, two of them, or one that cannot be read, so
+    /// its owner cannot be checked; the text says which.
+    pub const BAD_AUTHOR_HEADER: Reply = r(
+        550,
+        5,
+        6,
+        0,
+        "Message refused: its From: header field cannot be checked",
+    );
     pub const MESSAGE_TOO_BIG: Reply = r(
         552,
         5,

@@ -29,6 +29,13 @@ impl Checker<'_> {
             None => DEFAULT_MESSAGE_SIZE,
         };
         let recipients = self.count("limits.recipients", raw.recipients.as_ref(), 100, 1, "")?;
+        let local_messages_per_hour = self.count(
+            "limits.local_messages_per_hour",
+            raw.local_messages_per_hour.as_ref(),
+            100,
+            1,
+            "",
+        )?;
         let connections = self.count("limits.connections", raw.connections.as_ref(), 100, 1, "")?;
         let connections_per_ip = self.count(
             "limits.connections_per_ip",
@@ -96,6 +103,7 @@ impl Checker<'_> {
         Ok(Limits {
             message_size,
             recipients,
+            local_messages_per_hour,
             connections,
             connections_per_ip,
             budgets,
