@@ -50,7 +50,9 @@ fn source(dns: &DnsServer, sink_port: u16, trace: bool) -> TestServer {
 fn dns() -> DnsServer {
     let dns = DnsServer::start();
     dns.mx("remote.test", 10, "mx.remote.test")
-        .a("mx.remote.test", "127.0.0.10");
+        .a("mx.remote.test", "127.0.0.10")
+        // The outside sender's domain exists: the source checks it at MAIL.
+        .mx("b.example", 10, "mx.b.example");
     dns
 }
 

@@ -231,9 +231,9 @@ mod tests {
             (
                 "[limits.relay]\nconnections = 5",
                 "tern.toml:14:9: unknown key \"relay\", expected one of: message_size, \
-                 recipients, connections, connections_per_ip, errors, line_length, \
-                 command_timeout, data_timeout, session_timeout, free_space, mx, \
-                 submission, submissions",
+                 recipients, local_messages_per_hour, connections, connections_per_ip, \
+                 errors, line_length, command_timeout, data_timeout, session_timeout, \
+                 min_data_rate, free_space, mx, submission, submissions",
             ),
             (
                 "[limits]\nfree_space = \"lots\"",
