@@ -55,6 +55,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
     let signer = Arc::new(LiveSigner::new(signer));
+    write_dovecot_users(&config);
     let live = Arc::new(Live::new(config));
     // One resolver for the checks on incoming mail and for delivery.
     let resolver: Arc<dyn Resolver> =
@@ -194,6 +195,7 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
                 }
             }
             let summary = config.summary(path);
+            write_dovecot_users(&config);
             live.replace(config);
             *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
             shared.signer.replace(signer);
@@ -204,6 +206,19 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
             log::error!("reload refused, the running configuration stays in force: {e}");
             systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
         }
+    }
+}
+
+/// Writes Dovecot's user database (`[dovecot]`); a failure is logged, and
+/// the logins Dovecot knew stay as they were.
+fn write_dovecot_users(config: &Config) {
+    match crate::dovecot::write_users(config) {
+        Ok(()) => {
+            if let Some(d) = &config.dovecot {
+                log::info!("dovecot users written to {}", d.users_file.display());
+            }
+        }
+        Err(e) => log::error!("dovecot users not written: {e}"),
     }
 }
 

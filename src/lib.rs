@@ -12,6 +12,7 @@
 //!   Maildir delivery.
 //! - [`outbound`]: DNS (MX) and the SMTP client that relays mail onwards.
 //! - [`dkim`]: signing what our users send; key files and DNS records.
+//! - [`dovecot`]: the user database Dovecot (IMAP/POP3) reads, from tern.toml.
 //! - [`message`]: RFC 5322 header fields and address lists.
 //! - [`sendmail`]: the classic `sendmail` command line.
 //! - [`control`]: the unix socket `tern queue` and `sendmail` talk over.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dkim;
+pub mod dovecot;
 pub mod inbound;
 pub mod local;
 pub mod message;

@@ -58,10 +58,23 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     /// Checks on mail from other servers (`[mx]`).
     pub mx: MxPolicy,
+    /// The user database written for Dovecot (`[dovecot]`); `None`: none.
+    pub dovecot: Option<DovecotUsers>,
     /// `[local_senders]`: what each Unix login (other than root and group
     /// tern) may use as envelope sender and in From: when it runs
     /// `sendmail`, besides `<login>@<hostname>`. Keyed by login, as written.
     pub local_senders: BTreeMap<String, Vec<SenderPattern>>,
+}
+
+/// Where tern writes Dovecot's user database (`[dovecot]`, see
+/// `crate::dovecot`): a passwd-file with every user that has a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DovecotUsers {
+    /// The file (written atomically, mode 0640).
+    pub users_file: PathBuf,
+    /// The group that may read it (Dovecot's auth process runs as
+    /// `dovecot`); `None` keeps the daemon's own group.
+    pub group: Option<String>,
 }
 
 /// Checks on mail arriving on the mx listeners from other servers (`[mx]`).

@@ -44,9 +44,22 @@ pub struct RawConfig {
     pub submission: RawSubmission,
     #[serde(default)]
     pub mx: RawMx,
+    /// `[dovecot]`; absent means no user database is written.
+    pub dovecot: Option<Spanned<RawDovecot>>,
     /// `[local_senders]`: Unix login = address(es) it may send as.
     #[serde(default)]
     pub local_senders: RawLocalSenders,
+}
+
+/// The `[dovecot]` table: where tern writes the IMAP/POP3 server's users.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [dovecot] table with users_file and optionally group"
+)]
+pub struct RawDovecot {
+    pub users_file: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// The `[mx]` table (checks on mail from other servers); every key is optional.

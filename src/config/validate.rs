@@ -19,6 +19,7 @@ use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
 mod dkim;
+mod dovecot;
 mod limits;
 mod mx;
 mod numbers;
@@ -71,6 +72,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let queue = check.queue(&raw.queue)?;
     let dkim = check.dkim(raw.dkim.as_ref(), &domains, &data_dir)?;
     let mx = check.mx(&raw.mx)?;
+    let dovecot = check.dovecot(raw.dovecot.as_ref())?;
     let local_senders = check.local_senders(&raw.local_senders, &domains)?;
     Ok(Config {
         hostname,
@@ -91,6 +93,7 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
             trace: raw.submission.trace.unwrap_or(false),
         },
         mx,
+        dovecot,
     })
 }
 
@@ -131,7 +134,7 @@ impl Checker<'_> {
     }
 
     /// A path, resolved against the config file's directory.
-    fn path(&self, what: &str, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+    pub(super) fn path(&self, what: &str, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
         let value = path.get_ref();
         if value.is_empty() || value.contains('\0') {
             return Err(self.at(path, format!("{what} is empty: expected a path")));

@@ -85,6 +85,9 @@ pub struct TestServer {
     pub dns: Option<ServfailDns>,
     /// Environment for the process (as systemd would set it).
     pub env: Vec<(String, PathBuf)>,
+    /// Run the daemon as this uid and gid (as systemd's `User=` would)
+    /// instead of the test's own root.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// The path of the binary under test.
@@ -124,6 +127,16 @@ impl TestServer {
 
     /// Starts a server with exactly `config` in `dir`.
     pub fn start_with_config(dir: tempfile::TempDir, config: &str) -> TestServer {
+        Self::start_with_config_as(dir, config, None)
+    }
+
+    /// Starts a server with exactly `config` in `dir`, as `run_as` (uid,
+    /// gid) when given; `dir` must then be theirs.
+    pub fn start_with_config_as(
+        dir: tempfile::TempDir,
+        config: &str,
+        run_as: Option<(u32, u32)>,
+    ) -> TestServer {
         let config_path = dir.path().join("tern.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut server = TestServer {
@@ -134,6 +147,7 @@ impl TestServer {
             addrs: Vec::new(),
             dns: None,
             env: Vec::new(),
+            run_as,
         };
         server.spawn();
         server
@@ -151,7 +165,12 @@ impl TestServer {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let mut child = Command::new(tern_bin())
+        let mut command = Command::new(tern_bin());
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
