@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::config::Live;
-use crate::queue::scheduler::{BoxFuture, Outcome, RemoteAgent};
+use crate::queue::scheduler::{Outcome, RemoteAgent};
 use crate::queue::Loaded;
 use crate::smtp::{Domain, Route};
+use crate::BoxFuture;
 
 use deliver::{Attempt, Resolved, TlsClients};
 use pool::Pool;

@@ -19,8 +19,9 @@ use crate::smtp::{Envelope, Recipient, Route};
 
 use super::body::Body;
 use super::record::RcptStatus;
-use super::scheduler::{Bouncer, BoxFuture};
+use super::scheduler::Bouncer;
 use super::spool::{from_millis, Loaded, Spool, SpoolError};
+use crate::BoxFuture;
 
 /// At most this much of the original header section is quoted in a
 /// notification: real header sections are a few KiB, and a stranger's

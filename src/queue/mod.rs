@@ -11,6 +11,8 @@
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
 //! - [`spool`]: the index of queued messages over the log; the API the rest of
 //!   tern uses (enqueue, update, load, lease).
+//! - [`retry`]: when to try again (backoff with jitter), when to give up,
+//!   when to tell the sender of a delay.
 //! - [`scheduler`]: picks due messages and hands each recipient to its
 //!   delivery agent; records the outcome.
 

@@ -4,8 +4,6 @@
 //! the next attempt time. A message leaves the queue only when every recipient
 //! is final.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Live;
 use crate::local;
 use crate::smtp::Route;
+use crate::BoxFuture;
 
 use super::record::{RcptStatus, Record};
 use super::retry::RetryPolicy;
@@ -34,9 +33,6 @@ pub enum Outcome {
     /// Did not work now (4xx, timeouts): try again later.
     Deferred(String),
 }
-
-/// A boxed future, for the agent trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Delivers to recipients on other servers (the outbound relay).
 pub trait RemoteAgent: Send + Sync + 'static {

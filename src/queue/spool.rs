@@ -458,11 +458,6 @@ impl Spool {
         self.inner.wake.notify_one();
     }
 
-    /// Segment files currently on disk (for tests and `tern queue` stats).
-    pub fn segment_count(&self) -> usize {
-        self.lock().segments.len()
-    }
-
     /// Rewrites the messages still queued in the oldest segment into the newest
     /// one, so the oldest can be deleted: a message deferred for days must not
     /// pin every segment written after it. Blocking. Returns how many moved.
