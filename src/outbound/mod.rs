@@ -5,11 +5,14 @@
 //!
 //! - [`resolver`]: DNS (the injected `Resolver` trait, hickory) and MX choice.
 //! - [`client`]: the SMTP client.
-//! - [`deliver`]: one attempt at one domain: hosts, TLS policy, outcomes.
+//! - [`plan`]: where mail for a domain goes (route, smarthost, MX) and its
+//!   TLS rule.
+//! - [`deliver`]: one attempt at one domain: hosts in turn, TLS, outcomes.
 //! - [`pool`]: idle connections kept for the next message to a server.
 
 pub mod client;
 pub mod deliver;
+pub mod plan;
 pub mod pool;
 pub mod resolver;
 
@@ -24,7 +27,8 @@ use crate::queue::Loaded;
 use crate::smtp::{Domain, Route};
 use crate::BoxFuture;
 
-use deliver::{Attempt, Resolved, TlsClients};
+use deliver::{Attempt, TlsClients};
+use plan::Resolved;
 use pool::Pool;
 use resolver::Resolver;
 
@@ -89,7 +93,7 @@ impl Outbound {
         let Ok(_permit) = slot.acquire_owned().await else {
             return all(Outcome::Deferred("shutting down".into()));
         };
-        let plan = match deliver::resolve(&config, self.resolver.as_ref(), domain).await {
+        let plan = match plan::resolve(&config, self.resolver.as_ref(), domain).await {
             Resolved::Plan(plan) => plan,
             Resolved::All(outcome) => return all(outcome),
         };
