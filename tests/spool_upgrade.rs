@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tern::clock::SystemClock;
-use tern::queue::{Entry, RcptStatus, Spool, SpoolOptions};
+use tern::queue::{Entry, QueueId, RcptStatus, Record, Spool, SpoolOptions};
+use tern::smtp::EnhancedCode;
 
 /// Where the fixture's paths pointed when it was made.
 const FIXDIR: &str = "/work/wt-queue-notes/fx";
@@ -32,8 +33,7 @@ fn copy_of_fixture() -> tempfile::TempDir {
 /// One entry in words: what the test compares.
 fn describe(e: &Entry) -> String {
     let m = &e.message;
-    let mut out =
-        format!(
+    let mut out = format!(
         "{} from <{}> attempts={} held={} delay_notified={} next_attempt>0={}\n  last error: {}\n",
         m.id,
         m.envelope
@@ -45,7 +45,11 @@ fn describe(e: &Entry) -> String {
         e.held,
         e.delay_notified,
         e.next_attempt > 0,
-        e.last_error.as_ref().map_or("-".into(), ToString::to_string),
+        e.last_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" / "),
     );
     for (r, s) in m.envelope.recipients.iter().zip(&m.statuses) {
         let state = match s {
@@ -103,8 +107,51 @@ fn the_older_spool_is_recovered_and_its_messages_load() {
         );
         assert!(text.contains("\nhello "), "{text}");
     }
-    // Reopened after today's code wrote to it (a new segment), it is the same.
+    // Today's code writes a record (in a segment of format 2) about a
+    // message of the old segment; reopened, both formats are read.
+    let held: QueueId = "661F836B1BF8A".parse().unwrap();
+    spool
+        .update_blocking(vec![Record::Hold {
+            id: held,
+            held: false,
+        }])
+        .unwrap();
     drop(spool);
     let again = Spool::open(dir.path(), Arc::new(SystemClock), SpoolOptions::default()).unwrap();
-    assert_eq!(all(&again.entries()), EXPECTED);
+    let expected = EXPECTED.replace(
+        "661F836B1BF8A from <bob@example.org> attempts=1 held=true",
+        "661F836B1BF8A from <bob@example.org> attempts=1 held=false",
+    );
+    assert_eq!(all(&again.entries()), expected);
+    assert!(dir.path().join("000000000002.log").exists());
+}
+
+#[test]
+fn the_older_texts_come_back_typed() {
+    let entries = Spool::inspect(&fixture()).unwrap();
+    let remote: QueueId = "661F836B1A30B".parse().unwrap();
+    let e = entries.iter().find(|e| e.message.id == remote).unwrap();
+    let RcptStatus::Failed(failed) = &e.message.statuses[1] else {
+        panic!("{:?}", e.message.statuses[1]);
+    };
+    assert_eq!(failed.code, Some(550));
+    assert_eq!(failed.enhanced, Some(EnhancedCode(5, 1, 1)));
+    assert_eq!(failed.status(5), EnhancedCode(5, 1, 1));
+    let mta = failed.remote.as_ref().unwrap();
+    assert_eq!(
+        (mta.host.as_str(), mta.ip.to_string().as_str()),
+        ("127.0.0.1", "127.0.0.1")
+    );
+    assert_eq!(
+        failed.text,
+        "<no@remote.test>: Recipient address rejected: no such user"
+    );
+    let deferred = &e.last_errors[0];
+    assert_eq!(deferred.enhanced, Some(EnhancedCode(4, 2, 1)));
+    assert_eq!(deferred.code, Some(450));
+
+    // `tern queue list` names the reason by enhanced code and host.
+    let list = tern::queue::listing::inspect_list(&fixture()).unwrap();
+    let text = tern::control::display::format_list(&list, std::time::SystemTime::now());
+    assert!(text.contains("  4.2.1 127.0.0.1\n"), "{text}");
 }

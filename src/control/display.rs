@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::queue::listing::{Headers, MessageDetails, MessageSummary, RecipientState};
 use crate::queue::spool::{from_millis, millis};
+use crate::queue::Diagnostic;
 use crate::smtp::date::rfc5322;
 
 /// The list shows at most this many pending recipients under a message.
@@ -144,6 +145,31 @@ fn one_line(s: &str, max: usize) -> String {
     terminal_safe(&cut).into_owned()
 }
 
+/// The LAST ERROR column: the first reason's enhanced code (else its reply
+/// code) and the server that gave it (else its text, cut short), and how
+/// many other reasons there were; `show` prints them whole.
+fn brief(errors: &[Diagnostic]) -> String {
+    let Some(first) = errors.first() else {
+        return "-".into();
+    };
+    let status = first
+        .enhanced
+        .map(|e| e.to_string())
+        .or_else(|| first.code.map(|c| c.to_string()));
+    let what = match &first.remote {
+        Some(remote) => remote.host.clone(),
+        None => first.text.clone(),
+    };
+    let mut text = match status {
+        Some(status) => format!("{status} {what}"),
+        None => what,
+    };
+    if errors.len() > 1 {
+        text = format!("(+{} more) {text}", errors.len() - 1);
+    }
+    one_line(&text, LIST_ERROR_CHARS)
+}
+
 /// The `N messages, M bytes` line that ends the list.
 pub fn total_line(messages: &[MessageSummary]) -> String {
     let bytes: u64 = messages.iter().map(|m| m.size).sum();
@@ -172,9 +198,7 @@ pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
                 terminal_safe(sender_text(&m.sender)).into_owned(),
                 format!("{}/{}", m.pending.len(), m.recipients),
                 next_column(m, now),
-                m.last_error
-                    .as_deref()
-                    .map_or_else(|| "-".to_string(), |e| one_line(e, LIST_ERROR_CHARS)),
+                brief(&m.last_errors),
             ]
         })
         .collect();
@@ -225,8 +249,14 @@ pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
 pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
     let m = &d.summary;
     let mut out = String::new();
+    // A field; one without a name continues the one above.
     let mut field = |name: &str, value: &str| {
-        let _ = writeln!(out, "{:<14}{}", format!("{name}:"), terminal_safe(value));
+        let label = if name.is_empty() {
+            String::new()
+        } else {
+            format!("{name}:")
+        };
+        let _ = writeln!(out, "{label:<14}{}", terminal_safe(value));
     };
     field("Queue ID", &m.id.to_string());
     field(
@@ -270,11 +300,16 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
         )
     };
     field("Next attempt", &next);
-    let last_error = m
-        .last_error
-        .as_deref()
-        .map_or_else(|| "-".to_string(), |e| one_line(e, usize::MAX));
-    field("Last error", &last_error);
+    // Every reason of the last attempt, whole, one to a line.
+    match m.last_errors.as_slice() {
+        [] => field("Last error", "-"),
+        errors => {
+            for (i, e) in errors.iter().enumerate() {
+                let name = if i == 0 { "Last error" } else { "" };
+                field(name, &one_line(&e.to_string(), usize::MAX));
+            }
+        }
+    }
     field(
         "Delay notice",
         if d.delay_notified {
@@ -301,7 +336,8 @@ pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
         );
         match &r.detail {
             Some(detail) => {
-                let _ = writeln!(out, "      {state}: {}", one_line(detail, usize::MAX));
+                let detail = one_line(&detail.to_string(), usize::MAX);
+                let _ = writeln!(out, "      {state}: {detail}");
             }
             None => {
                 let _ = writeln!(out, "      {state}");

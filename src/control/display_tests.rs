@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::queue::listing::{Headers, RecipientState, RecipientView};
-use crate::queue::QueueId;
+use crate::queue::{Diagnostic, QueueId};
+use crate::smtp::EnhancedCode;
 use std::time::UNIX_EPOCH;
 
 /// 2027-01-15 08:00:00 UTC.
@@ -24,7 +25,10 @@ fn deferred() -> MessageSummary {
         attempts: 2,
         next_attempt: NOW_MS + 4 * 60_000 + 5_000,
         held: false,
-        last_error: Some("MX lookup for remote.example: timed out".into()),
+        last_errors: vec![Diagnostic::note(
+            EnhancedCode(4, 4, 3),
+            "MX lookup for remote.example: timed out",
+        )],
     }
 }
 
@@ -39,7 +43,19 @@ fn held_bounce() -> MessageSummary {
         attempts: 0,
         next_attempt: 0,
         held: true,
-        last_error: Some(format!("450 4.2.0 {}\r\nsecond line", "x".repeat(80))),
+        last_errors: vec![
+            Diagnostic::from_remote(
+                "mx.remote.example",
+                "192.0.2.7".parse().unwrap(),
+                450,
+                Some(EnhancedCode(4, 2, 0)),
+                format!("{}\r\nsecond line", "x".repeat(80)),
+            ),
+            Diagnostic::note(
+                EnhancedCode(4, 4, 1),
+                "mx2.remote.example[192.0.2.8]: timed out",
+            ),
+        ],
     }
 }
 
@@ -56,13 +72,11 @@ fn durations_are_compact() {
 #[test]
 fn the_list_has_aligned_columns_pending_recipients_and_a_total() {
     let text = format_list(&[deferred(), held_bounce()], now());
-    let error = format!("450 4.2.0 {}...", "x".repeat(57));
-    let expected = format!(
-        "\
+    let expected =         "\
 ID               AGE   SIZE  SENDER           RCPTS  NEXT   LAST ERROR
-18C4F0A2B3D41    12m   1204  bob@example.org    1/2  in 4m  MX lookup for remote.example: timed out
+18C4F0A2B3D41    12m   1204  bob@example.org    1/2  in 4m  4.4.3 MX lookup for remote.example: timed out
                              to someone@remote.example
-18C4F0A2B3D42  1d02h  98765  <>                 7/7  held   {error}
+18C4F0A2B3D42  1d02h  98765  <>                 7/7  held   (+1 more) 4.2.0 mx.remote.example
                              to r0@remote.example
                              to r1@remote.example
                              to r2@remote.example
@@ -70,8 +84,7 @@ ID               AGE   SIZE  SENDER           RCPTS  NEXT   LAST ERROR
                              to r4@remote.example
                              ... and 2 more
 2 messages, 99969 bytes
-"
-    );
+";
     assert_eq!(text, expected);
 }
 
@@ -95,7 +108,9 @@ fn show_prints_the_envelope_state_recipients_and_headers() {
                 address: "me@example.org".into(),
                 route: "local user me".into(),
                 state: RecipientState::Delivered,
-                detail: Some("delivered to maildir /var/lib/tern/mail/me/new/x".into()),
+                detail: Some(crate::queue::Diagnostic::from_v1_text(
+                    "delivered to maildir /var/lib/tern/mail/me/new/x",
+                )),
             },
             RecipientView {
                 address: "someone@remote.example".into(),
@@ -175,10 +190,14 @@ fn list_and_show_print_no_raw_control_characters() {
     let mut m = deferred();
     m.sender = format!("a{HOSTILE}@example.org");
     m.pending = vec![format!("r{HOSTILE}@remote.example")];
-    m.last_error = Some(format!("451 4.7.1 {HOSTILE}\r\n451 4.7.1 more {HOSTILE}"));
+    m.last_errors = vec![Diagnostic::reply(
+        451,
+        EnhancedCode(4, 7, 1),
+        format!("{HOSTILE}\r\n451 4.7.1 more {HOSTILE}"),
+    )];
     let list = format_list(std::slice::from_ref(&m), now());
     assert!(!has_unsafe(&list), "{list:?}");
-    assert!(list.contains("451 4.7.1 \\x1b[2J"), "{list}");
+    assert!(list.contains("  4.7.1 \\x1b[2J"), "{list}");
 
     let details = MessageDetails {
         summary: m,
@@ -186,7 +205,13 @@ fn list_and_show_print_no_raw_control_characters() {
             address: format!("r{HOSTILE}@remote.example"),
             route: format!("remote r{HOSTILE}@remote.example"),
             state: RecipientState::Failed,
-            detail: Some(format!("mx[127.0.0.1] said: 550 {HOSTILE}")),
+            detail: Some(Diagnostic::from_remote(
+                "mx",
+                "127.0.0.1".parse().unwrap(),
+                550,
+                None,
+                HOSTILE,
+            )),
         }],
         eight_bit: false,
         smtputf8: true,

@@ -4,8 +4,8 @@
 //! for every recipient there (null MX, no such domain, DNS down).
 
 use crate::config::{Config, SmarthostTls, TlsPolicy};
-use crate::queue::scheduler::Outcome;
-use crate::smtp::Domain;
+use crate::queue::{Diagnostic, Outcome};
+use crate::smtp::{Domain, EnhancedCode};
 
 use super::resolver::{plan, MxPlan, Resolver};
 
@@ -82,17 +82,26 @@ pub async fn resolve(config: &Config, resolver: &dyn Resolver, domain: &Domain) 
             auth: None,
         }),
         // RFC 7505 §3: 556 5.1.10 for a null MX.
-        Ok(MxPlan::NullMx) => Resolved::All(Outcome::Failed(format!(
-            "556 5.1.10 Domain {name} accepts no mail (null MX)"
+        Ok(MxPlan::NullMx) => Resolved::All(Outcome::Failed(Diagnostic::reply(
+            556,
+            EnhancedCode(5, 1, 10),
+            format!("Domain {name} accepts no mail (null MX)"),
         ))),
-        Ok(MxPlan::NoSuchDomain) => Resolved::All(Outcome::Failed(format!(
-            "550 5.1.2 Domain {name} does not exist (DNS: NXDOMAIN)"
+        Ok(MxPlan::NoSuchDomain) => Resolved::All(Outcome::Failed(Diagnostic::reply(
+            550,
+            EnhancedCode(5, 1, 2),
+            format!("Domain {name} does not exist (DNS: NXDOMAIN)"),
         ))),
-        Ok(MxPlan::LoopsToSelf) => Resolved::All(Outcome::Failed(format!(
-            "554 5.4.6 Mail for {name} loops back to myself ({})",
-            config.hostname
+        Ok(MxPlan::LoopsToSelf) => Resolved::All(Outcome::Failed(Diagnostic::reply(
+            554,
+            EnhancedCode(5, 4, 6),
+            format!("Mail for {name} loops back to myself ({})", config.hostname),
         ))),
-        Err(e) => Resolved::All(Outcome::Deferred(format!("MX lookup for {name}: {e}"))),
+        // RFC 3463 X.4.3: directory server failure.
+        Err(e) => Resolved::All(Outcome::Deferred(Diagnostic::note(
+            EnhancedCode(4, 4, 3),
+            format!("MX lookup for {name}: {e}"),
+        ))),
     }
 }
 

@@ -4,7 +4,7 @@
 //! socket (serde). The same code serves the daemon's answers and the
 //! read-only view of the spool when the daemon is down ([`inspect_list`],
 //! [`inspect_details`]), so both look alike. How they look on a terminal is
-//! the CLI's business: `crate::control::display`.
+//! the business of the CLI (`src/control/display.rs`).
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::smtp::Route;
 
+use super::diagnostic::Diagnostic;
 use super::record::RcptStatus;
 use super::spool::{Entry, Spool, SpoolError};
 use super::QueueId;
@@ -38,7 +39,8 @@ pub struct MessageSummary {
     /// Not before this time (ms since the epoch); 0 = at once.
     pub next_attempt: u64,
     pub held: bool,
-    pub last_error: Option<String>,
+    /// Why the last attempt did not deliver every recipient.
+    pub last_errors: Vec<Diagnostic>,
 }
 
 /// Where a recipient stands.
@@ -60,7 +62,7 @@ pub struct RecipientView {
     pub state: RecipientState,
     /// For delivered and failed recipients: where it went, or the reason
     /// (usually the remote server's reply).
-    pub detail: Option<String>,
+    pub detail: Option<Diagnostic>,
 }
 
 /// The header section of a message, or why it could not be read.
@@ -111,7 +113,7 @@ impl MessageSummary {
             attempts: entry.attempts,
             next_attempt: entry.next_attempt,
             held: entry.held,
-            last_error: entry.last_error.clone(),
+            last_errors: entry.last_errors.clone(),
         }
     }
 }

@@ -60,13 +60,15 @@ async fn the_spool_is_read_without_the_daemon() {
             Record::Recipient {
                 id,
                 index: 0,
-                status: RcptStatus::Delivered("delivered to maildir /m".into()),
+                status: RcptStatus::Delivered(crate::queue::Diagnostic::from_v1_text(
+                    "delivered to maildir /m",
+                )),
             },
             Record::Attempt {
                 id,
                 attempts: 1,
                 next_attempt: NOW_MS,
-                error: "connection refused".into(),
+                errors: vec![crate::queue::Diagnostic::from_v1_text("connection refused")],
             },
         ])
         .await
