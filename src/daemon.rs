@@ -22,11 +22,12 @@ use crate::control::{self, ControlListener};
 use crate::dkim::{self, LiveSigner, Signer};
 use crate::inbound::submit::Submitter;
 use crate::inbound::{Server, Shared};
+use crate::local::{self, Maildirs};
 use crate::outbound::resolver::{HickoryResolver, Resolver};
 use crate::outbound::Outbound;
 use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
-use crate::queue::scheduler::Scheduler;
+use crate::queue::scheduler::{Agents, Scheduler};
 use crate::queue::{Spool, SpoolOptions};
 use crate::systemd;
 
@@ -78,11 +79,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         log::info!("listening on {addr} ({})", role.name());
     }
     let (stop, stopped) = watch::channel(false);
-    let outbound = Outbound::new(live.clone(), resolver);
-    let notifier = Arc::new(Notifier::new(spool.clone(), live.clone()));
-    let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
-        .with_remote(Arc::new(outbound))
-        .with_bouncer(notifier.clone());
+    let (scheduler, notifier) = delivery(&spool, &live, resolver, DELIVERY_CONCURRENCY);
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
@@ -130,6 +127,36 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         spool.len()
     );
     Ok(())
+}
+
+/// The queue's delivery side, wired: the scheduler with its two agents
+/// (Maildirs for local routes, the outbound relay for remote ones) and the
+/// notifier for bounces and delay notices, which routes to senders by the
+/// recipient directory. The notifier is returned too, for `tern queue delete
+/// --bounce`. (Tests that run deliveries in-process build it here as well.)
+pub fn delivery(
+    spool: &Spool,
+    live: &Arc<Live>,
+    resolver: Arc<dyn Resolver>,
+    concurrency: usize,
+) -> (Scheduler, Arc<Notifier>) {
+    let agents = Agents {
+        local: Arc::new(Maildirs::new(live.clone())),
+        remote: Arc::new(Outbound::new(live.clone(), resolver)),
+    };
+    let notifier = Arc::new(Notifier::new(
+        spool.clone(),
+        live.clone(),
+        Arc::new(local::route_of),
+    ));
+    let scheduler = Scheduler::new(
+        spool.clone(),
+        live.clone(),
+        agents,
+        notifier.clone(),
+        concurrency,
+    );
+    (scheduler, notifier)
 }
 
 /// Every minute: copy long-queued messages out of old spool segments so the

@@ -20,6 +20,9 @@
 //! - [`tls`]: certificates and rustls configurations.
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
 //! - [`clock`]: the injected clock.
+//!
+//! [`BoxFuture`] is what the object-safe async traits return (the delivery
+//! agents' contract, the DNS resolver).
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -35,3 +38,7 @@ pub mod sendmail;
 pub mod smtp;
 pub mod systemd;
 pub mod tls;
+
+/// A boxed, sendable future: the return type of the async methods of traits
+/// used as objects (`dyn queue::Agent`, `dyn outbound::resolver::Resolver`).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 use tern::config::{Config, ConfigError};
+use tern::control::display;
 use tern::control::{self, Client, ControlError};
 use tern::dkim::keys::{self, KeyKind};
 use tern::dkim::Signer;
@@ -232,9 +233,9 @@ fn queue(config_path: &Path, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", listing::to_json(&messages)?);
+                println!("{}", display::to_json(&messages)?);
             } else {
-                print!("{}", listing::format_list(&messages, now));
+                print!("{}", display::format_list(&messages, now));
             }
         }
         QueueCmd::Show { id, json } => {
@@ -247,9 +248,9 @@ fn queue(config_path: &Path, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", listing::to_json(&details)?);
+                println!("{}", display::to_json(&details)?);
             } else {
-                print!("{}", listing::format_details(&details, now));
+                print!("{}", display::format_details(&details, now));
             }
         }
         QueueCmd::Flush { id } => flush(daemon(&mut client, &socket)?, id)?,

@@ -14,11 +14,8 @@ use support::sink::{Sink, SinkOptions};
 use tern::clock::{Clock, ManualClock};
 use tern::config::{Config, Live};
 use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
 use tern::queue::{Body, QueueId, RcptStatus, Spool, SpoolOptions};
-use tern::smtp::{Address, Envelope, Recipient, Route};
+use tern::smtp::{Address, EnhancedCode, Envelope, Recipient, Route};
 use tokio::sync::watch;
 
 const CONFIG: &str = r#"
@@ -54,9 +51,7 @@ impl Mta {
         let spool =
             Spool::open(&config.spool_dir(), clock.clone(), SpoolOptions::default()).unwrap();
         let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
+        let (scheduler, _) = tern::daemon::delivery(&spool, &live, Arc::new(resolver), 4);
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
         Mta {
@@ -187,10 +182,13 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     })
     .await;
     assert!(
-        matches!(status(&mta.spool, id, 0), Some(RcptStatus::Delivered(d)) if d.contains("250 2.0.0"))
+        matches!(status(&mta.spool, id, 0), Some(RcptStatus::Delivered(d))
+            if d.code == Some(250) && d.enhanced == Some(EnhancedCode(2, 0, 0)))
     );
     assert!(
-        matches!(status(&mta.spool, id, 2), Some(RcptStatus::Failed(r)) if r.contains("550 5.1.1"))
+        matches!(status(&mta.spool, id, 2), Some(RcptStatus::Failed(r))
+            if r.code == Some(550) && r.enhanced == Some(EnhancedCode(5, 1, 1))
+                && r.remote.as_ref().is_some_and(|m| m.host == "mx.remote.test"))
     );
     assert_eq!(status(&mta.spool, id, 1), Some(RcptStatus::Pending));
     let bounce = &mta.wait_for_bob(1).await[0];
@@ -200,6 +198,7 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     );
     assert!(bounce.contains("Final-Recipient: rfc822; reject@remote.test"));
     assert!(bounce.contains("Status: 5.1.1"));
+    assert!(bounce.contains("Remote-MTA: dns; mx.remote.test\r\n"));
     assert!(bounce.contains("Diagnostic-Code: smtp; mx.remote.test[127.0.0.2] said: 550 5.1.1"));
     assert!(
         bounce.contains("Return-Path: <>"),
@@ -280,12 +279,12 @@ async fn dropped_connection_and_data_failures_defer_or_bounce() {
     .await;
     let e = mta.spool.entry(dropped).unwrap();
     assert!(
-        e.last_error
+        e.last_error()
             .as_deref()
             .unwrap_or("")
             .contains("connection lost"),
         "{:?}",
-        e.last_error
+        e.last_error()
     );
     mta.wait_until("datafail deferred", |s| {
         s.entry(tempfail).is_some_and(|e| e.attempts == 1)
@@ -295,7 +294,7 @@ async fn dropped_connection_and_data_failures_defer_or_bounce() {
         .spool
         .entry(tempfail)
         .unwrap()
-        .last_error
+        .last_error()
         .unwrap()
         .contains("451 4.3.0"));
     mta.wait_until("datareject bounced", |s| s.entry(rejected).is_none())
@@ -364,7 +363,7 @@ async fn dns_outcomes() {
         .spool
         .entry(broken)
         .unwrap()
-        .last_error
+        .last_error()
         .unwrap()
         .contains("MX lookup"));
 }

@@ -14,9 +14,6 @@ use support::dns::DnsServer;
 use tern::clock::SystemClock;
 use tern::config::{Config, Credentials, DomainRoute, Live, Smarthost, SmarthostTls, TlsPolicy};
 use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
 use tern::queue::{Body, QueueId, Spool, SpoolOptions};
 use tern::smtp::{Address, Envelope, Recipient, Route};
 use tokio::sync::watch;
@@ -83,9 +80,7 @@ fn source(dns: &DnsServer, tweak: impl FnOnce(&mut Config)) -> Source {
     )
     .unwrap();
     let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-    let scheduler = Scheduler::new(spool.clone(), live.clone(), 2)
-        .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-        .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
+    let (scheduler, _) = tern::daemon::delivery(&spool, &live, Arc::new(resolver), 2);
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
     Source {
@@ -182,7 +177,7 @@ async fn opportunistic_and_verified_tls_to_a_real_tern() {
     });
     let id = send(&src.spool, "bob@source.test", "me@remote.test").await;
     let deferred = settled(&src.spool, id).await.expect("stays queued");
-    let error = deferred.last_error.unwrap_or_default();
+    let error = deferred.last_error().unwrap_or_default();
     assert!(error.contains("TLS handshake failed"), "{error}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -233,7 +228,7 @@ async fn smarthost_on_465_with_auth() {
     let src = source(&dns, with_password("wrong"));
     let id = send(&src.spool, "me@remote.test", "me@remote.test").await;
     let e = settled(&src.spool, id).await.expect("deferred");
-    let error = e.last_error.unwrap_or_default();
+    let error = e.last_error().unwrap_or_default();
     assert!(
         error.contains("refused our login as me") && error.contains("535"),
         "{error}"

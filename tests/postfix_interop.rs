@@ -29,9 +29,6 @@ use support::postfix::{split_postfix_trace, Postfix, PostfixOptions};
 use tern::clock::ManualClock;
 use tern::config::{Config, Live};
 use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
 use tern::queue::{Body, QueueId, Spool, SpoolOptions};
 use tern::smtp::{Address, Envelope, Recipient, Route};
 use tokio::sync::watch;
@@ -71,9 +68,7 @@ impl Mta {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let spool = Spool::open(&config.spool_dir(), clock, SpoolOptions::default()).unwrap();
         let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
+        let (scheduler, _) = tern::daemon::delivery(&spool, &live, Arc::new(resolver), 4);
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
         Mta {
@@ -160,7 +155,7 @@ impl Mta {
                     .spool
                     .entries()
                     .into_iter()
-                    .map(|e| (e.message.statuses, e.last_error))
+                    .map(|e| (e.last_error(), e.message.statuses))
                     .collect();
                 panic!(
                     "tern's queue did not empty: {entries:?}\nPostfix's maillog:\n{}",
@@ -568,7 +563,7 @@ async fn postfix_replies_are_classified(ip: &'static str, pipelining: bool) {
     .await;
     let entry = mta.spool.entry(mixed_id).unwrap();
     assert_eq!(entry.message.statuses[2], tern::queue::RcptStatus::Pending);
-    let error = entry.last_error.unwrap_or_default();
+    let error = entry.last_error().unwrap_or_default();
     assert!(
         error.contains("mx.pf.test[")
             && error.contains(

@@ -2,7 +2,8 @@
 //! running daemon. The daemon listens on a unix stream socket at
 //! `<data_dir>/control.sock` (mode 0660: the daemon's user and group; the
 //! data directory itself is 0750), [`server`]; the CLI connects with a
-//! blocking [`client::Client`] and gets typed results.
+//! blocking [`client::Client`] and gets typed results, which [`display`]
+//! prints for people.
 //!
 //! Under systemd (`RuntimeDirectory=tern`) the daemon also listens on the
 //! submission socket [`SUBMIT_SOCKET`] (mode 0666 in a 0755 directory),
@@ -57,6 +58,7 @@
 //! daemon down.
 
 pub mod client;
+pub mod display;
 pub mod protocol;
 pub mod server;
 

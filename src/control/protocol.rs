@@ -259,7 +259,9 @@ mod tests {
             attempts: 3,
             next_attempt: 1_800_000_300_000,
             held: false,
-            last_error: Some("451 4.4.1 \"quoted\"\r\nand a new line".into()),
+            last_errors: vec![crate::queue::Diagnostic::from_v1_text(
+                "451 4.4.1 \"quoted\"\r\nand a new line",
+            )],
         }
     }
 
@@ -358,7 +360,9 @@ mod tests {
                 address: "someone@remote.example".into(),
                 route: "remote someone@remote.example".into(),
                 state: RecipientState::Failed,
-                detail: Some("mx[192.0.2.1] said: 550 5.1.1 no\r\n".into()),
+                detail: Some(crate::queue::Diagnostic::from_v1_text(
+                    "mx[192.0.2.1] said: 550 5.1.1 no\r\n",
+                )),
             }],
             eight_bit: true,
             smtputf8: false,

@@ -15,7 +15,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
-use crate::queue::scheduler::BoxFuture;
+use crate::BoxFuture;
 
 /// A DNS answer that is not a list of records.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::record::{frame_header, Record, FRAME_HEADER, MAX_PAYLOAD, SEGMENT_MAGIC};
+use super::record::{frame_header, Format, Record, FRAME_HEADER, MAX_PAYLOAD, SEGMENT_MAGIC};
 
 /// Where a message body lives on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,7 +526,22 @@ pub fn scan_segment(
     let mut file = OpenOptions::new().read(true).write(repair).open(&path)?;
     let file_len = file.metadata()?.len();
     let mut magic = [0u8; 8];
-    if file.read_exact(&mut magic).is_err() || &magic != SEGMENT_MAGIC {
+    let format = match file.read_exact(&mut magic) {
+        Ok(()) => Format::of_magic(&magic),
+        Err(_) => None,
+    };
+    let Some(format) = format else {
+        if magic.starts_with(b"TERNLOG") {
+            // A format of a later release: never taken for an empty file.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is a spool segment of a newer tern (format {}); not touching it",
+                    path.display(),
+                    String::from_utf8_lossy(&magic[7..])
+                ),
+            ));
+        }
         if repair {
             // Created but its magic never reached the disk: nothing in it.
             file.set_len(0)?;
@@ -538,7 +553,7 @@ pub fn scan_segment(
             io::ErrorKind::InvalidData,
             format!("{} is not a spool segment", path.display()),
         ));
-    }
+    };
     let mut reader = io::BufReader::with_capacity(256 << 10, file);
     let mut pos = SEGMENT_MAGIC.len() as u64;
     let end_of_good = loop {
@@ -553,7 +568,7 @@ pub fn scan_segment(
         }
         let mut payload = vec![0; len];
         reader.read_exact(&mut payload)?;
-        let Ok(record) = Record::decode(&payload, crc) else {
+        let Ok(record) = Record::decode(&payload, crc, format) else {
             break pos;
         };
         let body_offset = pos + (FRAME_HEADER + len) as u64;

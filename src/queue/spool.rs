@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::smtp::Envelope;
 
 use super::body::Body;
+use super::diagnostic::Diagnostic;
 use super::free_space::FreeSpace;
 use super::id::{IdGenerator, QueueId};
 use super::log::{
@@ -44,10 +45,23 @@ pub struct Entry {
     pub attempts: u32,
     /// Not before this time (ms since epoch); 0 = at once.
     pub next_attempt: u64,
-    pub last_error: Option<String>,
+    /// Why the last attempt did not deliver every recipient.
+    pub last_errors: Vec<Diagnostic>,
     pub held: bool,
     /// The sender was told of the delay.
     pub delay_notified: bool,
+}
+
+impl Entry {
+    /// The reasons of the last attempt as one line (`; ` between them), as
+    /// the log shows them; `None` when there are none.
+    pub fn last_error(&self) -> Option<String> {
+        if self.last_errors.is_empty() {
+            return None;
+        }
+        let texts: Vec<String> = self.last_errors.iter().map(ToString::to_string).collect();
+        Some(texts.join("; "))
+    }
 }
 
 /// A message read back for delivery: envelope, state and body.
@@ -458,11 +472,6 @@ impl Spool {
         self.inner.wake.notify_one();
     }
 
-    /// Segment files currently on disk (for tests and `tern queue` stats).
-    pub fn segment_count(&self) -> usize {
-        self.lock().segments.len()
-    }
-
     /// Rewrites the messages still queued in the oldest segment into the newest
     /// one, so the oldest can be deleted: a message deferred for days must not
     /// pin every segment written after it. Blocking. Returns how many moved.
@@ -559,7 +568,7 @@ impl Spool {
                 id,
                 attempts: entry.attempts,
                 next_attempt: entry.next_attempt,
-                error: entry.last_error.clone().unwrap_or_default(),
+                errors: entry.last_errors.clone(),
             });
         }
         if entry.held {
@@ -608,7 +617,7 @@ impl Index {
                         location,
                         attempts: 0,
                         next_attempt: 0,
-                        last_error: None,
+                        last_errors: Vec::new(),
                         held: false,
                         delay_notified: false,
                     },
@@ -628,13 +637,13 @@ impl Index {
                 id,
                 attempts,
                 next_attempt,
-                error,
+                errors,
             } => {
                 if let Some(e) = self.messages.get_mut(&id) {
                     self.due.remove(&(e.next_attempt, id));
                     e.attempts = attempts;
                     e.next_attempt = next_attempt;
-                    e.last_error = Some(error).filter(|s| !s.is_empty());
+                    e.last_errors = errors;
                     self.schedule(id);
                 }
             }

@@ -79,13 +79,13 @@ async fn state_records_are_replayed() {
                 Record::Recipient {
                     id: a,
                     index: 1,
-                    status: RcptStatus::Delivered("ok".into()),
+                    status: RcptStatus::Delivered(crate::queue::Diagnostic::from_v1_text("ok")),
                 },
                 Record::Attempt {
                     id: a,
                     attempts: 3,
                     next_attempt: 12345,
-                    error: "451 later".into(),
+                    errors: vec![crate::queue::Diagnostic::from_v1_text("451 later")],
                 },
                 Record::Hold { id: a, held: true },
                 Record::Done { id: b },
@@ -99,10 +99,14 @@ async fn state_records_are_replayed() {
     let e = spool.entry(a).unwrap();
     assert_eq!(
         e.message.statuses,
-        vec![RcptStatus::Pending, RcptStatus::Delivered("ok".into())]
+        vec![
+            RcptStatus::Pending,
+            RcptStatus::Delivered(crate::queue::Diagnostic::from_v1_text("ok"))
+        ]
     );
     assert_eq!((e.attempts, e.next_attempt, e.held), (3, 12345, true));
-    assert_eq!(e.last_error.as_deref(), Some("451 later"));
+    assert_eq!(e.last_errors[0].to_string(), "451 later");
+    assert_eq!(e.last_errors[0].code, Some(451));
 }
 
 #[tokio::test]
@@ -196,7 +200,7 @@ async fn compaction_moves_a_long_lived_message_and_frees_its_segment() {
             id: old,
             attempts: 2,
             next_attempt: 99,
-            error: "451 try later".into(),
+            errors: vec![crate::queue::Diagnostic::from_v1_text("451 try later")],
         }])
         .await
         .unwrap();

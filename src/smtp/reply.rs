@@ -15,6 +15,41 @@ impl fmt::Display for EnhancedCode {
     }
 }
 
+/// Text that is not an enhanced status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an enhanced status code: {0:?}")]
+pub struct NotEnhancedCode(pub String);
+
+impl std::str::FromStr for EnhancedCode {
+    type Err = NotEnhancedCode;
+
+    /// `5.1.1`: class 2, 4 or 5, subject and detail of 1 to 3 digits (RFC
+    /// 3463 §2), as a reply line starts with it (RFC 2034 §4).
+    fn from_str(word: &str) -> Result<EnhancedCode, NotEnhancedCode> {
+        let bad = || NotEnhancedCode(word.to_string());
+        let number = |p: &str| {
+            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u16>().ok())
+                .flatten()
+        };
+        let mut parts = word.split('.');
+        let (class, subject, detail) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(c), Some(s), Some(d)) if parts.next().is_none() => (c, s, d),
+            _ => return Err(bad()),
+        };
+        let class = match class {
+            "2" => 2,
+            "4" => 4,
+            "5" => 5,
+            _ => return Err(bad()),
+        };
+        match (number(subject), number(detail)) {
+            (Some(s), Some(d)) => Ok(EnhancedCode(class, s, d)),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// One SMTP reply. `text` may hold several lines separated by `\n`; they are sent
 /// as a multi-line reply (RFC 5321 §4.2.1), each line carrying the enhanced code.
 #[derive(Debug, Clone, PartialEq, Eq)]
