@@ -7,7 +7,9 @@
 //!   text, remote host), from the agents to the spool, the DSN and `tern
 //!   queue`.
 //! - [`record`]: the binary records of the spool log.
-//! - [`log`]: segment files, the group-commit writer thread, recovery scan.
+//! - [`log`]: segment files, the group-commit writer thread.
+//! - [`scan`]: reading segments back at start-up; torn writes dropped,
+//!   damage moved aside to `spool/damaged/`.
 //! - [`admin`]: hold, release, flush, delete (for `tern queue`).
 //! - [`listing`]: what `tern queue list` and `show` report (the data).
 //! - [`dsn`]: bounces and delay notices (RFC 3464), which every failure
@@ -32,6 +34,7 @@ pub mod listing;
 pub mod log;
 pub mod record;
 pub mod retry;
+pub mod scan;
 pub mod scheduler;
 pub mod spool;
 

@@ -20,10 +20,10 @@ use super::diagnostic::Diagnostic;
 use super::free_space::FreeSpace;
 use super::id::{IdGenerator, QueueId};
 use super::log::{
-    list_segments, scan_segment, segment_path, Append, BodyData, Location, Log, LogOptions,
-    OnDurable,
+    list_segments, segment_path, Append, BodyData, Location, Log, LogOptions, OnDurable,
 };
 use super::record::{MessageRecord, RcptStatus, Record};
+use super::scan::{scan_segment, Scan};
 
 /// Why the spool could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,7 @@ impl Spool {
         for (i, &seq) in segments.iter().enumerate() {
             index.segments.insert(seq, 0);
             let newest = i + 1 == segments.len();
-            scan_segment(dir, seq, newest, |found| {
+            scan_segment(dir, seq, Scan::Recover { newest }, |found| {
                 max_id = max_id.max(found.record.id().0);
                 index.apply(found.record, found.location);
             })?;
@@ -179,7 +179,7 @@ impl Spool {
     pub fn inspect(dir: &Path) -> Result<Vec<Entry>, SpoolError> {
         let mut index = Index::default();
         for seq in list_segments(dir)? {
-            scan_segment(dir, seq, false, |found| {
+            scan_segment(dir, seq, Scan::ReadOnly, |found| {
                 index.apply(found.record, found.location)
             })?;
         }
