@@ -8,8 +8,9 @@
 //!   one path by which accepted mail enters the queue.
 //! - [`queue`]: the durable spool (segment log, group commit, recovery), the
 //!   scheduler, retries, bounces (DSN), administration and listings.
-//! - [`local`]: who lives here (users, aliases, catch-alls, +tags) and
-//!   Maildir delivery.
+//! - [`routing`]: where a recipient goes, for every entry point: who
+//!   lives here (users, aliases, catch-alls, +tags) and the relay rule.
+//! - [`local`]: Maildir delivery.
 //! - [`outbound`]: DNS (MX) and the SMTP client that relays mail onwards.
 //! - [`dkim`]: signing what our users send; key files and DNS records.
 //! - [`message`]: RFC 5322 header fields and address lists.
@@ -29,6 +30,7 @@ pub mod local;
 pub mod message;
 pub mod outbound;
 pub mod queue;
+pub mod routing;
 pub mod sendmail;
 pub mod smtp;
 pub mod systemd;

@@ -16,11 +16,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, Role};
 use crate::dkim::Signer;
 use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
-use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
+use crate::smtp::{Action, Address, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
 use super::accept::{accept, Origin};
 use super::auth;
-use super::policy::{self, ClientContext};
+use super::policy;
 use super::sender_domain;
 use super::senders::{self, Sender};
 use super::throttle::Throttle;
@@ -139,7 +139,6 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         out: Vec::with_capacity(512),
         body: None,
         body_failed: None,
-        client: ClientContext::default(),
     };
     driver.run().await;
     // A TLS close_notify is a write too: bounded like the last reply.
@@ -180,7 +179,6 @@ struct Driver {
     /// Writing the body failed (with this error): the message must not be
     /// queued.
     body_failed: Option<std::io::ErrorKind>,
-    client: ClientContext,
 }
 
 impl Driver {
@@ -281,13 +279,17 @@ impl Driver {
                     let answer = self.login(user, password).await;
                     self.session.answer(answer);
                 }
-                Action::Check(check) => {
-                    let answer = match check {
-                        Check::Sender { .. } if !self.room_for_mail() => {
-                            Answer::Rejected(Reply::INSUFFICIENT_STORAGE)
-                        }
-                        check => self.check(check).await,
-                    };
+                Action::Check(Check::Sender { .. }) if !self.room_for_mail() => {
+                    self.session
+                        .answer(Answer::Rejected(Reply::INSUFFICIENT_STORAGE));
+                }
+                Action::Check(Check::Sender { from }) => {
+                    let answer = self.check_sender(from).await;
+                    self.session.answer(answer);
+                }
+                Action::Check(Check::Recipient { to }) => {
+                    let login = self.session.authenticated();
+                    let answer = policy::recipient(&self.ctx.config, login, to.as_ref());
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -320,16 +322,13 @@ impl Driver {
         true
     }
 
-    /// Answers a sender or recipient check: the policy's rules, then, for a
+    /// Answers a sender check: the policy's rules, then, for an anonymous
     /// sender on an mx listener, whether its domain exists in DNS.
-    async fn check(&mut self, check: Check) -> Answer {
+    async fn check_sender(&mut self, from: Option<Address>) -> Answer {
         let config = self.ctx.config.clone();
-        let from = match &check {
-            Check::Sender { from } if self.ctx.role == Role::Mx => from.clone(),
-            _ => None,
-        };
-        let answer = policy::answer(&config, &self.client, check);
-        if answer != Answer::SenderOk || self.client.authenticated.is_some() {
+        let login = self.session.authenticated();
+        let answer = policy::sender(&config, login, from.as_ref());
+        if answer != Answer::SenderOk || login.is_some() || self.ctx.role != Role::Mx {
             return answer;
         }
         let Some(domain) = sender_domain::domain_to_verify(&config, from.as_ref()) else {
@@ -393,7 +392,6 @@ impl Driver {
         match verdict {
             Ok(Some(user)) => {
                 log::info!(peer:% = peer.ip(), action = "login"; "peer={peer} authenticated as {user}");
-                self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
@@ -457,7 +455,8 @@ impl Driver {
                 storage_reply(e.kind())
             })?;
         // DESIGN invariant 7: a login's From: and Sender: are its own.
-        if let Some(user) = self.client.authenticated.as_deref() {
+        let login = self.session.authenticated().map(str::to_owned);
+        if let Some(user) = login.as_deref() {
             let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
             if let Err(e) = checked.await {
                 log::warn!("peer={} user={user} message refused: {e}", self.peer);
@@ -470,7 +469,7 @@ impl Driver {
             show_peer,
         };
         let signer = self.ctx.signer.as_ref();
-        let sign = self.client.authenticated.is_some();
+        let sign = login.is_some();
         match accept(
             &self.ctx.spool,
             &self.ctx.config,

@@ -20,9 +20,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, Live};
 use crate::dkim::LiveSigner;
-use crate::local::directory::{self, Resolution};
 use crate::queue::{Body, QueueId, Spool, SpoolError};
-use crate::smtp::{Address, Envelope, Recipient, Route};
+use crate::routing::{self, Relay};
+use crate::smtp::{Address, Envelope, Recipient};
 
 use super::accept::{accept, Origin};
 use super::senders::{self, AuthorError, Sender};
@@ -253,21 +253,10 @@ fn route(config: &Config, recipients: &[String]) -> Result<Vec<Recipient>, Submi
     let mut unknown = Vec::new();
     for text in recipients {
         let to = address(text, first)?;
-        let found = match directory::resolve(config, Some(&to)) {
-            Resolution::Local(rs) => rs,
-            Resolution::Unknown => {
-                unknown.push(to.to_string());
-                continue;
-            }
-            Resolution::NotLocal => vec![Recipient {
-                original: to.to_string(),
-                route: Route::Remote(to),
-            }],
-        };
-        for r in found {
-            if !routed.iter().any(|have| have.route == r.route) {
-                routed.push(r);
-            }
+        // Programs on this machine may relay: the sender rules hold them.
+        match routing::route(config, Some(&to), Relay::Allowed) {
+            Ok(found) => routing::add(&mut routed, found),
+            Err(_) => unknown.push(to.to_string()),
         }
     }
     if !unknown.is_empty() {

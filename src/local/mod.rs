@@ -1,8 +1,7 @@
-//! Local delivery: who lives here ([`directory`]) and writing their mail into
-//! Maildirs ([`maildir`]). [`deliver`] is the local delivery agent the
-//! scheduler calls for each local recipient of a queued message.
+//! Local delivery: writing mail into Maildirs ([`maildir`]). [`deliver`] is
+//! the local delivery agent the scheduler calls for each local recipient of
+//! a queued message. Who lives here is `crate::routing`'s to say.
 
-pub mod directory;
 pub mod maildir;
 
 use std::io;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::{Config, Live};
-use crate::local::directory::{self, Resolution};
+use crate::routing::directory::{self, Resolution};
 use crate::smtp::date::rfc5322;
 use crate::smtp::{Envelope, Recipient, Route};
 

@@ -17,7 +17,7 @@ use super::address::Address;
 use super::auth::{self, Exchange, Step};
 use super::command::{parse_command, Command, MailParams};
 use super::data::{ChunkChecker, DataOutcome, DataReceiver};
-use super::envelope::{Envelope, Recipient, Trace};
+use super::envelope::{add_recipients, Envelope, Recipient, Trace};
 use super::reply::Reply;
 
 /// Settings of one listener, fixed for the session.
@@ -245,11 +245,7 @@ impl Session {
             (Waiting::Recipient, Answer::RecipientOk(routes)) => {
                 if let Some(tx) = &mut self.tx {
                     tx.rcpt_commands += 1;
-                    for r in routes {
-                        if !tx.recipients.iter().any(|have| have.route == r.route) {
-                            tx.recipients.push(r);
-                        }
-                    }
+                    add_recipients(&mut tx.recipients, routes);
                 }
                 self.reply(Reply::RECIPIENT_OK);
             }
@@ -298,7 +294,8 @@ impl Session {
         self.mode = Mode::Command;
     }
 
-    /// The user this session authenticated as.
+    /// The user this session authenticated as: the one record of the login,
+    /// which the driver asks for the sender, relay and From: rules.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
     }
