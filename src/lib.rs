@@ -18,6 +18,7 @@
 //! - [`control`]: the unix socket `tern queue` and `sendmail` talk over.
 //! - [`config`]: tern.toml → validated [`config::Config`] (file:line:col errors).
 //! - [`tls`]: certificates and rustls configurations.
+//! - [`live`]: what a reload swaps, as one value: config, TLS, DKIM signer.
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
 //! - [`clock`]: the injected clock.
 pub mod clock;
@@ -26,6 +27,7 @@ pub mod control;
 pub mod daemon;
 pub mod dkim;
 pub mod inbound;
+pub mod live;
 pub mod local;
 pub mod message;
 pub mod outbound;

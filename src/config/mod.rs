@@ -7,14 +7,12 @@
 //! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
 
 mod error;
-mod live;
 mod names;
 mod raw;
 mod units;
 mod validate;
 
 pub use error::{ConfigError, Place, Position};
-pub use live::Live;
 pub(crate) use names::{dns_name_problem, selector_problem};
 pub use units::{parse_duration, parse_size};
 

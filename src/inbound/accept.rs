@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Config;
 use crate::dkim::Signer;
+use crate::live::Snapshot;
 use crate::queue::{Body, QueueId, Spool, SpoolError};
 use crate::smtp::date::rfc5322;
 use crate::smtp::envelope::{local_received_header, received_header};
@@ -35,17 +35,18 @@ impl Origin {
     }
 }
 
-/// Queues a message. `sign`: DKIM-sign it (when its From: is one of our
-/// signing domains). Returns the queue id once the message is durable.
+/// Queues a message under the settings of `snapshot`. `sign`: DKIM-sign it
+/// (when its From: is one of our signing domains). Returns the queue id once
+/// the message is durable.
 pub async fn accept(
     spool: &Spool,
-    config: &Config,
-    signer: Option<&Arc<Signer>>,
+    snapshot: &Snapshot,
     envelope: Envelope,
     origin: Origin,
     body: Body,
     sign: bool,
 ) -> Result<QueueId, SpoolError> {
+    let (config, signer) = (&snapshot.config, snapshot.signer.as_ref());
     let id = spool.new_id();
     let now = spool.clock().now();
     let date = rfc5322(now);

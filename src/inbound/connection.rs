@@ -14,7 +14,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Role};
-use crate::dkim::Signer;
+use crate::live::Snapshot;
 use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
 use crate::smtp::{Action, Address, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
@@ -83,13 +83,12 @@ impl Conn {
 /// Everything a connection needs from the server.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    /// Config, certificate and DKIM signer, as they were when the client
+    /// connected: the session keeps them whatever a reload does.
+    pub snapshot: Arc<Snapshot>,
     pub role: Role,
     pub spool: Spool,
-    pub tls: Option<TlsAcceptor>,
     pub throttle: Arc<Throttle>,
-    /// DKIM-signs what authenticated users submit; `None` without `[dkim]`.
-    pub signer: Option<Arc<Signer>>,
     /// DNS for the checks on mail from other servers.
     pub resolver: Arc<dyn Resolver>,
     pub shutdown: watch::Receiver<bool>,
@@ -118,7 +117,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     if ctx.role == Role::Submissions {
         // RFC 8314 §3: TLS from the first byte. The handshake is the client's
         // first "command": it gets the command timeout.
-        let until = Instant::now() + ctx.config.limits.command_timeout;
+        let until = Instant::now() + ctx.snapshot.config.limits.command_timeout;
         match handshake(&ctx, conn, until).await {
             Some((c, d)) => {
                 conn = c;
@@ -127,9 +126,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
             None => return,
         }
     }
-    let session_config = Arc::new(session_config(&ctx.config, ctx.role, ctx.tls.is_some()));
+    let tls = ctx.snapshot.tls.is_some();
+    let session_config = Arc::new(session_config(&ctx.snapshot.config, ctx.role, tls));
     let session = Session::new(session_config, peer.ip(), tls_description);
-    let deadline = Instant::now() + ctx.config.limits.session_timeout;
+    let deadline = Instant::now() + ctx.snapshot.config.limits.session_timeout;
     let mut driver = Driver {
         deadline,
         ctx,
@@ -147,9 +147,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
 
 /// Runs the TLS handshake, giving up at `until`; `None` if it failed (logged).
 async fn handshake(ctx: &Context, conn: Conn, until: Instant) -> Option<(Conn, String)> {
-    let (Some(acceptor), Conn::Plain(tcp)) = (&ctx.tls, conn) else {
+    let (Some(tls), Conn::Plain(tcp)) = (&ctx.snapshot.tls, conn) else {
         return None;
     };
+    let acceptor = TlsAcceptor::from(tls.clone());
     let peer = tcp.peer_addr().ok();
     match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
@@ -183,7 +184,7 @@ struct Driver {
 
 impl Driver {
     async fn run(&mut self) {
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let limits = &config.limits;
         let mut buf = vec![0u8; READ_SIZE];
         // The command line being read: its number and the deadline set when
@@ -289,7 +290,7 @@ impl Driver {
                 }
                 Action::Check(Check::Recipient { to }) => {
                     let login = self.session.authenticated();
-                    let answer = policy::recipient(&self.ctx.config, login, to.as_ref());
+                    let answer = policy::recipient(&self.ctx.snapshot.config, login, to.as_ref());
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -303,7 +304,7 @@ impl Driver {
                     let conn = std::mem::replace(&mut self.conn, Conn::Gone);
                     // Invariant 5: no hidden limit. The handshake is held to
                     // the command timeout and the session's end, like a command.
-                    let limits = &self.ctx.config.limits;
+                    let limits = &self.ctx.snapshot.config.limits;
                     let until = self.deadline.min(Instant::now() + limits.command_timeout);
                     match handshake(&self.ctx, conn, until).await {
                         Some((conn, description)) => {
@@ -325,7 +326,7 @@ impl Driver {
     /// Answers a sender check: the policy's rules, then, for an anonymous
     /// sender on an mx listener, whether its domain exists in DNS.
     async fn check_sender(&mut self, from: Option<Address>) -> Answer {
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let login = self.session.authenticated();
         let answer = policy::sender(&config, login, from.as_ref());
         if answer != Answer::SenderOk || login.is_some() || self.ctx.role != Role::Mx {
@@ -364,7 +365,7 @@ impl Driver {
     /// login) and the cap on password checks running at once.
     async fn login(&mut self, login: String, password: String) -> Answer {
         let throttle = self.ctx.throttle.clone();
-        let key = auth::throttle_key(&self.ctx.config, &login);
+        let key = auth::throttle_key(&self.ctx.snapshot.config, &login);
         let peer = self.peer;
         let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
             Ok(attempt) => attempt,
@@ -380,7 +381,7 @@ impl Driver {
                 return Answer::Rejected(refusal.reply());
             }
         };
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let name = login.clone();
         // The permit goes with the check: it is held while argon2 runs, even
         // if this session ends meanwhile.
@@ -416,7 +417,7 @@ impl Driver {
             .ctx
             .spool
             .free_space()
-            .check(self.ctx.config.limits.free_space)
+            .check(self.ctx.snapshot.config.limits.free_space)
         {
             Ok(()) => true,
             Err(shortage) => {
@@ -457,30 +458,21 @@ impl Driver {
         // DESIGN invariant 7: a login's From: and Sender: are its own.
         let login = self.session.authenticated().map(str::to_owned);
         if let Some(user) = login.as_deref() {
-            let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
+            let checked =
+                senders::check_message(&self.ctx.snapshot.config, Sender::Login(user), &body);
             if let Err(e) = checked.await {
                 log::warn!("peer={} user={user} message refused: {e}", self.peer);
                 return Err(Reply::from(&e));
             }
         }
-        let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
+        let show_peer = self.ctx.role == Role::Mx || self.ctx.snapshot.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,
             show_peer,
         };
-        let signer = self.ctx.signer.as_ref();
         let sign = login.is_some();
-        match accept(
-            &self.ctx.spool,
-            &self.ctx.config,
-            signer,
-            tx.envelope,
-            origin,
-            body,
-            sign,
-        )
-        .await
-        {
+        let snapshot = &self.ctx.snapshot;
+        match accept(&self.ctx.spool, snapshot, tx.envelope, origin, body, sign).await {
             Ok(id) => Ok(id.to_string()),
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
@@ -499,7 +491,7 @@ impl Driver {
         if self.out.is_empty() {
             return Ok(());
         }
-        let limits = &self.ctx.config.limits;
+        let limits = &self.ctx.snapshot.config.limits;
         let until = self.deadline.min(Instant::now() + limits.command_timeout);
         let result = match tokio::time::timeout_at(until, self.conn.write_all(&self.out)).await {
             Ok(result) => result,

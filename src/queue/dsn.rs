@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{Config, Live};
+use crate::config::Config;
+use crate::live::Live;
 use crate::routing::directory::{self, Resolution};
 use crate::smtp::date::rfc5322;
 use crate::smtp::{Envelope, Recipient, Route};
@@ -70,7 +71,7 @@ impl Notifier {
             log::info!("queue_id={} no notification: the sender is <>", message.id);
             return Ok(());
         };
-        let config = self.live.get();
+        let config = self.live.config();
         let route = match directory::resolve(&config, Some(&sender)) {
             Resolution::Local(mut routes) if !routes.is_empty() => routes.remove(0).route,
             Resolution::Local(_) | Resolution::Unknown => {

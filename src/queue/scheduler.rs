@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::Live;
+use crate::live::Live;
 use crate::local;
 use crate::smtp::Route;
 
@@ -93,7 +93,7 @@ impl Scheduler {
 
     /// The retry schedule in force (read at each use, so a reload applies).
     fn retry(&self) -> RetryPolicy {
-        RetryPolicy::from(&self.config.get().queue)
+        RetryPolicy::from(&self.config.config().queue)
     }
 
     /// Adds the agent for remote recipients.
@@ -168,7 +168,7 @@ impl Scheduler {
         // Reading the message and its local deliveries are one blocking
         // task: one hand-off between threads instead of two.
         let spool = self.spool.clone();
-        let config = self.config.get();
+        let config = self.config.config();
         let read_and_deliver = tokio::task::spawn_blocking(move || {
             let loaded = spool.load(id)?;
             let outcomes = deliver_locally(&config, &loaded);
