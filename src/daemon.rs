@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::control::{self, ControlListener};
 use crate::dkim::{self, Signer};
 use crate::inbound::submit::Submitter;
@@ -35,6 +36,33 @@ use crate::systemd;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Messages delivered at the same time.
 const DELIVERY_CONCURRENCY: usize = 8;
+
+/// `tern serve`: logging, the runtime, then [`run`] with the config from
+/// `source` until SIGTERM or SIGINT.
+pub fn serve(source: &Source) -> ExitCode {
+    systemd::init_logging();
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(config, source.path().map(Path::to_path_buf))),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.

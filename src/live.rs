@@ -6,9 +6,11 @@
 //! snapshot is built whole before it is put in force ([`Snapshot::load`]):
 //! if any part of it fails, nothing changes.
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Source};
 use crate::dkim::Signer;
 use crate::tls::TlsError;
 
@@ -95,5 +97,29 @@ impl Live {
     pub fn replace(&self, snapshot: Snapshot) {
         crate::dkim::log_domains(snapshot.signer.as_deref());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+}
+
+/// `tern config check`: validates the config from `source` and the DKIM keys
+/// it names (what a start or a reload would refuse), and prints a one-line
+/// summary on stdout, or the first mistake (file:line:col) on stderr. `say`:
+/// also name the file in force and why it is the one (when none was given).
+pub fn check(source: &Source, say: bool) -> ExitCode {
+    match source
+        .load()
+        .and_then(|c| Signer::from_config(&c).map(|_| c))
+    {
+        Ok(config) => {
+            let origin = source.path().unwrap_or(Path::new("<embedded default>"));
+            println!("{}", config.summary(origin));
+            if say {
+                println!("in force: {source}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -10,9 +10,13 @@
 //! invariant 7: mail-auth's own `sign` reads the system clock, so we drive its
 //! lower-level pieces instead).
 //!
-//! - [`headers`]: header fields of a message, and the domain of its author.
 //! - [`keys`]: key files, key generation, the DNS records to publish.
+//! - [`command`]: `tern dkim keygen` and `tern dkim dns`.
+//!
+//! The header fields of a message (which go into `h=`, and the author's
+//! domain) are read with [`crate::message`].
 
+pub mod command;
 pub mod keys;
 
 use std::io::{self, Read};

@@ -4,7 +4,7 @@
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
 //! - [`policy`]: answers to the session's checks (recipients, relay rule).
 //! - [`limits`]: connection counting, one budget per listener role.
-//! - [`auth`]: password checks.
+//! - [`auth`]: password checks; [`passwd`]: `tern user passwd`.
 //! - [`throttle`]: failed logins per client and per login; the cap on
 //!   password checks running at once.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
@@ -18,6 +18,7 @@ pub mod accept;
 pub mod auth;
 pub mod connection;
 pub mod limits;
+pub mod passwd;
 pub mod policy;
 pub mod sender_domain;
 pub mod senders;

@@ -69,6 +69,15 @@ fn send_as(config: &Config, user: &str, address: &Address) -> bool {
         .any(|p| p.matches(&address.local, domain, config.recipient_delimiter))
 }
 
+/// The login of Unix user `uid` (from /etc/passwd), whom the rules for
+/// local senders apply to.
+pub fn login_of(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
 /// The envelope sender a local Unix user gets: `<login>@<hostname>`.
 pub fn local_default(config: &Config, login: &str) -> String {
     format!("{login}@{}", config.hostname)

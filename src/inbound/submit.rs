@@ -164,10 +164,7 @@ impl Submitter {
             return Err(SubmitError::Spool(SpoolError::Io(full)));
         }
         let uid = caller.uid.unwrap_or(u32::MAX);
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        let user = senders::login_of(uid);
         // The login the sender rules apply to; `None` for a privileged caller.
         let restricted = match (&user, caller.privileged) {
             (_, true) => None,
