@@ -20,11 +20,13 @@
 //! - [`tls`]: certificates and rustls configurations.
 //! - [`live`]: what a reload swaps, as one value: config, TLS, DKIM signer.
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
-//! - [`clock`]: the injected clock.
+//! - [`clock`]: the injected clock; [`date`]: RFC 5322 and ISO 8601 dates
+//!   of the times it gives.
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod date;
 pub mod dkim;
 pub mod inbound;
 pub mod live;

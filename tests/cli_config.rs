@@ -117,7 +117,12 @@ fn config_check_without_a_path_checks_the_one_in_force_and_says_which() {
     );
     // -c wins over TERN_CONFIG.
     let bad = repo_file("tests/configs/bad_role/tern.toml");
-    let given = tern_in(tern, dir.path(), Some(&reference), &["config", "check", "-c"]);
+    let given = tern_in(
+        tern,
+        dir.path(),
+        Some(&reference),
+        &["config", "check", "-c"],
+    );
     assert_eq!(given.status.code(), Some(2), "-c needs a value");
     let given = tern_in(
         tern,
@@ -155,7 +160,10 @@ fn every_command_finds_the_config_the_same_way() {
     // TERN_CONFIG alone: the running daemon answers each of them.
     let list = tern_in(tern, cwd.path(), Some(&config), &["queue", "list"]);
     assert_eq!(list.status.code(), Some(0), "{list:?}");
-    assert!(text(&list.stderr).is_empty(), "the daemon answered: {list:?}");
+    assert!(
+        text(&list.stderr).is_empty(),
+        "the daemon answered: {list:?}"
+    );
     let listed = tern_in(&mailq, cwd.path(), Some(&config), &[]);
     assert_eq!(listed.status.code(), Some(0), "{listed:?}");
     assert_eq!(listed.stdout, list.stdout);

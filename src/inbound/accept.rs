@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::date::rfc5322;
 use crate::dkim::Signer;
 use crate::live::Snapshot;
 use crate::queue::{Body, QueueId, Spool, SpoolError};
-use crate::smtp::date::rfc5322;
 use crate::smtp::envelope::{local_received_header, received_header};
 use crate::smtp::{Envelope, Trace};
 

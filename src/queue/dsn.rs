@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
+use crate::date::rfc5322;
 use crate::live::Live;
 use crate::routing::directory::{self, Resolution};
-use crate::smtp::date::rfc5322;
 use crate::smtp::{Envelope, Recipient, Route};
 
 use super::body::Body;

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::smtp::date::rfc5322;
+use crate::date::rfc5322;
 use crate::smtp::Route;
 
 use super::record::RcptStatus;

@@ -109,7 +109,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
             &sender
         },
         hostname: &hostname,
-        date: &crate::smtp::date::rfc5322(now),
+        date: &crate::date::rfc5322(now),
         unique: &unique,
     };
     let prepared = match prepare(&input, &inv, &defaults) {
