@@ -3,12 +3,12 @@
 //! /etc/tern/tern.toml when it exists, else the embedded default with
 //! ./tern-data.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{tern_bin, TestServer};
+use support::{tern_bin, TestServer};
 
 fn tern_config_check(path: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))

@@ -4,9 +4,9 @@
 //! the running `tern` process (peak RSS from /proc, bytes on disk) or the
 //! time until it drops the connection.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -3,7 +3,6 @@
 //! scheduler and SMTP client, a real DNS server on loopback, and a
 //! programmable remote server (tests/support/sink.rs) on loopback.
 
-mod common;
 mod support;
 
 use std::sync::Arc;

@@ -3,13 +3,12 @@
 //! certificate (and refusal when it cannot be verified), and a smarthost on
 //! port 465 with AUTH.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::TestServer;
+use support::TestServer;
 use support::dns::DnsServer;
 use tern::clock::SystemClock;
 use tern::config::{Config, Credentials, DomainRoute, Smarthost, SmarthostTls, TlsPolicy};

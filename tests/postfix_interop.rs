@@ -18,7 +18,6 @@
 //!
 //! Each test skips, loudly, only when Postfix is not installed.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
@@ -137,7 +136,7 @@ impl Mta {
         let dir = self.data_dir.join("mail/bob/new");
         let deadline = tokio::time::Instant::now() + DELIVERY;
         loop {
-            let mail = common::read_maildir(&dir);
+            let mail = support::read_maildir(&dir);
             if mail.len() >= n {
                 return mail
                     .iter()
@@ -636,7 +635,7 @@ async fn postfix_replies_are_classified_per_recipient_one_by_one() {
 #[test]
 fn postfix_relays_to_tern_intact() {
     Postfix::require("postfix_relays_to_tern_intact");
-    let tern = common::TestServer::start("");
+    let tern = support::TestServer::start("");
     let mut options = PostfixOptions::new("127.0.0.23", "pf.test");
     options.relays = vec![format!("example.org={}", tern.mx())];
     options.settings = vec![
@@ -656,7 +655,7 @@ fn postfix_relays_to_tern_intact() {
         &["me@example.org"],
     ];
     let started = std::time::Instant::now();
-    let mut c = common::Client::connect(postfix.addr);
+    let mut c = support::Client::connect(postfix.addr);
     assert!(c.command("EHLO client.pf.test").starts_with("250"));
     for (message, to) in messages.iter().zip(rcpts) {
         let body = if message.eight_bit {
@@ -690,7 +689,7 @@ fn postfix_relays_to_tern_intact() {
         (&me, &messages[2], "me@example.org"),
     ] {
         let copy = find(files, message);
-        let tern_trace_len = copy.len() - common::strip_trace(copy).len();
+        let tern_trace_len = copy.len() - support::strip_trace(copy).len();
         let tern_trace = String::from_utf8_lossy(&copy[..tern_trace_len]);
         assert!(
             tern_trace.starts_with(&format!(
@@ -702,7 +701,7 @@ fn postfix_relays_to_tern_intact() {
             tern_trace.contains("by mx.example.org (tern) with ESMTPS (TLSv1.3"),
             "Postfix used STARTTLS with tern: {tern_trace}"
         );
-        let (postfix_trace, rest) = split_postfix_trace(common::strip_trace(copy));
+        let (postfix_trace, rest) = split_postfix_trace(support::strip_trace(copy));
         assert!(
             postfix_trace.starts_with("Received: from client.pf.test (")
                 && postfix_trace.contains("by postfix.pf.test (Postfix) with ESMTP id "),

@@ -13,10 +13,9 @@
 //! `[[route]]` to its IP address) is printed escaped by list, show, their
 //! `--json` and mailq.
 
-mod common;
 mod support;
 
-use common::*;
+use support::*;
 use std::path::Path;
 use std::time::Duration;
 use support::sink::{Sink, SinkOptions, HOSTILE_TEXT};

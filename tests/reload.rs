@@ -2,9 +2,9 @@
 //! sessions, open sessions keep going, and a broken file is refused with the
 //! old configuration still serving.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 use std::time::{Duration, Instant};
 
 fn wait_for_log(server: &TestServer, needle: &str) {

@@ -4,13 +4,12 @@
 //! never answers costs at most `[mx] dns_timeout` and gets 450 4.1.8, without
 //! holding up other sessions; exempt domains and `<>` are not looked up.
 
-mod common;
 mod support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use support::dns::DnsServer;
 
 fn dns() -> DnsServer {

@@ -1,9 +1,9 @@
 //! The shortest end-to-end path: one message over the real listener lands in
 //! the Maildir, byte for byte after our trace headers.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 use std::time::Duration;
 
 #[test]

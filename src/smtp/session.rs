@@ -212,11 +212,6 @@ impl Session {
         matches!(self.mode, Mode::Data(_) | Mode::Chunk { .. })
     }
 
-    /// True when the session is over.
-    pub fn is_closed(&self) -> bool {
-        self.mode == Mode::Closed && self.actions.is_empty()
-    }
-
     /// The next thing to do, or `None` when more input (or an answer) is needed.
     pub fn next_action(&mut self) -> Option<Action> {
         loop {
