@@ -19,11 +19,11 @@ mod support;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use support::TestServer;
 use support::burst::{
     self, audit, count_files, verdict, Attempt, Tally, Target, Verdict, Workload,
 };
 use support::rng::Rng;
+use support::TestServer;
 
 /// One crash test at a time.
 fn serial() -> MutexGuard<'static, ()> {

@@ -24,10 +24,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::{tern_bin, TestServer};
 use support::delivered::wait_for_queue_id;
 use support::dkimpy::{dkimpy, require_dkimpy};
 use support::peers::{fixture, run, unique_file, Run, PEER_TIMEOUT, PYTHON};
+use support::{tern_bin, TestServer};
 use tern::dkim::keys::{keygen, DomainKeys, KeyKind};
 use tern::dkim::Signer;
 

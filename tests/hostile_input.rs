@@ -6,11 +6,11 @@
 
 mod support;
 
-use support::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::*;
 
 /// A value in kB from /proc/PID/status (`VmRSS`, `VmHWM`).
 fn status_kb(pid: u32, field: &str) -> u64 {

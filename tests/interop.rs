@@ -26,9 +26,9 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::TestServer;
 use support::delivered::{check, wait_for_queue_id, Expected};
 use support::peers::{python_send, run, swaks, unique_file, PythonSend, PEER_TIMEOUT};
+use support::TestServer;
 
 const SENDER: &str = "sender@client.example";
 const HELO: &str = "client.example";

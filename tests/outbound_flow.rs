@@ -12,14 +12,8 @@ use support::dns::DnsServer;
 use support::sink::{Sink, SinkOptions};
 use tern::clock::{Clock, ManualClock};
 use tern::config::Config;
-use tern::live::Live;
-use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
-use tern::queue::{Body, QueueId, RcptStatus, Spool, SpoolOptions};
+use tern::queue::{Body, QueueId, RcptStatus, Spool};
 use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
 
 const CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -32,13 +26,13 @@ role = "mx"
 name = "bob"
 "#;
 
-/// One in-process tern: spool, scheduler, outbound agent, bouncer.
+/// One in-process tern ([`support::mta`]) on a clock the test moves.
 struct Mta {
     _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     clock: Arc<ManualClock>,
     config: Arc<Config>,
-    stop: watch::Sender<bool>,
 }
 
 impl Mta {
@@ -49,49 +43,22 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(2);
         config.relay.command_timeout = Duration::from_secs(10);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool =
-            Spool::open(&config.spool_dir(), clock.clone(), SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let queue = support::mta::Mta::start(config, clock.clone(), 4);
         Mta {
             _dir: dir,
-            spool,
+            spool: queue.spool.clone(),
+            config: queue.config.clone(),
+            queue,
             clock,
-            config: Arc::new(config),
-            stop,
         }
     }
 
     async fn send(&self, from: &str, to: &[&str], content: &str) -> QueueId {
-        let envelope = Envelope {
-            sender: Some(Address::parse(from).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: false,
-            smtputf8: false,
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                Vec::new(),
-                Body::from_bytes(content.as_bytes().to_vec()),
-            )
+        let content = content.as_bytes().to_vec();
+        self.queue
+            .queue(Some(from), to, Vec::new(), content, false)
             .await
-            .unwrap();
-        id
     }
 
     /// Moves the clock and lets the scheduler see it.
@@ -132,12 +99,6 @@ impl Mta {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("bob has {} message(s), expected {n}", self.bob_mail().len());
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 

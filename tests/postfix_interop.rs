@@ -27,14 +27,7 @@ use support::dns::DnsServer;
 use support::postfix::{split_postfix_trace, Postfix, PostfixOptions};
 use tern::clock::ManualClock;
 use tern::config::Config;
-use tern::live::Live;
-use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
-use tern::queue::{Body, QueueId, Spool, SpoolOptions};
-use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
+use tern::queue::{QueueId, Spool};
 
 const TERN_CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -50,13 +43,13 @@ name = "bob"
 /// How long a message may take from tern's queue into Postfix's Maildir.
 const DELIVERY: Duration = Duration::from_secs(60);
 
-/// One in-process tern that relays by MX: spool, scheduler, outbound agent.
+/// One in-process tern that relays by MX ([`support::mta`]).
 struct Mta {
-    _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     /// Where bob's Maildir is (bounces come to him).
     data_dir: std::path::PathBuf,
-    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
 }
 
 impl Mta {
@@ -67,20 +60,14 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(5);
         config.relay.command_timeout = Duration::from_secs(30);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool = Spool::open(&config.spool_dir(), clock, SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let data_dir = config.data_dir.clone();
+        let queue = support::mta::Mta::start(config, clock, 4);
         Mta {
+            spool: queue.spool.clone(),
+            queue,
+            data_dir,
             _dir: dir,
-            spool,
-            data_dir: config.data_dir.clone(),
-            stop,
         }
     }
 
@@ -92,29 +79,10 @@ impl Mta {
 
     /// The same from `sender` (`None`: the null sender of bounces).
     async fn send_from(&self, sender: Option<&str>, to: &[&str], message: &Message) -> QueueId {
-        let envelope = Envelope {
-            sender: sender.map(|s| Address::parse(s).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: message.eight_bit,
-            smtputf8: to.iter().any(|r| !r.is_ascii()),
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                message.prepend.clone(),
-                Body::from_bytes(message.content.clone()),
-            )
+        let (prepend, content) = (message.prepend.clone(), message.content.clone());
+        self.queue
+            .queue(sender, to, prepend, content, message.eight_bit)
             .await
-            .unwrap();
-        id
     }
 
     /// Waits (bounded) until `check` holds.
@@ -169,12 +137,6 @@ impl Mta {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 

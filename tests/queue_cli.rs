@@ -15,10 +15,10 @@
 
 mod support;
 
-use support::*;
 use std::path::Path;
 use std::time::Duration;
 use support::sink::{Sink, SinkOptions, HOSTILE_TEXT};
+use support::*;
 
 /// A user whose Maildir lies under a plain file: delivery to it is deferred.
 const STUCK_USER: &str = r#"

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::TestServer;
 use support::dns::DnsServer;
+use support::TestServer;
 
 const PASSWORD: &str = "correct horse";
 

@@ -4,8 +4,8 @@
 
 mod support;
 
-use support::*;
 use std::time::{Duration, Instant};
+use support::*;
 
 fn wait_for_log(server: &TestServer, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -9,8 +9,8 @@ mod support;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::*;
 use support::dns::DnsServer;
+use support::*;
 
 fn dns() -> DnsServer {
     let dns = DnsServer::start();

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{tern_bin, TestServer};
 use support::dkimpy::{dkimpy, require_dkimpy};
 use support::dns::DnsServer;
 use support::sink::{Sink, SinkOptions};
+use support::{tern_bin, TestServer};
 
 /// Runs sendmail (as `tern sendmail` or through a `sendmail` symlink) with
 /// `input` on stdin; returns (exit code, stderr).

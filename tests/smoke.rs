@@ -3,8 +3,8 @@
 
 mod support;
 
-use support::*;
 use std::time::Duration;
+use support::*;
 
 #[test]
 fn one_message_reaches_the_maildir() {

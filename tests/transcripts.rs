@@ -70,11 +70,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::transcript_lang as lang;
-use support::{strip_trace, TestServer};
 use lang::{parse, show, Kind, Step};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use support::transcript_lang as lang;
+use support::{strip_trace, TestServer};
 
 /// One test per transcript file; `LISTED` names them all.
 macro_rules! transcripts {

@@ -33,6 +33,15 @@ impl Origin {
             Origin::Local { uid, .. } => format!("uid={uid}"),
         }
     }
+
+    /// The log's structured `peer` field: the client's address, or
+    /// `local uid=N` for sendmail.
+    fn peer(&self) -> String {
+        match self {
+            Origin::Smtp { trace, .. } => trace.peer.to_string(),
+            Origin::Local { uid, .. } => format!("local uid={uid}"),
+        }
+    }
 }
 
 /// Queues a message under the settings of `snapshot`. `sign`: DKIM-sign it
@@ -94,10 +103,7 @@ pub async fn accept(
     let rcpts = envelope.recipients.len();
     let size = body.len;
     spool.enqueue(id, envelope, prepend, body).await?;
-    // PEER is the client's address, or `local uid N` for sendmail.
-    let peer = who
-        .strip_prefix("peer=")
-        .map_or_else(|| format!("local {who}"), str::to_string);
+    let peer = origin.peer();
     log::info!(
         queue_id:% = id, peer = peer.as_str(), action = "queued";
         "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued"

@@ -15,6 +15,8 @@
 //!   trace headers and the bytes after them.
 //! - [`mailer`]: a tolerant pipelining SMTP client for crash tests: it never
 //!   panics on a dead server, it reports what the server said.
+//! - [`mta`]: one tern in-process (spool, scheduler, relay agent,
+//!   bouncer), for the delivery tests.
 //! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
 //! - [`transcript_lang`]: the language of the SMTP transcripts under
 //!   `tests/transcripts/`.
@@ -27,6 +29,7 @@ pub mod dkimpy;
 pub mod dns;
 pub mod harness;
 pub mod mailer;
+pub mod mta;
 pub mod peers;
 pub mod postfix;
 pub mod rng;
