@@ -2,7 +2,8 @@
 //! connection limits, and runs one [`connection`] driver per client.
 //!
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
-//! - [`policy`]: answers to the session's checks (recipients, relay rule).
+//! - [`policy`]: answers to the session's sender and recipient checks (the
+//!   relay rule itself is [`crate::routing`]'s).
 //! - [`limits`]: connection counting, one budget per listener role.
 //! - [`auth`]: password checks; [`passwd`]: `tern user passwd`.
 //! - [`throttle`]: failed logins per client and per login; the cap on
