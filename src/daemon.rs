@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +18,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, Live};
+use crate::config::{Config, Source};
 use crate::control::{self, ControlListener};
-use crate::dkim::{self, LiveSigner, Signer};
+use crate::dkim::{self, Signer};
 use crate::inbound::submit::Submitter;
-use crate::inbound::{Server, Shared};
-use crate::local::{self, Maildirs};
+use crate::inbound::Server;
+use crate::live::{Live, Snapshot};
+use crate::local::Maildirs;
 use crate::outbound::resolver::{HickoryResolver, Resolver};
 use crate::outbound::Outbound;
 use crate::queue::admin::Admin;
@@ -35,6 +37,33 @@ use crate::systemd;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Messages delivered at the same time.
 const DELIVERY_CONCURRENCY: usize = 8;
+
+/// `tern serve`: logging, the runtime, then [`run`] with the config from
+/// `source` until SIGTERM or SIGINT.
+pub fn serve(source: &Source) -> ExitCode {
+    systemd::init_logging();
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(config, source.path().map(Path::to_path_buf))),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.
@@ -55,20 +84,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
-    let signer = Arc::new(LiveSigner::new(signer));
     write_dovecot_users(&config);
-    let live = Arc::new(Live::new(config));
+    let live = Arc::new(Live::new(Snapshot::new(config, Some(tls), signer)));
     // One resolver for the checks on incoming mail and for delivery.
-    let resolver: Arc<dyn Resolver> =
-        Arc::new(HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?);
-    let server = Server::bind(
-        live.clone(),
-        spool.clone(),
-        Some(tls),
-        signer.clone(),
-        resolver.clone(),
-    )
-    .await?;
+    let resolver: Arc<dyn Resolver> = Arc::new(
+        HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,
+    );
+    let server = Server::bind(live.clone(), spool.clone(), resolver.clone()).await?;
     let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0; under
@@ -83,7 +105,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
-    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone(), signer.clone()));
+    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone()));
     let local_submit = submit_listener()?.map(|listener| {
         log::info!(
             "submission socket for local users on {}",
@@ -92,7 +114,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()))
     });
     let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
-    let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
     if let Some(every) = systemd::watchdog_interval() {
@@ -109,7 +130,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => match &path {
-                Some(path) => reload(path, &live, &shared),
+                Some(path) => reload(path, &live),
                 None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
             },
         }
@@ -147,7 +168,7 @@ pub fn delivery(
     let notifier = Arc::new(Notifier::new(
         spool.clone(),
         live.clone(),
-        Arc::new(local::route_of),
+        Arc::new(crate::routing::route_of),
     ));
     let scheduler = Scheduler::new(
         spool.clone(),
@@ -191,22 +212,19 @@ fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
     Ok(Some(listener))
 }
 
-/// SIGHUP: re-reads the config file, the certificates and the DKIM keys.
-/// Sessions already open keep the config they started with; new ones get the
-/// new one. A config that does not validate (or certificates or keys that do
-/// not load) changes nothing.
-fn reload(path: &Path, live: &Live, shared: &Shared) {
+/// SIGHUP: re-reads the config file, the certificates and the DKIM keys, and
+/// puts them in force together as one [`Snapshot`]. Sessions already open
+/// keep the snapshot they started with; new ones get the new one. A config
+/// that does not validate (or certificates or keys that do not load) changes
+/// nothing.
+fn reload(path: &Path, live: &Live) {
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
-        .and_then(|config| {
-            let tls = crate::tls::server_config(&config).map_err(|e| e.to_string())?;
-            let signer = Signer::from_config(&config).map_err(|e| e.to_string())?;
-            Ok((config, tls, signer))
-        });
+        .and_then(|config| Snapshot::load(config).map_err(|e| e.to_string()));
     match outcome {
-        Ok((config, tls, signer)) => {
-            let old = live.get();
+        Ok(snapshot) => {
+            let (old, config) = (live.config(), &snapshot.config);
             for (what, changed) in [
                 ("listeners", old.listeners != config.listeners),
                 ("data_dir", old.data_dir != config.data_dir),
@@ -222,10 +240,8 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
                 }
             }
             let summary = config.summary(path);
-            write_dovecot_users(&config);
-            live.replace(config);
-            *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
-            shared.signer.replace(signer);
+            write_dovecot_users(config);
+            live.replace(snapshot);
             log::info!("reloaded: {summary}");
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
         }

@@ -14,17 +14,16 @@
 //! time (they measure timing on a 2-core machine) and each is bounded
 //! (about 10–30 s).
 
-mod common;
 mod support;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use support::burst::{
     self, audit, count_files, verdict, Attempt, Tally, Target, Verdict, Workload,
 };
 use support::rng::Rng;
+use support::TestServer;
 
 /// One crash test at a time.
 fn serial() -> MutexGuard<'static, ()> {
@@ -352,7 +351,7 @@ fn sigterm_with_messages_queued_keeps_them_for_the_next_start() {
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert!(c.command("QUIT").starts_with("221"));
     let mine = server.wait_for_messages("me", 1, Duration::from_secs(10));
-    assert_eq!(common::strip_trace(&mine[0]), data);
+    assert_eq!(support::strip_trace(&mine[0]), data);
     // Each of the 4 messages had its attempt, deferred.
     wait_for_log(
         &server,

@@ -9,7 +9,6 @@
 //! processes as root, and its auth process reads the users file through the
 //! group.
 
-mod common;
 mod support;
 
 use std::net::TcpListener;
@@ -17,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use support::peers::{run, PYTHON};
+use support::*;
 
 const NOBODY: u32 = 65534;
 

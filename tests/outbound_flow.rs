@@ -3,7 +3,6 @@
 //! scheduler and SMTP client, a real DNS server on loopback, and a
 //! programmable remote server (tests/support/sink.rs) on loopback.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
@@ -12,11 +11,9 @@ use std::time::{Duration, SystemTime};
 use support::dns::DnsServer;
 use support::sink::{Sink, SinkOptions};
 use tern::clock::{Clock, ManualClock};
-use tern::config::{Config, Live};
-use tern::outbound::resolver::HickoryResolver;
-use tern::queue::{Body, QueueId, RcptStatus, Spool, SpoolOptions};
+use tern::config::Config;
+use tern::queue::{Body, QueueId, RcptStatus, Spool};
 use tern::smtp::{Address, EnhancedCode, Envelope, Recipient, Route};
-use tokio::sync::watch;
 
 const CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -29,13 +26,13 @@ role = "mx"
 name = "bob"
 "#;
 
-/// One in-process tern: spool, scheduler, outbound agent, bouncer.
+/// One in-process tern ([`support::mta`]) on a clock the test moves.
 struct Mta {
     _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     clock: Arc<ManualClock>,
     config: Arc<Config>,
-    stop: watch::Sender<bool>,
 }
 
 impl Mta {
@@ -46,47 +43,22 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(2);
         config.relay.command_timeout = Duration::from_secs(10);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool =
-            Spool::open(&config.spool_dir(), clock.clone(), SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let (scheduler, _) = tern::daemon::delivery(&spool, &live, Arc::new(resolver), 4);
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let queue = support::mta::Mta::start(config, clock.clone(), 4);
         Mta {
             _dir: dir,
-            spool,
+            spool: queue.spool.clone(),
+            config: queue.config.clone(),
+            queue,
             clock,
-            config: Arc::new(config),
-            stop,
         }
     }
 
     async fn send(&self, from: &str, to: &[&str], content: &str) -> QueueId {
-        let envelope = Envelope {
-            sender: Some(Address::parse(from).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: false,
-            smtputf8: false,
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                Vec::new(),
-                Body::from_bytes(content.as_bytes().to_vec()),
-            )
+        let content = content.as_bytes().to_vec();
+        self.queue
+            .queue(Some(from), to, Vec::new(), content, false)
             .await
-            .unwrap();
-        id
     }
 
     /// Moves the clock and lets the scheduler see it.
@@ -127,12 +99,6 @@ impl Mta {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("bob has {} message(s), expected {n}", self.bob_mail().len());
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 

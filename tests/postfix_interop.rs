@@ -18,7 +18,6 @@
 //!
 //! Each test skips, loudly, only when Postfix is not installed.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
@@ -27,11 +26,8 @@ use std::time::{Duration, SystemTime};
 use support::dns::DnsServer;
 use support::postfix::{split_postfix_trace, Postfix, PostfixOptions};
 use tern::clock::ManualClock;
-use tern::config::{Config, Live};
-use tern::outbound::resolver::HickoryResolver;
-use tern::queue::{Body, QueueId, Spool, SpoolOptions};
-use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
+use tern::config::Config;
+use tern::queue::{QueueId, Spool};
 
 const TERN_CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -47,13 +43,13 @@ name = "bob"
 /// How long a message may take from tern's queue into Postfix's Maildir.
 const DELIVERY: Duration = Duration::from_secs(60);
 
-/// One in-process tern that relays by MX: spool, scheduler, outbound agent.
+/// One in-process tern that relays by MX ([`support::mta`]).
 struct Mta {
-    _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     /// Where bob's Maildir is (bounces come to him).
     data_dir: std::path::PathBuf,
-    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
 }
 
 impl Mta {
@@ -64,18 +60,14 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(5);
         config.relay.command_timeout = Duration::from_secs(30);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool = Spool::open(&config.spool_dir(), clock, SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let (scheduler, _) = tern::daemon::delivery(&spool, &live, Arc::new(resolver), 4);
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let data_dir = config.data_dir.clone();
+        let queue = support::mta::Mta::start(config, clock, 4);
         Mta {
+            spool: queue.spool.clone(),
+            queue,
+            data_dir,
             _dir: dir,
-            spool,
-            data_dir: config.data_dir.clone(),
-            stop,
         }
     }
 
@@ -87,29 +79,10 @@ impl Mta {
 
     /// The same from `sender` (`None`: the null sender of bounces).
     async fn send_from(&self, sender: Option<&str>, to: &[&str], message: &Message) -> QueueId {
-        let envelope = Envelope {
-            sender: sender.map(|s| Address::parse(s).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: message.eight_bit,
-            smtputf8: to.iter().any(|r| !r.is_ascii()),
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                message.prepend.clone(),
-                Body::from_bytes(message.content.clone()),
-            )
+        let (prepend, content) = (message.prepend.clone(), message.content.clone());
+        self.queue
+            .queue(sender, to, prepend, content, message.eight_bit)
             .await
-            .unwrap();
-        id
     }
 
     /// Waits (bounded) until `check` holds.
@@ -131,7 +104,7 @@ impl Mta {
         let dir = self.data_dir.join("mail/bob/new");
         let deadline = tokio::time::Instant::now() + DELIVERY;
         loop {
-            let mail = common::read_maildir(&dir);
+            let mail = support::read_maildir(&dir);
             if mail.len() >= n {
                 return mail
                     .iter()
@@ -164,12 +137,6 @@ impl Mta {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 
@@ -630,7 +597,7 @@ async fn postfix_replies_are_classified_per_recipient_one_by_one() {
 #[test]
 fn postfix_relays_to_tern_intact() {
     Postfix::require("postfix_relays_to_tern_intact");
-    let tern = common::TestServer::start("");
+    let tern = support::TestServer::start("");
     let mut options = PostfixOptions::new("127.0.0.23", "pf.test");
     options.relays = vec![format!("example.org={}", tern.mx())];
     options.settings = vec![
@@ -650,7 +617,7 @@ fn postfix_relays_to_tern_intact() {
         &["me@example.org"],
     ];
     let started = std::time::Instant::now();
-    let mut c = common::Client::connect(postfix.addr);
+    let mut c = support::Client::connect(postfix.addr);
     assert!(c.command("EHLO client.pf.test").starts_with("250"));
     for (message, to) in messages.iter().zip(rcpts) {
         let body = if message.eight_bit {
@@ -684,7 +651,7 @@ fn postfix_relays_to_tern_intact() {
         (&me, &messages[2], "me@example.org"),
     ] {
         let copy = find(files, message);
-        let tern_trace_len = copy.len() - common::strip_trace(copy).len();
+        let tern_trace_len = copy.len() - support::strip_trace(copy).len();
         let tern_trace = String::from_utf8_lossy(&copy[..tern_trace_len]);
         assert!(
             tern_trace.starts_with(&format!(
@@ -696,7 +663,7 @@ fn postfix_relays_to_tern_intact() {
             tern_trace.contains("by mx.example.org (tern) with ESMTPS (TLSv1.3"),
             "Postfix used STARTTLS with tern: {tern_trace}"
         );
-        let (postfix_trace, rest) = split_postfix_trace(common::strip_trace(copy));
+        let (postfix_trace, rest) = split_postfix_trace(support::strip_trace(copy));
         assert!(
             postfix_trace.starts_with("Received: from client.pf.test (")
                 && postfix_trace.contains("by postfix.pf.test (Postfix) with ESMTP id "),

@@ -4,15 +4,14 @@
 //! submits on port 587 with AUTH (whose Received: keeps the client's address
 //! private unless `[submission] trace = true`).
 
-mod common;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestServer;
 use support::dns::DnsServer;
+use support::TestServer;
 
 const PASSWORD: &str = "correct horse";
 

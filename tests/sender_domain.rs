@@ -4,14 +4,13 @@
 //! never answers costs at most `[mx] dns_timeout` and gets 450 4.1.8, without
 //! holding up other sessions; exempt domains and `<>` are not looked up.
 
-mod common;
 mod support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::*;
 use support::dns::DnsServer;
+use support::*;
 
 fn dns() -> DnsServer {
     let dns = DnsServer::start();

@@ -3,19 +3,20 @@
 //! never re-checks it ("parse, don't validate"). Errors carry `file:line:col` and
 //! what was expected ([`ConfigError`]).
 //!
-//! The reference file `config/tern.toml` documents every key; the embedded default
-//! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
+//! The reference file `config/tern.toml` documents every key; which file a
+//! command uses is [`Source`]'s rule, and the embedded default it falls back
+//! to is [`DEFAULT_TOML`].
 
 mod error;
-mod live;
 mod names;
 mod raw;
+mod source;
 mod units;
 mod validate;
 
 pub use error::{ConfigError, Place, Position};
-pub use live::Live;
 pub(crate) use names::{dns_name_problem, selector_problem};
+pub use source::{Source, CONFIG_ENV, SYSTEM_CONFIG};
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;

@@ -32,7 +32,7 @@ const DEFAULT_DELIMITER: char = '+';
 
 /// Turns the raw file into a [`Config`], or reports the first rule it breaks.
 /// `text` and `origin` are what `raw` was parsed from, for positions and paths.
-pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let check = Checker {
         text,
         origin,

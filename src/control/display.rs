@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::date::rfc5322;
 use crate::queue::listing::{Headers, MessageDetails, MessageSummary, RecipientState};
 use crate::queue::spool::{from_millis, millis};
 use crate::queue::Diagnostic;
-use crate::smtp::date::rfc5322;
 
 /// The list shows at most this many pending recipients under a message.
 const LIST_RECIPIENTS: usize = 5;

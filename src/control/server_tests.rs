@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::config::{Config, Live};
+use crate::config::Config;
 use crate::control::Client;
+use crate::live::Live;
 use crate::queue::dsn::Notifier;
 use crate::queue::listing::RecipientState;
 use crate::queue::{Body, QueueId, Spool, SpoolOptions};
@@ -38,11 +39,7 @@ async fn daemon() -> Daemon {
             Arc::new(|_: &Config, _: &Address| None),
         )),
     ));
-    let submitter = Arc::new(crate::inbound::submit::Submitter::new(
-        live,
-        spool.clone(),
-        Default::default(),
-    ));
+    let submitter = Arc::new(crate::inbound::submit::Submitter::new(live, spool.clone()));
     let socket = dir.path().join("control.sock");
     let listener = ControlListener::bind(&socket).unwrap();
     let (stop, stopped) = watch::channel(false);

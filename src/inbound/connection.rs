@@ -14,13 +14,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Role};
-use crate::dkim::Signer;
+use crate::live::Snapshot;
 use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
-use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
+use crate::smtp::{Action, Address, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
 use super::accept::{accept, Origin};
 use super::auth;
-use super::policy::{self, ClientContext};
+use super::policy;
 use super::sender_domain;
 use super::senders::{self, Sender};
 use super::throttle::Throttle;
@@ -83,13 +83,12 @@ impl Conn {
 /// Everything a connection needs from the server.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    /// Config, certificate and DKIM signer, as they were when the client
+    /// connected: the session keeps them whatever a reload does.
+    pub snapshot: Arc<Snapshot>,
     pub role: Role,
     pub spool: Spool,
-    pub tls: Option<TlsAcceptor>,
     pub throttle: Arc<Throttle>,
-    /// DKIM-signs what authenticated users submit; `None` without `[dkim]`.
-    pub signer: Option<Arc<Signer>>,
     /// DNS for the checks on mail from other servers.
     pub resolver: Arc<dyn Resolver>,
     pub shutdown: watch::Receiver<bool>,
@@ -118,7 +117,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     if ctx.role == Role::Submissions {
         // RFC 8314 §3: TLS from the first byte. The handshake is the client's
         // first "command": it gets the command timeout.
-        let until = Instant::now() + ctx.config.limits.command_timeout;
+        let until = Instant::now() + ctx.snapshot.config.limits.command_timeout;
         match handshake(&ctx, conn, until).await {
             Some((c, d)) => {
                 conn = c;
@@ -127,9 +126,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
             None => return,
         }
     }
-    let session_config = Arc::new(session_config(&ctx.config, ctx.role, ctx.tls.is_some()));
+    let tls = ctx.snapshot.tls.is_some();
+    let session_config = Arc::new(session_config(&ctx.snapshot.config, ctx.role, tls));
     let session = Session::new(session_config, peer.ip(), tls_description);
-    let deadline = Instant::now() + ctx.config.limits.session_timeout;
+    let deadline = Instant::now() + ctx.snapshot.config.limits.session_timeout;
     let mut driver = Driver {
         deadline,
         ctx,
@@ -139,7 +139,6 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         out: Vec::with_capacity(512),
         body: None,
         body_failed: None,
-        client: ClientContext::default(),
     };
     driver.run().await;
     // A TLS close_notify is a write too: bounded like the last reply.
@@ -148,9 +147,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
 
 /// Runs the TLS handshake, giving up at `until`; `None` if it failed (logged).
 async fn handshake(ctx: &Context, conn: Conn, until: Instant) -> Option<(Conn, String)> {
-    let (Some(acceptor), Conn::Plain(tcp)) = (&ctx.tls, conn) else {
+    let (Some(tls), Conn::Plain(tcp)) = (&ctx.snapshot.tls, conn) else {
         return None;
     };
+    let acceptor = TlsAcceptor::from(tls.clone());
     let peer = tcp.peer_addr().ok();
     match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
@@ -180,12 +180,11 @@ struct Driver {
     /// Writing the body failed (with this error): the message must not be
     /// queued.
     body_failed: Option<std::io::ErrorKind>,
-    client: ClientContext,
 }
 
 impl Driver {
     async fn run(&mut self) {
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let limits = &config.limits;
         let mut buf = vec![0u8; READ_SIZE];
         // The command line being read: its number and the deadline set when
@@ -281,13 +280,17 @@ impl Driver {
                     let answer = self.login(user, password).await;
                     self.session.answer(answer);
                 }
-                Action::Check(check) => {
-                    let answer = match check {
-                        Check::Sender { .. } if !self.room_for_mail() => {
-                            Answer::Rejected(Reply::INSUFFICIENT_STORAGE)
-                        }
-                        check => self.check(check).await,
-                    };
+                Action::Check(Check::Sender { .. }) if !self.room_for_mail() => {
+                    self.session
+                        .answer(Answer::Rejected(Reply::INSUFFICIENT_STORAGE));
+                }
+                Action::Check(Check::Sender { from }) => {
+                    let answer = self.check_sender(from).await;
+                    self.session.answer(answer);
+                }
+                Action::Check(Check::Recipient { to }) => {
+                    let login = self.session.authenticated();
+                    let answer = policy::recipient(&self.ctx.snapshot.config, login, to.as_ref());
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
@@ -301,7 +304,7 @@ impl Driver {
                     let conn = std::mem::replace(&mut self.conn, Conn::Gone);
                     // Invariant 5: no hidden limit. The handshake is held to
                     // the command timeout and the session's end, like a command.
-                    let limits = &self.ctx.config.limits;
+                    let limits = &self.ctx.snapshot.config.limits;
                     let until = self.deadline.min(Instant::now() + limits.command_timeout);
                     match handshake(&self.ctx, conn, until).await {
                         Some((conn, description)) => {
@@ -320,16 +323,13 @@ impl Driver {
         true
     }
 
-    /// Answers a sender or recipient check: the policy's rules, then, for a
+    /// Answers a sender check: the policy's rules, then, for an anonymous
     /// sender on an mx listener, whether its domain exists in DNS.
-    async fn check(&mut self, check: Check) -> Answer {
-        let config = self.ctx.config.clone();
-        let from = match &check {
-            Check::Sender { from } if self.ctx.role == Role::Mx => from.clone(),
-            _ => None,
-        };
-        let answer = policy::answer(&config, &self.client, check);
-        if answer != Answer::SenderOk || self.client.authenticated.is_some() {
+    async fn check_sender(&mut self, from: Option<Address>) -> Answer {
+        let config = self.ctx.snapshot.config.clone();
+        let login = self.session.authenticated();
+        let answer = policy::sender(&config, login, from.as_ref());
+        if answer != Answer::SenderOk || login.is_some() || self.ctx.role != Role::Mx {
             return answer;
         }
         let Some(domain) = sender_domain::domain_to_verify(&config, from.as_ref()) else {
@@ -365,7 +365,7 @@ impl Driver {
     /// login) and the cap on password checks running at once.
     async fn login(&mut self, login: String, password: String) -> Answer {
         let throttle = self.ctx.throttle.clone();
-        let key = auth::throttle_key(&self.ctx.config, &login);
+        let key = auth::throttle_key(&self.ctx.snapshot.config, &login);
         let peer = self.peer;
         let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
             Ok(attempt) => attempt,
@@ -381,7 +381,7 @@ impl Driver {
                 return Answer::Rejected(refusal.reply());
             }
         };
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let name = login.clone();
         // The permit goes with the check: it is held while argon2 runs, even
         // if this session ends meanwhile.
@@ -393,7 +393,6 @@ impl Driver {
         match verdict {
             Ok(Some(user)) => {
                 log::info!(peer:% = peer.ip(), action = "login"; "peer={peer} authenticated as {user}");
-                self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
@@ -418,7 +417,7 @@ impl Driver {
             .ctx
             .spool
             .free_space()
-            .check(self.ctx.config.limits.free_space)
+            .check(self.ctx.snapshot.config.limits.free_space)
         {
             Ok(()) => true,
             Err(shortage) => {
@@ -457,31 +456,23 @@ impl Driver {
                 storage_reply(e.kind())
             })?;
         // DESIGN invariant 7: a login's From: and Sender: are its own.
-        if let Some(user) = self.client.authenticated.as_deref() {
-            let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
+        let login = self.session.authenticated().map(str::to_owned);
+        if let Some(user) = login.as_deref() {
+            let checked =
+                senders::check_message(&self.ctx.snapshot.config, Sender::Login(user), &body);
             if let Err(e) = checked.await {
                 log::warn!("peer={} user={user} message refused: {e}", self.peer);
                 return Err(Reply::from(&e));
             }
         }
-        let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
+        let show_peer = self.ctx.role == Role::Mx || self.ctx.snapshot.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,
             show_peer,
         };
-        let signer = self.ctx.signer.as_ref();
-        let sign = self.client.authenticated.is_some();
-        match accept(
-            &self.ctx.spool,
-            &self.ctx.config,
-            signer,
-            tx.envelope,
-            origin,
-            body,
-            sign,
-        )
-        .await
-        {
+        let sign = login.is_some();
+        let snapshot = &self.ctx.snapshot;
+        match accept(&self.ctx.spool, snapshot, tx.envelope, origin, body, sign).await {
             Ok(id) => Ok(id.to_string()),
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
@@ -500,7 +491,7 @@ impl Driver {
         if self.out.is_empty() {
             return Ok(());
         }
-        let limits = &self.ctx.config.limits;
+        let limits = &self.ctx.snapshot.config.limits;
         let until = self.deadline.min(Instant::now() + limits.command_timeout);
         let result = match tokio::time::timeout_at(until, self.conn.write_all(&self.out)).await {
             Ok(result) => result,

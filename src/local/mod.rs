@@ -1,17 +1,17 @@
-//! Local delivery: who lives here ([`directory`]) and writing their mail into
-//! Maildirs ([`maildir`]). [`Maildirs`] is the queue's [`Agent`] for local
-//! routes: it writes a message's local recipients in one blocking task, their
-//! Maildirs' directory fsyncs grouped ([`maildir`]).
+//! Local delivery: writing mail into Maildirs ([`maildir`]). [`Maildirs`] is
+//! the queue's [`Agent`] for local routes: it writes a message's local
+//! recipients in one blocking task, their Maildirs' directory fsyncs grouped
+//! ([`maildir`]). Who lives here is `crate::routing`'s to say.
 
-pub mod directory;
 pub mod maildir;
 
 use std::io;
 use std::sync::Arc;
 
-use crate::config::{Config, Live};
+use crate::config::Config;
+use crate::live::Live;
 use crate::queue::{Agent, Diagnostic, Loaded, Outcome};
-use crate::smtp::{Address, EnhancedCode, Reply, Route};
+use crate::smtp::{EnhancedCode, Reply, Route};
 use crate::BoxFuture;
 
 pub use maildir::{Delivered, Maildir};
@@ -61,7 +61,7 @@ impl Agent for Maildirs {
         message: Arc<Loaded>,
         recipients: Vec<usize>,
     ) -> BoxFuture<'a, Vec<(usize, Outcome)>> {
-        let config = self.live.get();
+        let config = self.live.config();
         Box::pin(async move {
             // Every recipient in one blocking task: one hand-off between
             // threads per message, and their directory fsyncs grouped.
@@ -106,17 +106,6 @@ fn outcome(result: Result<String, LocalError>) -> Outcome {
             let enhanced = Reply::from(&e).enhanced.unwrap_or(EnhancedCode(4, 0, 0));
             Outcome::Deferred(Diagnostic::note(enhanced, e.to_string()))
         }
-    }
-}
-
-/// Where mail to the single address `to` goes (for the queue's
-/// notifications to a sender): its first local route, a remote route when
-/// the domain is not ours, `None` when nobody here has it.
-pub fn route_of(config: &Config, to: &Address) -> Option<Route> {
-    match directory::resolve(config, Some(to)) {
-        directory::Resolution::Local(routes) => routes.into_iter().next().map(|r| r.route),
-        directory::Resolution::Unknown => None,
-        directory::Resolution::NotLocal => Some(Route::Remote(to.clone())),
     }
 }
 

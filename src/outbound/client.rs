@@ -264,7 +264,8 @@ impl Connection {
         user: &str,
         password: &str,
     ) -> Result<RemoteReply, ClientError> {
-        use crate::smtp::base64::encode;
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        let encode = |bytes: &[u8]| BASE64_STANDARD.encode(bytes);
         if self.extensions.auth.iter().any(|m| m == "PLAIN")
             || !self.extensions.auth.iter().any(|m| m == "LOGIN")
         {

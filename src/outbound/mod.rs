@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use crate::config::Live;
+use crate::live::Live;
 use crate::queue::{Agent, Diagnostic, Loaded, Outcome};
 use crate::smtp::{Domain, EnhancedCode, Route};
 use crate::BoxFuture;
@@ -45,7 +45,7 @@ impl Outbound {
     /// An agent using `resolver` for DNS; TLS trust comes from the config's
     /// `relay.ca_file`.
     pub fn new(live: Arc<Live>, resolver: Arc<dyn Resolver>) -> Outbound {
-        let ca_file = live.get().relay.ca_file.clone();
+        let ca_file = live.config().relay.ca_file.clone();
         let verified = crate::tls::client_verified(&ca_file).map_err(|e| e.to_string());
         if let Err(e) = &verified {
             log::warn!("verified TLS for outgoing mail is unavailable: {e}");
@@ -79,7 +79,7 @@ impl Outbound {
         domain: &Domain,
         indices: &[usize],
     ) -> Vec<(usize, Outcome)> {
-        let config = self.live.get();
+        let config = self.live.config();
         let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
         if domain.name().is_some_and(|d| config.is_local_domain(d)) {
             // The domain became local by a reload after the message was

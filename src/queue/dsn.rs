@@ -15,8 +15,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{Config, Live};
-use crate::smtp::date::rfc5322;
+use crate::config::Config;
+use crate::date::rfc5322;
+use crate::live::Live;
 use crate::smtp::{Address, Envelope, Recipient, Route};
 
 use super::body::Body;
@@ -80,7 +81,7 @@ impl Notifier {
             log::info!("queue_id={} no notification: the sender is <>", message.id);
             return Ok(());
         };
-        let config = self.live.get();
+        let config = self.live.config();
         let Some(route) = (self.route)(&config, &sender) else {
             log::warn!(
                 "queue_id={} no notification: sender <{sender}> is not a local user",

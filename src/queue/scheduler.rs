@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::Live;
+use crate::live::Live;
 use crate::smtp::{EnhancedCode, Route};
 
 use super::agent::{Agent, Outcome};
@@ -66,7 +66,7 @@ impl Scheduler {
 
     /// The retry schedule in force (read at each use, so a reload applies).
     fn retry(&self) -> RetryPolicy {
-        RetryPolicy::from(&self.config.get().queue)
+        RetryPolicy::from(&self.config.config().queue)
     }
 
     /// Delivers until `shutdown` turns true, then waits (up to `grace`) for the

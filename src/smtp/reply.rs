@@ -193,13 +193,11 @@ impl Reply {
     pub const UNRECOGNIZED: Reply = r(500, 5, 5, 2, "Command unrecognized");
     pub const LINE_TOO_LONG: Reply = r(500, 5, 5, 2, "Line too long");
     pub const SYNTAX: Reply = r(501, 5, 5, 4, "Syntax error in parameters or arguments");
-    pub const BAD_ADDRESS: Reply = r(501, 5, 1, 3, "Bad address syntax");
     pub const NOT_IMPLEMENTED: Reply = r(502, 5, 5, 1, "Command not implemented");
     pub const BAD_SEQUENCE: Reply = r(503, 5, 5, 1, "Bad sequence of commands");
     pub const NEED_HELO: Reply = r(503, 5, 5, 1, "Send EHLO or HELO first");
     pub const NESTED_MAIL: Reply = r(503, 5, 5, 1, "Sender already given");
     pub const NEED_MAIL: Reply = r(503, 5, 5, 1, "Need MAIL before RCPT");
-    pub const NEED_RCPT: Reply = r(503, 5, 5, 1, "Need RCPT before DATA");
     /// DATA or BDAT with no mail transaction open.
     pub const NEED_TRANSACTION: Reply = r(503, 5, 5, 1, "Need MAIL and RCPT first");
     pub const NO_VALID_RECIPIENTS: Reply = r(554, 5, 5, 1, "No valid recipients");
@@ -292,7 +290,6 @@ impl Reply {
         0,
         "Too many logins being checked, try again later",
     );
-    pub const TLS_REQUIRED: Reply = r(530, 5, 7, 0, "Must issue a STARTTLS command first");
 }
 
 impl fmt::Display for Reply {

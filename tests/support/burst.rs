@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::strip_trace;
+use super::harness::strip_trace;
 use crate::support::mailer::{Mailer, Outcome};
 
 /// Where clients should connect: the generation counts server processes

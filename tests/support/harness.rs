@@ -1,10 +1,9 @@
-//! Shared harness of the integration tests: starts the real `tern` binary on
+//! The harness of the integration tests: starts the real `tern` binary on
 //! 127.0.0.1 with ports chosen by the kernel, in a fresh temporary directory,
 //! and offers a line-oriented SMTP client and Maildir inspection.
 //!
 //! Every test server uses the domains example.org and example.net with users
 //! `me` and `bob` (plus whatever extra TOML a test adds).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,15 +1,7 @@
-//! The classic `sendmail` interface that cron, scripts and web applications
-//! use: its command-line flags ([`parse_args`]) and turning what they write on
-//! standard input into a message ready to queue ([`prepare`]). Pure: the
-//! command in `main.rs` reads stdin and hands the result to the daemon over
-//! the control socket.
-//!
-//! Understood: `-t` (recipients from To/Cc/Bcc, Bcc removed), `-i` / `-oi`
-//! (a line with a single dot does not end the input), `-f addr` / `-r addr`
-//! (envelope sender), `-F name` (full name for a From: we add), `-C file`
-//! (tern.toml to use), `--` (end of options), recipients as arguments. Other
-//! `-o…` and `-b…`/`-d…`/`-v`/`-m`/`-n`/`-U` options that programs pass out of
-//! habit are accepted and ignored; `-bp` means `mailq`.
+//! sendmail's command line ([`parse_args`]) and turning what programs write
+//! on standard input into a message ready to queue ([`prepare`]). Pure: the
+//! command ([`super::run`]) reads stdin and hands the result to the daemon
+//! over the control socket. The flags understood are listed in [`super`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;

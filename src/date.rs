@@ -1,5 +1,5 @@
 //! RFC 5322 §3.3 date-time strings (`Sat, 28 Nov 2026 15:52:42 +0000`) from a
-//! `SystemTime`, always in UTC. The caller supplies the time (DESIGN invariant 7).
+//! `SystemTime`, always in UTC. The caller supplies the time (DESIGN invariant 8).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
