@@ -266,6 +266,27 @@ fn the_commented_out_tls_table_is_valid_when_uncommented() {
 }
 
 #[test]
+fn the_commented_out_dovecot_table_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    assert_eq!(
+        Config::parse(&text, Path::new("tern.toml"))
+            .unwrap()
+            .dovecot,
+        None
+    );
+    let uncommented = uncomment(&text, "[dovecot]");
+    assert!(
+        uncommented.contains("\n[dovecot]\n"),
+        "the [dovecot] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let dovecot = config.dovecot.expect("[dovecot] is parsed");
+    assert_eq!(dovecot.users_file, PathBuf::from("/run/tern/dovecot-users"));
+    assert_eq!(dovecot.group.as_deref(), Some("dovecot"));
+}
+
+#[test]
 fn the_commented_out_dkim_table_is_valid_when_uncommented() {
     let text = std::fs::read_to_string(reference_path()).expect("readable");
     let uncommented = uncomment(&text, "[dkim]");
