@@ -102,8 +102,9 @@ pub fn scan_segment(
         }
         if newest && blank_from(&file, 0, file_len)? {
             // Created, but its magic never reached the disk: nothing in it.
+            // (At offset 0: reading the magic moved the cursor.)
             file.set_len(0)?;
-            file.write_all(SEGMENT_MAGIC)?;
+            file.write_all_at(SEGMENT_MAGIC, 0)?;
             return file.sync_all();
         }
         if !repair {
