@@ -20,6 +20,9 @@
 //! - [`tls`]: certificates and rustls configurations.
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
 //! - [`clock`]: the injected clock.
+//! - [`check`]: `tern dns` (the records to publish) and `tern check` (are
+//!   they published, is the certificate good, is mail stuck).
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -4,7 +4,8 @@
 //! reads the spool when the daemon is down). Invoked as `mailq` (a symlink),
 //! it is `tern queue list`. Exit codes: 0 ok, 1 error, 2 usage.
 //! `tern dkim keygen` and `tern dkim dns` make DKIM keys and print their DNS
-//! records.
+//! records. `tern dns` prints every record to publish, `tern check` looks
+//! them up live (both in [`tern::check`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,24 @@ enum Command {
     Dkim {
         #[command(subcommand)]
         cmd: DkimCmd,
+    },
+    /// Print every DNS record the domains need (MX, SPF, DKIM, DMARC, the
+    /// hostname's addresses, the PTR to ask for) as zone-file snippets.
+    Dns {
+        /// The configuration file
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Look up live whether the world can reach, trust and deliver to this
+    /// server (DNS records, reverse DNS, certificate, blocklists, queue);
+    /// exit 1 when a check fails. Changes nothing.
+    Check {
+        /// The configuration file
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of the table
+        #[arg(long)]
+        json: bool,
     },
     /// The sendmail interface (also when invoked as `sendmail`): reads a
     /// message on stdin and hands it to the running daemon. Flags: -t -i -oi
@@ -194,6 +213,8 @@ fn main() -> ExitCode {
         },
         Command::Dkim { cmd } => dkim(cmd),
         Command::Sendmail { args } => sendmail(&args),
+        Command::Dns { config } => ExitCode::from(tern::check::dns_cli(&config)),
+        Command::Check { config, json } => ExitCode::from(tern::check::check_cli(&config, json)),
     }
 }
 
