@@ -136,6 +136,18 @@ pub async fn run(config: &Config, resolver: &TokioResolver) -> Vec<Check> {
     let host = config.hostname.as_str();
     let public = &config.public_addresses;
     let mut checks = Vec::new();
+    // A resolver that does not answer would make every lookup wait for its
+    // timeout: ask once, and stop there if it does not answer.
+    if let Some(first) = config.domains.first() {
+        if let Err(e @ DnsError::Temporary(_)) = dns.mx(first).await {
+            return vec![Check::new("dns", "resolver", Status::Failed)
+                .found(format!("no answer to the first lookup (MX {first}): {e}"))
+                .fix(
+                    "check that the nameservers of [relay] nameservers (or /etc/resolv.conf) \
+                      answer, then tern check again",
+                )];
+        }
+    }
     for domain in &config.domains {
         checks.push(mx(&dns, domain, host).await);
     }
