@@ -38,6 +38,8 @@ const DELIVERY_CONCURRENCY: usize = 8;
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Starts the uptime of `tern status`.
+    let activity = crate::status::activity();
     // A missing or broken DKIM key stops the start, as a config error.
     let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
@@ -68,6 +70,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         resolver.clone(),
     )
     .await?;
+    activity.listening(server.local_addrs());
     let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0; under
@@ -200,10 +203,12 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
             *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
             shared.signer.replace(signer);
             log::info!("reloaded: {summary}");
+            crate::status::activity().reloaded(Ok(summary));
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
+            crate::status::activity().reloaded(Err(e));
             systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
         }
     }

@@ -21,7 +21,8 @@
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
 //! - [`clock`]: the injected clock.
 //! - [`check`]: `tern dns` (the records to publish) and `tern check` (are
-//!   they published, is the certificate good, is mail stuck).
+//!   they published, is the certificate good, is mail stuck); [`status`]:
+//!   `tern status`, and the daemon's counters behind it.
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -36,5 +37,6 @@ pub mod outbound;
 pub mod queue;
 pub mod sendmail;
 pub mod smtp;
+pub mod status;
 pub mod systemd;
 pub mod tls;

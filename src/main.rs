@@ -5,7 +5,8 @@
 //! it is `tern queue list`. Exit codes: 0 ok, 1 error, 2 usage.
 //! `tern dkim keygen` and `tern dkim dns` make DKIM keys and print their DNS
 //! records. `tern dns` prints every record to publish, `tern check` looks
-//! them up live (both in [`tern::check`]).
+//! them up live (both in [`tern::check`]); `tern status` shows the daemon
+//! ([`tern::status`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,17 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Print JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// One screen about the server: the daemon's uptime, listeners, queue,
+    /// last hour's deliveries, TLS, certificate, disk, last reload (read
+    /// from disk, and marked so, when the daemon is down).
+    Status {
+        /// The configuration file
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -215,6 +227,7 @@ fn main() -> ExitCode {
         Command::Sendmail { args } => sendmail(&args),
         Command::Dns { config } => ExitCode::from(tern::check::dns_cli(&config)),
         Command::Check { config, json } => ExitCode::from(tern::check::check_cli(&config, json)),
+        Command::Status { config, json } => ExitCode::from(tern::status::cli(&config, json)),
     }
 }
 

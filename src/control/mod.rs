@@ -34,7 +34,7 @@
 //! ```
 //!
 //! Requests: `ping`, `list`, `show {id}`, `flush {id?}`, `hold {id}`,
-//! `release {id}`, `delete {id, bounce}`. Fields a side does not know are
+//! `release {id}`, `delete {id, bounce}`, `status` (`tern status`). Fields a side does not know are
 //! ignored, so either side can grow optional fields.
 //!
 //! **Room for `submit`** (sendmail, issue 4 §3): a request line may announce a
