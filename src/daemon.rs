@@ -68,6 +68,8 @@ pub fn serve(source: &Source) -> ExitCode {
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Starts the uptime of `tern status`.
+    let activity = crate::status::activity();
     // A missing or broken DKIM key stops the start, as a config error.
     let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
@@ -91,6 +93,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,
     );
     let server = Server::bind(live.clone(), spool.clone(), resolver.clone()).await?;
+    activity.listening(server.local_addrs());
     let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0; under
@@ -243,10 +246,12 @@ fn reload(path: &Path, live: &Live) {
             write_dovecot_users(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
+            crate::status::activity().reloaded(Ok(summary));
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
+            crate::status::activity().reloaded(Err(e));
             systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
         }
     }

@@ -26,6 +26,10 @@
 //!
 //! [`BoxFuture`] is what the object-safe async traits return (the delivery
 //! agents' contract, the DNS resolver).
+//! - [`check`]: `tern dns` (the records to publish) and `tern check` (are
+//!   they published, is the certificate good, is mail stuck); [`status`]:
+//!   `tern status`, and the daemon's counters behind it.
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -42,6 +46,7 @@ pub mod queue;
 pub mod routing;
 pub mod sendmail;
 pub mod smtp;
+pub mod status;
 pub mod systemd;
 pub mod tls;
 

@@ -6,7 +6,9 @@
 //! their DNS records ([`tern::dkim::command`]); `tern user passwd` hashes a
 //! password ([`tern::inbound::passwd`]). Invoked as `mailq` (a symlink), it is
 //! `tern queue list`; as `sendmail`, it is [`tern::sendmail`]. Every command
-//! finds its config the same way ([`Source`]). Exit codes: 0 ok, 1 error,
+//! finds its config the same way ([`Source`]). `tern dns` prints every record
+//! to publish and `tern check` looks them up live ([`tern::check`]); `tern
+//! status` shows the daemon ([`tern::status`]). Exit codes: 0 ok, 1 error,
 //! 2 usage.
 
 use std::ffi::OsString;
@@ -55,6 +57,25 @@ enum Command {
     Dkim {
         #[command(subcommand)]
         cmd: DkimCmd,
+    },
+    /// Print every DNS record the domains need (MX, SPF, DKIM, DMARC, the
+    /// hostname's addresses, the PTR to ask for) as zone-file snippets.
+    Dns,
+    /// Look up live whether the world can reach, trust and deliver to this
+    /// server (DNS records, reverse DNS, certificate, blocklists, queue);
+    /// exit 1 when a check fails. Changes nothing.
+    Check {
+        /// Print JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// One screen about the server: the daemon's uptime, listeners, queue,
+    /// last hour's deliveries, TLS, certificate, disk, last reload (read
+    /// from disk, and marked so, when the daemon is down).
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// The sendmail interface (also when invoked as `sendmail`): reads a
     /// message on stdin and hands it to the running daemon. Flags: -t -i -oi
@@ -119,6 +140,9 @@ fn main() -> ExitCode {
         Command::Queue { cmd } => tern::control::command::run(&source(), cmd),
         Command::Dkim { cmd } => tern::dkim::command::run(&source(), cmd),
         Command::Sendmail { args } => tern::sendmail::run(&args),
+        Command::Dns => ExitCode::from(tern::check::dns_cli(&source())),
+        Command::Check { json } => ExitCode::from(tern::check::check_cli(&source(), json)),
+        Command::Status { json } => ExitCode::from(tern::status::cli(&source(), json)),
     }
 }
 

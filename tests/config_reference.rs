@@ -372,3 +372,24 @@ fn the_commented_out_local_senders_are_valid_when_uncommented() {
         [SenderPattern::Domain("example.net".into())]
     );
 }
+
+#[test]
+fn the_public_addresses_and_the_commented_out_check_table_are_valid() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let config = Config::parse(&text, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let public: Vec<String> = config
+        .public_addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(public, ["192.0.2.25", "2001:db8::25"]);
+    assert!(config.check.blocklists.is_empty(), "the default is none");
+    let uncommented = uncomment(&text, "[check]");
+    assert!(
+        uncommented.contains("\n[check]\nblocklists = "),
+        "the [check] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.check.blocklists, ["zen.spamhaus.org"]);
+}

@@ -20,7 +20,7 @@ pub use source::{Source, CONFIG_ENV, SYSTEM_CONFIG};
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,6 +65,24 @@ pub struct Config {
     /// tern) may use as envelope sender and in From: when it runs
     /// `sendmail`, besides `<login>@<hostname>`. Keyed by login, as written.
     pub local_senders: BTreeMap<String, Vec<SenderPattern>>,
+    /// The addresses the world reaches this server at: `public_addresses`,
+    /// or else the listeners' addresses that are neither wildcard nor
+    /// loopback (possibly none). What `tern dns` publishes and `tern check`
+    /// looks up (A/AAAA, PTR, SPF, blocklists).
+    pub public_addresses: Vec<IpAddr>,
+    /// Whether `public_addresses` was written in the file (or taken from
+    /// the listeners).
+    pub public_addresses_configured: bool,
+    /// What `tern check` looks at besides the DNS records (`[check]`).
+    pub check: CheckSettings,
+}
+
+/// `[check]`: settings of `tern check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckSettings {
+    /// DNS blocklist zones (lowercase) each public address is looked up in,
+    /// e.g. `zen.spamhaus.org`. Default: none.
+    pub blocklists: Vec<String>,
 }
 
 /// Where tern writes Dovecot's user database (`[dovecot]`, see

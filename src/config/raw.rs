@@ -49,6 +49,19 @@ pub(crate) struct RawConfig {
     /// `[local_senders]`: Unix login = address(es) it may send as.
     #[serde(default)]
     pub local_senders: RawLocalSenders,
+    /// The addresses the world reaches this server at.
+    pub public_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[check]`: settings of `tern check`.
+    #[serde(default)]
+    pub check: RawCheck,
+}
+
+/// The `[check]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [check] table with blocklists")]
+pub(super) struct RawCheck {
+    /// DNS blocklist zones.
+    pub blocklists: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The `[dovecot]` table: where tern writes the IMAP/POP3 server's users.

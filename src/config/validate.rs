@@ -18,6 +18,7 @@ use super::raw::{RawConfig, RawListener, RawTls, RawUser};
 use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
+mod check;
 mod dkim;
 mod dovecot;
 mod limits;
@@ -74,6 +75,9 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
     let mx = check.mx(&raw.mx)?;
     let dovecot = check.dovecot(raw.dovecot.as_ref())?;
     let local_senders = check.local_senders(&raw.local_senders, &domains)?;
+    let (public_addresses, public_addresses_configured) =
+        check.public_addresses(raw.public_addresses.as_ref(), &listeners)?;
+    let check_settings = check.check_settings(&raw.check)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -94,6 +98,9 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
         },
         mx,
         dovecot,
+        public_addresses,
+        public_addresses_configured,
+        check: check_settings,
     })
 }
 

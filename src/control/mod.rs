@@ -35,8 +35,9 @@
 //! ```
 //!
 //! Requests: `ping`, `list`, `show {id}`, `flush {id?}`, `hold {id}`,
-//! `release {id}`, `delete {id, bounce}` and `submit`. Fields a side does not
-//! know are ignored, so either side can grow optional fields.
+//! `release {id}`, `delete {id, bounce}`, `submit` and `status` (`tern
+//! status`). Fields a side does not know are ignored, so either side can
+//! grow optional fields.
 //!
 //! **`submit`** (sendmail): the request line announces a raw payload that
 //! follows it on the connection,

@@ -48,11 +48,13 @@ pub enum Request {
         recipients: Vec<String>,
         size: u64,
     },
+    /// The one screen of `tern status`: [`Reply::Status`].
+    Status,
 }
 
 /// Every `op` this daemon knows; any other is [`FailureKind::Unsupported`].
 const KNOWN_OPS: &[&str] = &[
-    "ping", "list", "show", "flush", "hold", "release", "delete", "submit",
+    "ping", "list", "show", "flush", "hold", "release", "delete", "submit", "status",
 ];
 
 /// A successful answer.
@@ -84,6 +86,9 @@ pub enum Reply {
     /// A submitted message is durable under this id.
     Queued {
         id: QueueId,
+    },
+    Status {
+        status: Box<crate::status::StatusReport>,
     },
 }
 
@@ -275,6 +280,7 @@ mod tests {
                 r#"{"op":"show","id":"18C4F0A2B3D41"}"#,
             ),
             (Request::Flush { id: None }, r#"{"op":"flush"}"#),
+            (Request::Status, r#"{"op":"status"}"#),
             (
                 Request::Flush { id: Some(id()) },
                 r#"{"op":"flush","id":"18C4F0A2B3D41"}"#,

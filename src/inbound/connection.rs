@@ -295,6 +295,9 @@ impl Driver {
                 }
                 Action::Enqueue(tx) => {
                     let result = self.enqueue(*tx).await;
+                    if result.is_ok() {
+                        crate::status::activity().received(matches!(self.conn, Conn::Tls(_)));
+                    }
                     self.session.queued(result);
                 }
                 Action::StartTls => {
