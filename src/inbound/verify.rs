@@ -23,6 +23,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy;
 use mail_auth::spf::verify::SpfParameters;
@@ -301,9 +302,16 @@ pub async fn finish(
     let dkim_part = match (message.is_some(), dkim.is_empty()) {
         (false, _) => ";\r\n\tdkim=none (not verified: message larger than dkim_max_size)".into(),
         (true, true) => ";\r\n\tdkim=none".into(),
+        // RFC 8601 §2.7.1: a body hash that does not match "failed the
+        // verification test": `fail`, where mail-auth writes `neutral`. A
+        // tampered body is what DKIM exists to catch.
         (true, false) => AuthenticationResults::new("")
             .with_dkim_results(&dkim, header_from)
-            .to_string(),
+            .to_string()
+            .replace(
+                "dkim=neutral (body hash did not verify)",
+                "dkim=fail (body hash did not verify)",
+            ),
     };
     let dmarc_part = if parsed.is_some() {
         AuthenticationResults::new("")
@@ -362,6 +370,9 @@ fn dkim_word(outputs: &[DkimOutput<'_>], verified: bool) -> &'static str {
     match outputs.first().map(DkimOutput::result) {
         None => "none",
         Some(DkimResult::Pass) => "pass",
+        Some(DkimResult::Neutral(e)) if *e == AuthError::Dkim(DkimError::FailedBodyHashMatch) => {
+            "fail"
+        }
         Some(DkimResult::Neutral(_)) => "neutral",
         Some(DkimResult::Fail(_)) => "fail",
         Some(DkimResult::PermError(_)) => "permerror",
