@@ -339,3 +339,58 @@ fn tern_queue_show_shows_the_verdict_of_queued_mail() {
     assert!(shown.contains("dkim=pass"), "{shown}");
     assert!(shown.contains("dmarc=pass"), "{shown}");
 }
+
+#[test]
+fn a_message_over_dkim_max_size_is_not_verified_and_not_refused() {
+    let dns = zone("v=DKIM1; k=rsa; p=");
+    let server = server(&dns.addr.to_string(), "dkim_max_size = \"64K\"\n");
+    let mut big = message("boss@forged.example", "");
+    big.extend(
+        b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(1500),
+    );
+    let reply = send(&server, "client.example", "boss@forged.example", &big);
+    // It fails DMARC under p=reject, but its signatures were never checked:
+    // Junk, not 550.
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let junk = server.data().join("mail/me/.Junk/new");
+    wait_until(Duration::from_secs(10), "delivery to .Junk", || {
+        read_maildir(&junk).len() == 1
+    });
+    let field = ours(&read_maildir(&junk)[0]);
+    assert!(
+        field.contains("dkim=none (not verified: message larger than dkim_max_size)"),
+        "{field}"
+    );
+    assert!(
+        result(&field, "dmarc", "").starts_with("dmarc=fail"),
+        "{field}"
+    );
+}
+
+#[test]
+fn the_sender_domain_check_and_spf_share_answers() {
+    // Issue 20 point 4: SPF's `mx` mechanism asks the MX the existence
+    // check already asked; the shared resolver answers it from its cache.
+    let dns = zone("v=DKIM1; k=rsa; p=");
+    dns.mx("shared.example", 10, "mail.shared.example");
+    dns.a("mail.shared.example", "127.0.0.1");
+    dns.txt("shared.example", "v=spf1 mx -all");
+    let server = server(&dns.addr.to_string(), "");
+    let from = "news@shared.example";
+    let reply = send(&server, "client.example", from, &message(from, ""));
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let delivered = server.wait_for_messages("me", 1, Duration::from_secs(10));
+    let field = ours(&delivered[0]);
+    assert!(
+        result(&field, "spf", "smtp.mailfrom=").starts_with("spf=pass"),
+        "{field}"
+    );
+    let mx_queries = dns
+        .queries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, kind)| name == "shared.example" && kind.to_string() == "MX")
+        .count();
+    assert_eq!(mx_queries, 1, "the MX was asked once");
+}

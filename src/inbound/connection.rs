@@ -548,28 +548,45 @@ impl Driver {
     ) -> Result<(crate::queue::Body, Checked, verify::Summary), Reply> {
         let config = self.ctx.snapshot.config.clone();
         let deadline = Instant::now() + config.mx.dns_timeout;
-        let message = if body.len <= config.mx.dkim_max_size {
-            match read_whole(&body).await {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    log::error!(
-                        "peer={} cannot read the message to verify it: {e}",
-                        self.peer
-                    );
-                    return Err(storage_reply(e.kind()));
-                }
-            }
+        // Invariant 5: the whole message is held for DKIM only up to
+        // dkim_max_size, and within the budget shared by all sessions.
+        let permit = if body.len <= config.mx.dkim_max_size {
+            verify::reserve_memory(body.len, deadline).await
         } else {
             None
         };
+        let dkim = match (&permit, body.len <= config.mx.dkim_max_size) {
+            (_, false) => Err(verify::Unverified::TooLarge),
+            (None, true) => Err(verify::Unverified::Busy),
+            (Some(_), true) => Ok(()),
+        };
+        // Unverified, only the header section is read (for DMARC's From:).
+        let limit = if dkim.is_ok() {
+            body.len
+        } else {
+            HEADER_READ_LIMIT
+        };
+        let message = match read_head(&body, limit).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                log::error!(
+                    "peer={} cannot read the message to verify it: {e}",
+                    self.peer
+                );
+                return Err(storage_reply(e.kind()));
+            }
+        };
         let verified = verify::finish(
             pending,
-            message.as_deref(),
+            &message,
+            dkim,
             &config.mx,
             &config.hostname,
             deadline,
         )
         .await;
+        drop(message);
+        drop(permit);
         let summary = verified.summary;
         if let Disposition::Refuse(reply) = &verified.disposition {
             log::info!(
@@ -649,15 +666,27 @@ impl Driver {
     }
 }
 
-/// The whole message, for DKIM (the caller bounds its size); a spilled
-/// body is read on a blocking thread.
-async fn read_whole(body: &crate::queue::Body) -> std::io::Result<Vec<u8>> {
+/// How much of a message that is not DKIM-verified is read for its header
+/// section (DMARC needs its From:).
+const HEADER_READ_LIMIT: u64 = 64 << 10;
+
+/// The first `limit` bytes of the message (the caller bounds `limit`), cut
+/// after the header section when that ends sooner and `limit` is not the
+/// whole; a spilled body is read on a blocking thread.
+async fn read_head(body: &crate::queue::Body, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut reader = body.reader()?;
-    let capacity = usize::try_from(body.len).unwrap_or(0);
+    let reader = body.reader()?;
+    let whole = limit >= body.len;
+    let capacity = usize::try_from(limit.min(body.len)).unwrap_or(0);
     tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::with_capacity(capacity);
-        reader.read_to_end(&mut bytes).map(|_| bytes)
+        reader.take(limit).read_to_end(&mut bytes)?;
+        if !whole {
+            if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                bytes.truncate(end + 4);
+            }
+        }
+        Ok(bytes)
     })
     .await
     .map_err(std::io::Error::other)?

@@ -38,6 +38,38 @@ use crate::config::{MxPolicy, SpfFailAction};
 use crate::queue::Folder;
 use crate::smtp::{Address, Reply};
 
+/// What all sessions together may hold in memory for DKIM verification at
+/// once (DESIGN invariant 5): 32 MiB, counted in KiB. A message that cannot
+/// have its share before its DNS deadline is not verified (`dkim=none`,
+/// "busy"), like one over `dkim_max_size`.
+const VERIFY_MEMORY_KIB: u32 = 32 << 10;
+static VERIFY_MEMORY: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(VERIFY_MEMORY_KIB as usize);
+
+/// Reserves memory to verify a message of `len` bytes, waiting at most
+/// until `deadline`; `None` when the budget stays taken.
+pub async fn reserve_memory(
+    len: u64,
+    deadline: Instant,
+) -> Option<tokio::sync::SemaphorePermit<'static>> {
+    let kib = u32::try_from(len.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, VERIFY_MEMORY_KIB);
+    tokio::time::timeout_at(deadline, VERIFY_MEMORY.acquire_many(kib))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Why a message's DKIM signatures were not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unverified {
+    /// Larger than `[mx] dkim_max_size`.
+    TooLarge,
+    /// The memory for verification stayed taken by other sessions.
+    Busy,
+}
+
 /// What the checks begun at MAIL FROM found.
 struct Early {
     /// `None` when the HELO argument is not a domain name (an address
@@ -246,11 +278,13 @@ pub fn decide(policy: &MxPolicy, facts: &Facts) -> Disposition {
 }
 
 /// Awaits the checks of `pending`, verifies DKIM and DMARC of `message` (the
-/// message as received; `None` when larger than `dkim_max_size`), and
-/// decides. Gives up on DNS at `deadline`.
+/// message as received) and decides; gives up on DNS at `deadline`. When
+/// `dkim` says why the signatures are not verified, `message` may be only
+/// the header section: DMARC then rests on SPF alone.
 pub async fn finish(
     mut pending: Pending,
-    message: Option<&[u8]>,
+    message: &[u8],
+    dkim: Result<(), Unverified>,
     policy: &MxPolicy,
     hostname: &str,
     deadline: Instant,
@@ -260,12 +294,16 @@ pub async fn finish(
         Ok(Ok(early)) => early,
         _ => timed_out(&pending.helo, &pending.mail_from_domain, limit),
     };
-    let parsed = message.and_then(AuthenticatedMessage::parse);
+    let verify_dkim = dkim;
+    let parsed = AuthenticatedMessage::parse(message);
     let auth = &pending.authenticator;
     let (dkim, dmarc) = match &parsed {
         Some(msg) => {
             let checks = async {
-                let dkim = auth.verify_dkim(msg).await;
+                let dkim = match verify_dkim {
+                    Ok(()) => auth.verify_dkim(msg).await,
+                    Err(_) => Vec::new(),
+                };
                 let params = DmarcParameters::new(
                     msg,
                     &dkim,
@@ -299,13 +337,18 @@ pub async fn finish(
         &pending.mail_from,
         &pending.helo,
     );
-    let dkim_part = match (message.is_some(), dkim.is_empty()) {
-        (false, _) => ";\r\n\tdkim=none (not verified: message larger than dkim_max_size)".into(),
-        (true, true) => ";\r\n\tdkim=none".into(),
+    let dkim_part = match (verify_dkim, dkim.is_empty()) {
+        (Err(Unverified::TooLarge), _) => {
+            ";\r\n\tdkim=none (not verified: message larger than dkim_max_size)".into()
+        }
+        (Err(Unverified::Busy), _) => {
+            ";\r\n\tdkim=none (not verified: too many messages being verified at once)".into()
+        }
+        (Ok(_), true) => ";\r\n\tdkim=none".into(),
         // RFC 8601 §2.7.1: a body hash that does not match "failed the
         // verification test": `fail`, where mail-auth writes `neutral`. A
         // tampered body is what DKIM exists to catch.
-        (true, false) => AuthenticationResults::new("")
+        (Ok(_), false) => AuthenticationResults::new("")
             .with_dkim_results(&dkim, header_from)
             .to_string()
             .replace(
@@ -325,14 +368,14 @@ pub async fn finish(
         policy: dmarc.policy(),
         from_domain: dmarc.domain().to_string(),
         spf_mail_from: early.spf_mail_from.result(),
-        dkim_verified: message.is_some(),
+        dkim_verified: verify_dkim.is_ok(),
     };
     Verified {
         header: format!("Authentication-Results: {header}{dkim_part}{dmarc_part}\r\n"),
         disposition: decide(policy, &facts),
         summary: Summary {
             spf: spf_word(early.spf_mail_from.result()),
-            dkim: dkim_word(&dkim, message.is_some()),
+            dkim: dkim_word(&dkim, verify_dkim.is_ok()),
             dmarc: dmarc_word(&facts.dmarc),
             iprev: iprev_word(&early.iprev.result),
             from_domain: facts.from_domain,
