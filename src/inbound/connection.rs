@@ -336,8 +336,8 @@ impl Driver {
         self.checks = None;
         let answer = self.check_sender_domain(from.as_ref()).await;
         let config = &self.ctx.snapshot.config;
-        let anonymous_mx = self.session.authenticated().is_none() && self.ctx.role == Role::Mx;
-        if answer == Answer::SenderOk && anonymous_mx && config.mx.authenticate {
+        let login = self.session.authenticated();
+        if answer == Answer::SenderOk && verify::applies(&config.mx, self.ctx.role, login) {
             // Issue 20 point 4: after the existence check, through the same
             // resolver (and its cache).
             if let Some(authenticator) = self.ctx.resolver.authenticator() {

@@ -34,7 +34,7 @@ use mail_auth::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{MxPolicy, SpfFailAction};
+use crate::config::{MxPolicy, Role, SpfFailAction};
 use crate::queue::Folder;
 use crate::smtp::{Address, Reply};
 
@@ -97,6 +97,13 @@ impl Drop for Pending {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Is mail of this session checked? Only on mx listeners, only for clients
+/// that did not log in (local sendmail never comes here: its mail, like a
+/// login's, is ours), and only when `[mx] authenticate` is on.
+pub fn applies(policy: &MxPolicy, role: Role, login: Option<&str>) -> bool {
+    policy.authenticate && role == Role::Mx && login.is_none()
 }
 
 /// A name worth an SPF check: dotted, letters, digits and hyphens.
@@ -551,6 +558,23 @@ mod tests {
             ),
             Disposition::Junk(_)
         ));
+    }
+
+    #[test]
+    fn only_anonymous_clients_of_mx_listeners_are_checked() {
+        let on = policy(true, SpfFailAction::Deliver);
+        assert!(applies(&on, Role::Mx, None));
+        assert!(
+            !applies(&on, Role::Mx, Some("me")),
+            "a login's mail is ours"
+        );
+        assert!(!applies(&on, Role::Submission, None));
+        assert!(!applies(&on, Role::Submissions, Some("me")));
+        let off = MxPolicy {
+            authenticate: false,
+            ..on
+        };
+        assert!(!applies(&off, Role::Mx, None));
     }
 
     #[test]
