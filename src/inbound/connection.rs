@@ -296,7 +296,12 @@ impl Driver {
                 }
                 Action::Check(Check::Recipient { to }) => {
                     let login = self.session.authenticated();
-                    let answer = policy::recipient(&self.ctx.snapshot.config, login, to.as_ref());
+                    let srs = self.ctx.snapshot.srs.as_deref().map(|srs| {
+                        let now = self.ctx.spool.clock().now();
+                        (srs, crate::routing::srs::today(now))
+                    });
+                    let config = &self.ctx.snapshot.config;
+                    let answer = policy::recipient(config, login, to.as_ref(), srs);
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {

@@ -205,6 +205,8 @@ impl Reply {
     pub const BDAT_DATA_MIX: Reply = r(503, 5, 5, 1, "DATA not allowed after BDAT");
     pub const UNKNOWN_PARAMETER: Reply = r(555, 5, 5, 4, "Unsupported MAIL or RCPT parameter");
     pub const NO_SUCH_USER: Reply = r(550, 5, 1, 1, "No such user here");
+    /// A bounce to an SRS address we did not make, or made too long ago.
+    pub const BAD_SRS_ADDRESS: Reply = r(550, 5, 1, 1, "Bad or expired SRS address");
     /// The sender's domain does not exist (NXDOMAIN, or no MX, A or AAAA).
     pub const SENDER_DOMAIN_NOT_FOUND: Reply =
         r(550, 5, 1, 8, "Sender address rejected: domain not found");
