@@ -87,7 +87,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
     write_dovecot_users(&config);
-    let live = Arc::new(Live::new(Snapshot::new(config, Some(tls), signer)));
+    let srs = crate::routing::srs::Srs::load_or_create(&config.data_dir)
+        .context("cannot read or make the SRS secret in the data directory")?;
+    let live = Arc::new(Live::new(
+        Snapshot::new(config, Some(tls), signer).with_srs(srs),
+    ));
     // One resolver for the checks on incoming mail and for delivery.
     let resolver: Arc<dyn Resolver> = Arc::new(
         HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, ConfigError, Source};
 use crate::dkim::Signer;
+use crate::routing::srs::Srs;
 use crate::tls::TlsError;
 
 /// The settings in force, all from one reading of tern.toml.
@@ -22,6 +23,9 @@ pub struct Snapshot {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Signs what our users send; `None` without `[dkim]` keys.
     pub signer: Option<Arc<Signer>>,
+    /// Rewrites the sender of forwarded mail (SRS); `None` in tests that do
+    /// not load one.
+    pub srs: Option<Arc<Srs>>,
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -32,6 +36,9 @@ pub enum SnapshotError {
     /// A DKIM key the config names is missing or unusable.
     #[error(transparent)]
     Dkim(#[from] ConfigError),
+    /// The SRS secret in the data directory cannot be read or made.
+    #[error("SRS secret in the data directory: {0}")]
+    Srs(#[from] std::io::Error),
 }
 
 impl Snapshot {
@@ -40,7 +47,8 @@ impl Snapshot {
     pub fn load(config: Config) -> Result<Snapshot, SnapshotError> {
         let tls = crate::tls::server_config(&config)?;
         let signer = Signer::from_config(&config)?;
-        Ok(Snapshot::new(config, Some(tls), signer))
+        let srs = Srs::load_or_create(&config.data_dir)?;
+        Ok(Snapshot::new(config, Some(tls), signer).with_srs(srs))
     }
 
     /// A snapshot of parts already loaded.
@@ -53,7 +61,14 @@ impl Snapshot {
             config: Arc::new(config),
             tls,
             signer: signer.map(Arc::new),
+            srs: None,
         }
+    }
+
+    /// The same, rewriting forwarded mail's sender with `srs`.
+    pub fn with_srs(mut self, srs: Srs) -> Snapshot {
+        self.srs = Some(Arc::new(srs));
+        self
     }
 }
 

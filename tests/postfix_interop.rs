@@ -15,6 +15,9 @@
 //!   without PIPELINING.
 //! - Postfix → tern: Postfix relays to the real `tern serve` binary (with
 //!   STARTTLS), and the messages arrive in tern's Maildirs byte for byte.
+//! - SRS: tern forwards by an alias to a domain Postfix relays, with an SRS0
+//!   sender; Postfix's bounce to that address goes back through tern to the
+//!   original sender's Maildir at Postfix.
 //!
 //! Each test skips, loudly, only when Postfix is not installed.
 
@@ -698,5 +701,73 @@ fn postfix_relays_to_tern_intact() {
     assert!(
         !log.contains("warning:") && !log.contains("fatal:"),
         "Postfix complained:\n{log}"
+    );
+}
+
+/// Issue 13.4 with a real Postfix: tern forwards a message (alias
+/// fwd@example.org → friend@gone.test, which Postfix relays onwards) with an
+/// SRS sender; Postfix's next hop refuses it, so Postfix bounces to the SRS
+/// address; tern accepts the bounce and sends it on to the original sender,
+/// alice@pf.test, whose Maildir is Postfix's.
+#[test]
+fn postfix_bounces_through_the_srs_address_back_to_the_original_sender() {
+    Postfix::require("postfix_bounces_through_the_srs_address_back_to_the_original_sender");
+    // tern's port must be in Postfix's routes before either starts.
+    let tern_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let tern_at = format!("127.0.0.1:{tern_port}");
+    let mut options = PostfixOptions::new("127.0.0.28", "pf.test");
+    options.users = vec!["alice"];
+    // gone.test goes back to tern, which relays for nobody: 554, a bounce.
+    options.relays = vec![
+        format!("example.org={tern_at}"),
+        format!("gone.test={tern_at}"),
+    ];
+    let postfix = Postfix::start(&options);
+    let dns = mx_for("127.0.0.28");
+    dns.mx("gone.test", 10, "mx.pf.test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "hostname = \"mx.example.org\"\ndata_dir = \"{}\"\ndomains = [\"example.org\"]\n\
+         [[listener]]\naddress = \"{tern_at}\"\nrole = \"mx\"\n[[user]]\nname = \"me\"\n\
+         [aliases]\n\"fwd@example.org\" = \"friend@gone.test\"\n\
+         [relay]\nnameservers = [\"{}\"]\nport = {}\n",
+        dir.path().join("data").display(),
+        dns.addr,
+        postfix.addr.port()
+    );
+    let tern = support::TestServer::start_with_config(dir, &config);
+    let mut c = support::Client::connect(tern.mx());
+    c.command("EHLO client.pf.test");
+    let reply = c.send_mail(
+        "alice@pf.test",
+        &["fwd@example.org"],
+        b"From: alice@pf.test\r\nTo: fwd@example.org\r\nSubject: via an alias\r\n\r\nhello\r\n",
+    );
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    // Postfix saw the forwarded copy from an SRS0 sender at example.org.
+    let log = postfix.wait_for_log("from=<SRS0=", DELIVERY);
+    assert!(log.contains("=pf.test=alice@example.org>"), "{log}");
+    // Its bounce came back through tern to alice.
+    let alice = postfix.wait_for("alice", 1, DELIVERY);
+    let text = String::from_utf8_lossy(&alice[0]);
+    assert!(
+        text.contains("Undelivered Mail Returned to Sender"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by mx.example.org (tern)"),
+        "through tern: {text}"
+    );
+    assert!(
+        text.contains("Subject: via an alias"),
+        "the original is quoted: {text}"
+    );
+    let tern_log = tern.log();
+    assert!(
+        !tern_log.contains("Bad or expired SRS"),
+        "tern took its own SRS address back:\n{tern_log}"
     );
 }

@@ -108,6 +108,29 @@ pub struct MxPolicy {
     pub sender_domain_exempt: Vec<String>,
     /// The longest one check may wait for DNS, per message. Default 5 s.
     pub dns_timeout: Duration,
+    /// Check SPF, DKIM, DMARC and iprev and add Authentication-Results.
+    /// Default on.
+    pub authenticate: bool,
+    /// A DMARC failure of a domain whose policy is `p=reject` is refused
+    /// (550 5.7.1); off, it goes to Junk. Default on.
+    pub dmarc_reject: bool,
+    /// What an SPF fail of MAIL FROM does when DMARC does not pass.
+    pub spf_fail: SpfFailAction,
+    /// Messages larger than this are not DKIM-verified (mail-auth holds the
+    /// whole message in memory): `dkim=none`. Default 4 MiB.
+    pub dkim_max_size: u64,
+}
+
+/// What to do with mail whose MAIL FROM fails SPF (`[mx] spf_fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfFailAction {
+    /// Deliver normally, the result recorded (the default: forwarding
+    /// breaks SPF).
+    Deliver,
+    /// Deliver to the Junk folder.
+    Junk,
+    /// Refuse at the end of DATA with 550 5.7.23.
+    Reject,
 }
 
 /// An address someone may send as beyond their own (`send_as` of a

@@ -82,6 +82,10 @@ pub(crate) struct RawMx {
     pub verify_sender_domain: Option<bool>,
     pub sender_domain_exempt: Option<Spanned<Vec<Spanned<String>>>>,
     pub dns_timeout: Option<Spanned<RawDuration>>,
+    pub authenticate: Option<bool>,
+    pub dmarc_reject: Option<bool>,
+    pub spf_fail: Option<Spanned<String>>,
+    pub dkim_max_size: Option<Spanned<RawSize>>,
 }
 
 /// The `[submission]` table; every key is optional.

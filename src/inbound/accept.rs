@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use crate::date::rfc5322;
 use crate::dkim::Signer;
 use crate::live::Snapshot;
-use crate::queue::{Body, QueueId, Spool, SpoolError};
+use crate::queue::{Body, Folder, QueueId, Spool, SpoolError};
 use crate::smtp::envelope::{local_received_header, received_header};
 use crate::smtp::{Envelope, Trace};
 
@@ -44,9 +44,21 @@ impl Origin {
     }
 }
 
+/// What the checks of mail from another server ([`super::verify`]) add at
+/// acceptance; nothing for our own users' mail.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The `Authentication-Results:` field (CRLF-terminated), put above our
+    /// `Received:` (RFC 8601 §5); empty for none.
+    pub header: String,
+    /// Where local recipients' copies go.
+    pub folder: Folder,
+}
+
 /// Queues a message under the settings of `snapshot`. `sign`: DKIM-sign it
 /// (when its From: is one of our signing domains). Returns the queue id once
-/// the message is durable.
+/// the message is durable. `checked`: the verdict on mail from another
+/// server.
 pub async fn accept(
     spool: &Spool,
     snapshot: &Snapshot,
@@ -54,6 +66,7 @@ pub async fn accept(
     origin: Origin,
     body: Body,
     sign: bool,
+    checked: Checked,
 ) -> Result<QueueId, SpoolError> {
     let (config, signer) = (&snapshot.config, snapshot.signer.as_ref());
     let id = spool.new_id();
@@ -94,6 +107,7 @@ pub async fn accept(
         (Some(signer), true) => dkim_signatures(signer, &body, now, id, &who).await,
         _ => Vec::new(),
     };
+    prepend.extend_from_slice(checked.header.as_bytes());
     prepend.extend_from_slice(received.as_bytes());
     let sender = envelope
         .sender
@@ -102,11 +116,15 @@ pub async fn accept(
         .unwrap_or_default();
     let rcpts = envelope.recipients.len();
     let size = body.len;
-    spool.enqueue(id, envelope, prepend, body).await?;
+    let folder = checked.folder;
+    spool
+        .enqueue_into(id, envelope, prepend, body, folder)
+        .await?;
     let peer = origin.peer();
     log::info!(
         queue_id:% = id, peer = peer.as_str(), action = "queued";
-        "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued"
+        "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued{}",
+        if folder == Folder::Inbox { String::new() } else { format!(" folder={}", folder.name()) }
     );
     Ok(id)
 }

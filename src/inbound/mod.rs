@@ -12,11 +12,15 @@
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
 //! - [`sender_domain`]: does the sender's domain exist (mx listeners)?
+//! - [`verify`]: SPF, DKIM, DMARC and iprev of mail from other servers, the
+//!   Authentication-Results field and the `[mx]` policy;
+//!   [`auth_results`]: forged Authentication-Results fields removed.
 //! - [`senders`]: the sender rules, who may send as which address (MAIL
 //!   FROM, From:, Sender:), for logins and local Unix users alike.
 
 pub mod accept;
 pub mod auth;
+pub mod auth_results;
 pub mod connection;
 pub mod limits;
 pub mod passwd;
@@ -25,6 +29,7 @@ pub mod sender_domain;
 pub mod senders;
 pub mod submit;
 pub mod throttle;
+pub mod verify;
 
 use std::io;
 use std::net::SocketAddr;

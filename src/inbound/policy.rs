@@ -6,8 +6,9 @@
 //! password check and the throttle).
 
 use crate::config::Config;
+use crate::routing::srs::Srs;
 use crate::routing::{self, Relay};
-use crate::smtp::{Address, Answer, EnhancedCode, Reply};
+use crate::smtp::{Address, Answer, Domain, EnhancedCode, Reply};
 
 use super::senders::{self, Sender};
 
@@ -32,8 +33,38 @@ pub fn sender(config: &Config, login: Option<&str>, from: Option<&Address>) -> A
 }
 
 /// Is `to` acceptable, and where does it go? Relaying to other domains is
-/// only for a logged-in client.
-pub fn recipient(config: &Config, login: Option<&str>, to: Option<&Address>) -> Answer {
+/// only for a logged-in client, and for bounces to the SRS addresses we
+/// gave forwarded mail (`srs`, checked on `day`): those go back to the
+/// original sender; forged or expired ones get 550 5.1.1.
+pub fn recipient(
+    config: &Config,
+    login: Option<&str>,
+    to: Option<&Address>,
+    srs: Option<(&Srs, u64)>,
+) -> Answer {
+    if let (Some((srs, day)), Some(address)) = (srs, to) {
+        let ours = matches!(&address.domain, Domain::Name(d) if config.is_local_domain(d));
+        if ours {
+            match srs.reverse(&address.local, day) {
+                Ok(None) => {}
+                Ok(Some(original)) => {
+                    return match routing::route(config, Some(&original), Relay::Allowed) {
+                        Ok(mut recipients) => {
+                            for r in &mut recipients {
+                                r.original = address.to_string();
+                            }
+                            Answer::RecipientOk(recipients)
+                        }
+                        Err(refusal) => Answer::Rejected(Reply::from(&refusal)),
+                    };
+                }
+                Err(e) => {
+                    log::info!("RCPT <{address}> refused: {e}");
+                    return Answer::Rejected(Reply::BAD_SRS_ADDRESS);
+                }
+            }
+        }
+    }
     let relay = match login {
         Some(_) => Relay::Allowed,
         None => Relay::Denied,

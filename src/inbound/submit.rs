@@ -212,7 +212,16 @@ impl Submitter {
             smtputf8,
         };
         let origin = Origin::Local { uid, user };
-        Ok(accept(&self.spool, &snapshot, envelope, origin, body, sign).await?)
+        Ok(accept(
+            &self.spool,
+            &snapshot,
+            envelope,
+            origin,
+            body,
+            sign,
+            Default::default(),
+        )
+        .await?)
     }
 
     /// Counts a message against `limits.local_messages_per_hour`.

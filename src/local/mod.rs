@@ -1,7 +1,8 @@
 //! Local delivery: writing mail into Maildirs ([`maildir`]). [`Maildirs`] is
 //! the queue's [`Agent`] for local routes: it writes a message's local
 //! recipients in one blocking task, their Maildirs' directory fsyncs grouped
-//! ([`maildir`]). Who lives here is `crate::routing`'s to say.
+//! ([`maildir`]). A message whose [`Folder`] is Junk goes to the Maildir++
+//! folder `.Junk` of each local recipient. Who lives here is `crate::routing`'s to say.
 
 pub mod maildir;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::live::Live;
-use crate::queue::{Agent, Diagnostic, Loaded, Outcome};
+use crate::queue::{Agent, Diagnostic, Folder, Loaded, Outcome};
 use crate::smtp::{EnhancedCode, Reply, Route};
 use crate::BoxFuture;
 
@@ -130,7 +131,10 @@ fn deliver(config: &Config, loaded: &Loaded, index: usize) -> Result<String, Loc
         .unwrap_or_default();
     let original = &message.envelope.recipients[index].original;
     let header = format!("Return-Path: <{return_path}>\r\nDelivered-To: {original}\r\n");
-    let maildir = Maildir::new(&account.maildir);
+    let maildir = match message.folder {
+        Folder::Inbox => Maildir::new(&account.maildir),
+        Folder::Junk => Maildir::new(&account.maildir).folder("Junk"),
+    };
     let name = Maildir::file_name(
         message.received_at / 1000,
         &message.id.to_string(),

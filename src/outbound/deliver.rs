@@ -10,7 +10,8 @@ use rustls::pki_types::ServerName;
 
 use crate::config::Config;
 use crate::queue::{Diagnostic, Loaded, Outcome};
-use crate::smtp::{EnhancedCode, Route};
+use crate::routing::srs::{self, Srs};
+use crate::smtp::{Address, Domain, EnhancedCode, Route};
 
 use super::client::{connector, ClientError, Connection, RemoteReply, TransactionReplies};
 use super::plan::{Plan, Tls};
@@ -27,6 +28,8 @@ pub struct TlsClients {
 /// Everything one attempt needs.
 pub struct Attempt<'a> {
     pub config: &'a Config,
+    /// Rewrites the sender of forwarded mail.
+    pub srs: Option<&'a Srs>,
     pub resolver: &'a dyn Resolver,
     pub tls: &'a TlsClients,
     pub loaded: &'a Loaded,
@@ -273,6 +276,28 @@ impl Attempt<'_> {
         Ok(())
     }
 
+    /// MAIL FROM for this attempt. A sender at another domain means mail
+    /// from outside that an alias forwards (our users and local programs
+    /// send only from our domains, DESIGN invariant 7): it leaves rewritten
+    /// by SRS at our first domain, so SPF passes at the destination and a
+    /// bounce comes back to us, to be sent on to the original sender.
+    fn envelope_sender(&self, sender: Option<&Address>) -> String {
+        let Some(sender) = sender else {
+            return String::new();
+        };
+        let foreign = match &sender.domain {
+            Domain::Name(name) => !self.config.is_local_domain(name),
+            Domain::Literal(_) => false,
+        };
+        let rewritten = match (foreign, self.srs, self.config.domains.first()) {
+            (true, Some(srs), Some(ours)) => {
+                srs.forward(sender, ours, srs::today(std::time::SystemTime::now()))
+            }
+            _ => None,
+        };
+        rewritten.as_ref().unwrap_or(sender).to_string()
+    }
+
     /// Checks the message fits the server's extensions, then sends it.
     async fn transaction(
         &self,
@@ -291,11 +316,7 @@ impl Attempt<'_> {
                 Route::Local(u) => u.clone(),
             })
             .collect();
-        let sender = envelope
-            .sender
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let sender = self.envelope_sender(envelope.sender.as_ref());
         let needs_utf8 =
             envelope.smtputf8 || !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         let eight_bit = envelope.eight_bit || !content.is_ascii();

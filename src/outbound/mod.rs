@@ -102,8 +102,10 @@ impl Outbound {
             Resolved::Plan(plan) => plan,
             Resolved::All(outcome) => return all(outcome),
         };
+        let srs = self.live.get().srs.clone();
         Attempt {
             config: &config,
+            srs: srs.as_deref(),
             resolver: self.resolver.as_ref(),
             tls: &self.tls,
             loaded,

@@ -46,6 +46,14 @@ pub trait Resolver: Send + Sync + 'static {
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, DnsError>>;
     /// The IPv6 and IPv4 addresses of `host`.
     fn addresses<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsError>>;
+
+    /// The same hickory resolver, for mail-auth's checks of incoming mail
+    /// (SPF, DKIM, DMARC, iprev): its configured nameservers and its answer
+    /// cache are shared, so what the sender-domain check asked is not asked
+    /// again within its TTL. `None` (the test tables) skips those checks.
+    fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        None
+    }
 }
 
 /// The production resolver: hickory, asking the configured nameservers (or
@@ -128,6 +136,11 @@ pub(crate) fn fqdn(name: &str) -> String {
 }
 
 impl Resolver for HickoryResolver {
+    fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        // A clone shares the resolver's connections and cache.
+        Some(mail_auth::MessageAuthenticator(self.inner.clone()))
+    }
+
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, DnsError>> {
         Box::pin(async move {
             let lookup = self.inner.mx_lookup(fqdn(domain)).await.map_err(classify)?;

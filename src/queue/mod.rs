@@ -42,5 +42,5 @@ pub use agent::{Agent, Outcome};
 pub use body::{Body, BodyBuffer, BodyReader, BODY_MEMORY_LIMIT};
 pub use diagnostic::{Diagnostic, Remote};
 pub use id::QueueId;
-pub use record::{RcptStatus, Record};
+pub use record::{Folder, RcptStatus, Record};
 pub use spool::{Entry, Loaded, Spool, SpoolError, SpoolOptions};

@@ -18,6 +18,12 @@
 //! with [`Diagnostic::from_v1_text`]. New segments are written in format 2;
 //! segments of format 1 are read until their messages are done or copied
 //! forward, so an upgrade needs no conversion step.
+//!
+//! A message's [`Folder`] is an optional last field of its message record
+//! (`folder:u8` after `body_crc`), written only when it is not the inbox: a
+//! record without it (every record written before it existed, and every
+//! inbox message since) reads as [`Folder::Inbox`], so the magic stays
+//! `TERNLOG2` and a downgrade still reads the inbox mail.
 
 use std::net::IpAddr;
 
@@ -82,6 +88,36 @@ impl RcptStatus {
     }
 }
 
+/// The mailbox folder a message is delivered into, for local recipients
+/// (remote ones ignore it). Chosen at acceptance: the checks of mail from
+/// other servers (DMARC quarantine, spam) send some to Junk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Folder {
+    /// The Maildir itself (INBOX).
+    #[default]
+    Inbox,
+    /// The Maildir++ folder `.Junk`, which IMAP clients show as Junk.
+    Junk,
+}
+
+impl Folder {
+    /// For logs and `tern queue show`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "INBOX",
+            Folder::Junk => "Junk",
+        }
+    }
+
+    /// The on-disk code (absent for the inbox).
+    fn code(self) -> u8 {
+        match self {
+            Folder::Inbox => 0,
+            Folder::Junk => 1,
+        }
+    }
+}
+
 /// The envelope and trace of one message; its body follows it on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
@@ -95,6 +131,8 @@ pub struct MessageRecord {
     pub prepend: Vec<u8>,
     pub body_len: u64,
     pub body_crc: u32,
+    /// Where local recipients' copies go.
+    pub folder: Folder,
 }
 
 /// One entry of the spool log.
@@ -192,6 +230,9 @@ impl Record {
                 w.bytes(&m.prepend);
                 w.u64(m.body_len);
                 w.u32(m.body_crc);
+                if m.folder != Folder::Inbox {
+                    w.u8(m.folder.code());
+                }
             }
             Record::Recipient { id, index, status } => {
                 w.u8(KIND_RECIPIENT);
@@ -275,6 +316,13 @@ impl Record {
                 let prepend = r.bytes()?.to_vec();
                 let body_len = r.u64()?;
                 let body_crc = r.u32()?;
+                let folder = match r.rest.first() {
+                    None => Folder::Inbox,
+                    Some(_) => match r.u8()? {
+                        1 => Folder::Junk,
+                        _ => return Err(DecodeError::BadField("folder")),
+                    },
+                };
                 Record::Message(MessageRecord {
                     id,
                     received_at,
@@ -288,6 +336,7 @@ impl Record {
                     prepend,
                     body_len,
                     body_crc,
+                    folder,
                 })
             }
             KIND_RECIPIENT => Record::Recipient {
@@ -522,7 +571,37 @@ mod tests {
             prepend: b"Received: x\r\n".to_vec(),
             body_len: 1234,
             body_crc: 99,
+            folder: Folder::Inbox,
         })
+    }
+
+    #[test]
+    fn the_folder_is_written_only_when_not_the_inbox() {
+        let Record::Message(mut m) = sample() else {
+            unreachable!()
+        };
+        let inbox = Record::Message(m.clone()).encode();
+        m.folder = Folder::Junk;
+        let junk = Record::Message(m.clone()).encode();
+        assert_eq!(junk.len(), inbox.len() + 1, "one byte more, for Junk only");
+        assert_eq!(
+            round_trip(&Record::Message(m)),
+            round_trip(&{
+                let Record::Message(mut m) = sample() else {
+                    unreachable!()
+                };
+                m.folder = Folder::Junk;
+                Record::Message(m)
+            })
+        );
+        let Ok(Record::Message(back)) = round_trip(&sample()) else {
+            panic!("inbox record does not decode")
+        };
+        assert_eq!(
+            back.folder,
+            Folder::Inbox,
+            "a record without the field is INBOX"
+        );
     }
 
     fn round_trip(record: &Record) -> Result<Record, DecodeError> {

@@ -22,7 +22,7 @@ use super::id::{IdGenerator, QueueId};
 use super::log::{
     list_segments, segment_path, Append, BodyData, Location, Log, LogOptions, OnDurable,
 };
-use super::record::{MessageRecord, RcptStatus, Record};
+use super::record::{Folder, MessageRecord, RcptStatus, Record};
 use super::scan::{scan_segment, Scan};
 
 /// Why the spool could not do what was asked.
@@ -245,7 +245,20 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        self.enqueue_into(id, envelope, prepend, body, Folder::Inbox)
+            .await
+    }
+
+    /// [`Spool::enqueue`], delivering local recipients' copies into `folder`.
+    pub async fn enqueue_into(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+        body: Body,
+        folder: Folder,
+    ) -> Result<(), SpoolError> {
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body, folder);
         self.inner
             .log
             .append(vec![append], Some(on_durable))
@@ -262,7 +275,7 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body, Folder::Inbox);
         self.inner
             .log
             .append_blocking(vec![append], Some(on_durable))?;
@@ -278,6 +291,7 @@ impl Spool {
         envelope: Envelope,
         prepend: Vec<u8>,
         body: Body,
+        folder: Folder,
     ) -> (Append, OnDurable) {
         let record = MessageRecord {
             id,
@@ -287,6 +301,7 @@ impl Spool {
             prepend,
             body_len: body.len,
             body_crc: body.crc,
+            folder,
         };
         let append = Append {
             frame: Record::Message(record.clone()).encode(),

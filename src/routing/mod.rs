@@ -6,9 +6,11 @@
 //! unknown; any other domain is relayed only for a client that may relay, an
 //! authenticated login or a program on this machine (DESIGN invariant 3:
 //! never an open relay). [`add`] keeps one copy per destination, however
-//! many addresses lead to it.
+//! many addresses lead to it. [`srs`] rewrites the sender of forwarded mail
+//! and routes bounces to those addresses back.
 
 pub mod directory;
+pub mod srs;
 
 use crate::config::Config;
 use crate::smtp::{Address, Recipient, Reply, Route};

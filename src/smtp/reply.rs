@@ -205,6 +205,8 @@ impl Reply {
     pub const BDAT_DATA_MIX: Reply = r(503, 5, 5, 1, "DATA not allowed after BDAT");
     pub const UNKNOWN_PARAMETER: Reply = r(555, 5, 5, 4, "Unsupported MAIL or RCPT parameter");
     pub const NO_SUCH_USER: Reply = r(550, 5, 1, 1, "No such user here");
+    /// A bounce to an SRS address we did not make, or made too long ago.
+    pub const BAD_SRS_ADDRESS: Reply = r(550, 5, 1, 1, "Bad or expired SRS address");
     /// The sender's domain does not exist (NXDOMAIN, or no MX, A or AAAA).
     pub const SENDER_DOMAIN_NOT_FOUND: Reply =
         r(550, 5, 1, 8, "Sender address rejected: domain not found");
@@ -223,6 +225,32 @@ impl Reply {
         1,
         8,
         "Sender address rejected: domain cannot be verified now, try again later",
+    );
+    /// RFC 7489 §6.6.4: the From: domain's DMARC policy is reject and the
+    /// message fails it. The text names the domain ([`Reply::with_text`]).
+    pub const DMARC_POLICY_REJECT: Reply = r(
+        550,
+        5,
+        7,
+        1,
+        "Message refused: it fails the DMARC policy of its domain",
+    );
+    /// DMARC could not be evaluated (DNS) for a domain whose policy would
+    /// refuse the message: the sender retries.
+    pub const DMARC_TEMPORARY: Reply = r(
+        451,
+        4,
+        7,
+        1,
+        "DMARC could not be checked now (DNS error); try again later",
+    );
+    /// RFC 7372 §3.2: MAIL FROM fails SPF (`[mx] spf_fail = "reject"`).
+    pub const SPF_FAIL: Reply = r(
+        550,
+        5,
+        7,
+        23,
+        "SPF validation failed for the sender's domain",
     );
     pub const RELAY_DENIED: Reply = r(554, 5, 7, 1, "Relay access denied");
     /// After DATA: a `From:` or `Sender:` address the login does not own

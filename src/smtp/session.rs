@@ -295,6 +295,11 @@ impl Session {
         self.authenticated.as_deref()
     }
 
+    /// The EHLO/HELO argument, once given (SPF checks the HELO identity).
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_ref().map(|(name, _)| name.as_str())
+    }
+
     /// Processes buffered input; false when nothing more can be done now.
     fn step(&mut self) -> bool {
         match &mut self.mode {
