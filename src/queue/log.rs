@@ -529,8 +529,9 @@ pub fn scan_segment(
     if file.read_exact(&mut magic).is_err() || &magic != SEGMENT_MAGIC {
         if repair {
             // Created but its magic never reached the disk: nothing in it.
+            // (At offset 0: reading the magic moved the cursor.)
             file.set_len(0)?;
-            file.write_all(SEGMENT_MAGIC)?;
+            file.write_all_at(SEGMENT_MAGIC, 0)?;
             file.sync_all()?;
             return Ok(());
         }

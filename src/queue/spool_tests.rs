@@ -305,3 +305,21 @@ async fn housekeeping_leaves_young_backlogs_alone_and_moves_old_ones() {
         .unwrap();
     assert_eq!(spool.lease_due(clock.now(), 10), vec![old]);
 }
+
+/// Found by the fuzzer (fuzz/regressions/spool_segment/): repairing a newest
+/// segment whose magic never reached the disk wrote the magic after the
+/// bytes read, not at the start, so the segment still had no magic and the
+/// next start, reading it as an older segment, failed ("is not a spool
+/// segment") unless it had been deleted first.
+#[test]
+fn a_segment_with_a_torn_magic_is_repaired_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 1);
+    std::fs::write(&path, b"TERNLOO1 and a torn write").unwrap();
+    scan_segment(dir.path(), 1, true, |_| panic!("no records")).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        super::super::record::SEGMENT_MAGIC
+    );
+    scan_segment(dir.path(), 1, false, |_| panic!("no records")).unwrap();
+}
