@@ -12,6 +12,9 @@
 //! - [`mailer`]: a tolerant pipelining SMTP client for crash tests: it never
 //!   panics on a dead server, it reports what the server said.
 //! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
+//! - [`submitter`]: the kill -9 campaign's client: DATA or BDAT, and
+//!   STARTTLS with AUTH PLAIN for submission; says whether a dead
+//!   connection died before or after the end of the content.
 #![allow(dead_code)]
 
 pub mod burst;
@@ -23,3 +26,4 @@ pub mod peers;
 pub mod postfix;
 pub mod rng;
 pub mod sink;
+pub mod submitter;
