@@ -1,4 +1,5 @@
-//! Target `config`: the config loader ([`Config::parse`]) on arbitrary text.
+//! Target `config`: the config loader ([`Config::parse_bytes`], what
+//! [`Config::load`] runs on a file's bytes) on arbitrary bytes.
 //!
 //! Invariants (DESIGN invariant 6): no panic; either a valid config or an
 //! error whose text is `tern.toml:LINE:COL: message` with the line and
@@ -59,8 +60,11 @@ pub fn check(text: &str, result: &Result<Config, ConfigError>) {
     }
 }
 
-/// Parses `data` as a config (see the module documentation).
+/// Parses `data` as the bytes of a config file (see the module
+/// documentation).
 pub fn run(data: &[u8]) {
+    // Positions in text that is not UTF-8 are those of its valid prefix,
+    // which the lossy conversion keeps as it is.
     let text = String::from_utf8_lossy(data);
-    check(&text, &Config::parse(&text, Path::new("tern.toml")));
+    check(&text, &Config::parse_bytes(data, Path::new("tern.toml")));
 }
