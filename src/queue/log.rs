@@ -560,9 +560,11 @@ pub fn scan_segment(
         let body_offset = pos + (FRAME_HEADER + len) as u64;
         let mut next = body_offset;
         if let Record::Message(m) = &record {
-            next += m.body_len;
-            if next > file_len {
-                break pos;
+            // A body length read from the disk: past the end of the file (or
+            // of u64, which would wrap the scan backwards) is damage.
+            match next.checked_add(m.body_len) {
+                Some(end) if end <= file_len => next = end,
+                _ => break pos,
             }
             if repair {
                 let mut hasher = crc32fast::Hasher::new();

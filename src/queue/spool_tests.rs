@@ -323,3 +323,38 @@ fn a_segment_with_a_torn_magic_is_repaired_in_place() {
     );
     scan_segment(dir.path(), 1, false, |_| panic!("no records")).unwrap();
 }
+
+/// Found by the fuzzer (fuzz/regressions/spool_segment/): a message record
+/// (checksum right) whose body length reaches past u64::MAX overflowed the
+/// scan's offset: a panic in a debug build, and in a release build a wrapped
+/// offset that could send the scan backwards, forever.
+#[test]
+fn a_body_length_past_the_end_of_u64_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Record::Done { id: QueueId(1) }.encode();
+    let Record::Message(mut m) = Record::Message(MessageRecord {
+        id: QueueId(2),
+        received_at: 0,
+        envelope: envelope(1),
+        statuses: vec![RcptStatus::Pending],
+        prepend: Vec::new(),
+        body_len: 0,
+        body_crc: 0,
+    }) else {
+        unreachable!()
+    };
+    m.body_len = u64::MAX - 20;
+    let mut file = super::super::record::SEGMENT_MAGIC.to_vec();
+    file.extend_from_slice(&good);
+    file.extend_from_slice(&Record::Message(m).encode());
+    std::fs::write(segment_path(dir.path(), 1), &file).unwrap();
+    for repair in [false, true] {
+        let mut found = Vec::new();
+        scan_segment(dir.path(), 1, repair, |f| found.push(f.record)).unwrap();
+        assert_eq!(
+            found,
+            vec![Record::Done { id: QueueId(1) }],
+            "repair: {repair}"
+        );
+    }
+}
