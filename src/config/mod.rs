@@ -484,8 +484,26 @@ impl Limits {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-        Config::parse(&text, path)
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, e))?;
+        Config::parse_bytes(&bytes, path)
+    }
+
+    /// [`Config::parse`] for the bytes of a file: one that is not UTF-8 is a
+    /// mistake at the first byte that is not (TOML is UTF-8, TOML 1.0 §2).
+    pub fn parse_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Config::parse(text, origin),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+                Err(ConfigError::at(
+                    origin,
+                    valid,
+                    at..at,
+                    format!("byte 0x{:02x} is not UTF-8: expected UTF-8 text", bytes[at]),
+                ))
+            }
+        }
     }
 
     /// Validates `text`; `origin` names the file in error messages, and relative

@@ -33,7 +33,7 @@ impl Target {
     }
 
     /// The current server; waits (bounded) while there is none.
-    fn current(&self) -> (u64, SocketAddr) {
+    pub fn current(&self) -> (u64, SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut state = self.state.lock().unwrap();
         loop {

@@ -18,6 +18,9 @@
 //! - [`mta`]: one tern in-process (spool, scheduler, relay agent,
 //!   bouncer), for the delivery tests.
 //! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
+//! - [`submitter`]: the kill -9 campaign's client: DATA or BDAT, and
+//!   STARTTLS with AUTH PLAIN for submission; says whether a dead
+//!   connection died before or after the end of the content.
 //! - [`transcript_lang`]: the language of the SMTP transcripts under
 //!   `tests/transcripts/`.
 // Each test crate uses a part of the helpers, through `pub`.
@@ -34,6 +37,7 @@ pub mod peers;
 pub mod postfix;
 pub mod rng;
 pub mod sink;
+pub mod submitter;
 pub mod transcript_lang;
 
 #[allow(unused_imports)]
