@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,16 +18,18 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, Live};
+use crate::config::{Config, Source};
 use crate::control::{self, ControlListener};
-use crate::dkim::{self, LiveSigner, Signer};
+use crate::dkim::{self, Signer};
 use crate::inbound::submit::Submitter;
-use crate::inbound::{Server, Shared};
+use crate::inbound::Server;
+use crate::live::{Live, Snapshot};
+use crate::local::Maildirs;
 use crate::outbound::resolver::{HickoryResolver, Resolver};
 use crate::outbound::Outbound;
 use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
-use crate::queue::scheduler::Scheduler;
+use crate::queue::scheduler::{Agents, Scheduler};
 use crate::queue::{Spool, SpoolOptions};
 use crate::systemd;
 
@@ -35,9 +38,38 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Messages delivered at the same time.
 const DELIVERY_CONCURRENCY: usize = 8;
 
+/// `tern serve`: logging, the runtime, then [`run`] with the config from
+/// `source` until SIGTERM or SIGINT.
+pub fn serve(source: &Source) -> ExitCode {
+    systemd::init_logging();
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(config, source.path().map(Path::to_path_buf))),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the server until a stop signal. `path` is where `config` came from
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Starts the uptime of `tern status`.
+    let activity = crate::status::activity();
     // A missing or broken DKIM key stops the start, as a config error.
     let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
@@ -54,19 +86,18 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
-    let signer = Arc::new(LiveSigner::new(signer));
-    let live = Arc::new(Live::new(config));
+    write_dovecot_users(&config);
+    let srs = crate::routing::srs::Srs::load_or_create(&config.data_dir)
+        .context("cannot read or make the SRS secret in the data directory")?;
+    let live = Arc::new(Live::new(
+        Snapshot::new(config, Some(tls), signer).with_srs(srs),
+    ));
     // One resolver for the checks on incoming mail and for delivery.
-    let resolver: Arc<dyn Resolver> =
-        Arc::new(HickoryResolver::new(&live.get().relay.nameservers).map_err(anyhow::Error::msg)?);
-    let server = Server::bind(
-        live.clone(),
-        spool.clone(),
-        Some(tls),
-        signer.clone(),
-        resolver.clone(),
-    )
-    .await?;
+    let resolver: Arc<dyn Resolver> = Arc::new(
+        HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,
+    );
+    let server = Server::bind(live.clone(), spool.clone(), resolver.clone()).await?;
+    activity.listening(server.local_addrs());
     let journal = systemd::logging_to_journal();
     for (addr, role) in server.local_addrs() {
         // Tests and scripts read this line to find ports bound as 0; under
@@ -77,15 +108,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         log::info!("listening on {addr} ({})", role.name());
     }
     let (stop, stopped) = watch::channel(false);
-    let outbound = Outbound::new(live.clone(), resolver);
-    let notifier = Arc::new(Notifier::new(spool.clone(), live.clone()));
-    let scheduler = Scheduler::new(spool.clone(), live.clone(), DELIVERY_CONCURRENCY)
-        .with_remote(Arc::new(outbound))
-        .with_bouncer(notifier.clone());
+    let (scheduler, notifier) = delivery(&spool, &live, resolver, DELIVERY_CONCURRENCY);
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
-    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone(), signer.clone()));
+    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone()));
     let local_submit = submit_listener()?.map(|listener| {
         log::info!(
             "submission socket for local users on {}",
@@ -94,7 +121,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()))
     });
     let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
-    let shared = server.shared();
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
     if let Some(every) = systemd::watchdog_interval() {
@@ -111,7 +137,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => match &path {
-                Some(path) => reload(path, &live, &shared),
+                Some(path) => reload(path, &live),
                 None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
             },
         }
@@ -129,6 +155,36 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         spool.len()
     );
     Ok(())
+}
+
+/// The queue's delivery side, wired: the scheduler with its two agents
+/// (Maildirs for local routes, the outbound relay for remote ones) and the
+/// notifier for bounces and delay notices, which routes to senders by the
+/// recipient directory. The notifier is returned too, for `tern queue delete
+/// --bounce`. (Tests that run deliveries in-process build it here as well.)
+pub fn delivery(
+    spool: &Spool,
+    live: &Arc<Live>,
+    resolver: Arc<dyn Resolver>,
+    concurrency: usize,
+) -> (Scheduler, Arc<Notifier>) {
+    let agents = Agents {
+        local: Arc::new(Maildirs::new(live.clone())),
+        remote: Arc::new(Outbound::new(live.clone(), resolver)),
+    };
+    let notifier = Arc::new(Notifier::new(
+        spool.clone(),
+        live.clone(),
+        Arc::new(crate::routing::route_of),
+    ));
+    let scheduler = Scheduler::new(
+        spool.clone(),
+        live.clone(),
+        agents,
+        notifier.clone(),
+        concurrency,
+    );
+    (scheduler, notifier)
 }
 
 /// Every minute: copy long-queued messages out of old spool segments so the
@@ -163,22 +219,19 @@ fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
     Ok(Some(listener))
 }
 
-/// SIGHUP: re-reads the config file, the certificates and the DKIM keys.
-/// Sessions already open keep the config they started with; new ones get the
-/// new one. A config that does not validate (or certificates or keys that do
-/// not load) changes nothing.
-fn reload(path: &Path, live: &Live, shared: &Shared) {
+/// SIGHUP: re-reads the config file, the certificates and the DKIM keys, and
+/// puts them in force together as one [`Snapshot`]. Sessions already open
+/// keep the snapshot they started with; new ones get the new one. A config
+/// that does not validate (or certificates or keys that do not load) changes
+/// nothing.
+fn reload(path: &Path, live: &Live) {
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
-        .and_then(|config| {
-            let tls = crate::tls::server_config(&config).map_err(|e| e.to_string())?;
-            let signer = Signer::from_config(&config).map_err(|e| e.to_string())?;
-            Ok((config, tls, signer))
-        });
+        .and_then(|config| Snapshot::load(config).map_err(|e| e.to_string()));
     match outcome {
-        Ok((config, tls, signer)) => {
-            let old = live.get();
+        Ok(snapshot) => {
+            let (old, config) = (live.config(), &snapshot.config);
             for (what, changed) in [
                 ("listeners", old.listeners != config.listeners),
                 ("data_dir", old.data_dir != config.data_dir),
@@ -194,16 +247,30 @@ fn reload(path: &Path, live: &Live, shared: &Shared) {
                 }
             }
             let summary = config.summary(path);
-            live.replace(config);
-            *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(tls);
-            shared.signer.replace(signer);
+            write_dovecot_users(config);
+            live.replace(snapshot);
             log::info!("reloaded: {summary}");
+            crate::status::activity().reloaded(Ok(summary));
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
+            crate::status::activity().reloaded(Err(e));
             systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
         }
+    }
+}
+
+/// Writes Dovecot's user database (`[dovecot]`); a failure is logged, and
+/// the logins Dovecot knew stay as they were.
+fn write_dovecot_users(config: &Config) {
+    match crate::dovecot::write_users(config) {
+        Ok(()) => {
+            if let Some(d) = &config.dovecot {
+                log::info!("dovecot users written to {}", d.users_file.display());
+            }
+        }
+        Err(e) => log::error!("dovecot users not written: {e}"),
     }
 }
 

@@ -205,8 +205,10 @@ fn addr_spec_text(mailbox: &[Token<'_>]) -> Option<String> {
             Token::Special(_) => return None,
         }
     }
-    if !text.contains(&b'@') {
-        return None;
+    // `local@domain`: something on both sides of the last `@`.
+    match text.iter().rposition(|&b| b == b'@') {
+        Some(at) if at > 0 && at + 1 < text.len() => {}
+        _ => return None,
     }
     String::from_utf8(text).ok()
 }
@@ -467,6 +469,11 @@ mod tests {
         );
         assert_eq!(addresses(b" not an address"), None);
         assert_eq!(addresses(b" <unclosed@x.example"), None);
+        // Found by the fuzzer (fuzz/regressions/message_header/): an
+        // addr-spec needs a local part and a domain.
+        assert_eq!(addresses(b"Me <me@>"), None);
+        assert_eq!(addresses(b"me@, a@x.example"), None);
+        assert_eq!(addresses(b"@x.example"), None);
     }
 
     #[test]

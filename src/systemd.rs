@@ -46,7 +46,7 @@ impl log::Log for StderrLogger {
             // and one system call instead of one per formatted piece.
             let line = format!(
                 "{} {} {}\n",
-                crate::smtp::date::iso8601(std::time::SystemTime::now()),
+                crate::date::iso8601(std::time::SystemTime::now()),
                 record.level(),
                 record.args()
             );

@@ -39,15 +39,15 @@ fn every_broken_config_fails_with_exactly_the_expected_error() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let (Ok(text), Ok(expected)) = (
-            fs::read_to_string(dir.join("tern.toml")),
+        let (Ok(bytes), Ok(expected)) = (
+            fs::read(dir.join("tern.toml")),
             fs::read_to_string(dir.join("expected")),
         ) else {
             failures.push(format!("{name}: tern.toml or expected is missing"));
             continue;
         };
         let expected = expected.trim_end_matches('\n');
-        match Config::parse(&text, Path::new("tern.toml")) {
+        match Config::parse_bytes(&bytes, Path::new("tern.toml")) {
             Ok(_) => failures.push(format!("{name}: accepted, expected\n    {expected}")),
             Err(error) if error.to_string() == expected => {}
             Err(error) => failures.push(format!(

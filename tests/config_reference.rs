@@ -266,6 +266,27 @@ fn the_commented_out_tls_table_is_valid_when_uncommented() {
 }
 
 #[test]
+fn the_commented_out_dovecot_table_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    assert_eq!(
+        Config::parse(&text, Path::new("tern.toml"))
+            .unwrap()
+            .dovecot,
+        None
+    );
+    let uncommented = uncomment(&text, "[dovecot]");
+    assert!(
+        uncommented.contains("\n[dovecot]\n"),
+        "the [dovecot] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let dovecot = config.dovecot.expect("[dovecot] is parsed");
+    assert_eq!(dovecot.users_file, PathBuf::from("/run/tern/dovecot-users"));
+    assert_eq!(dovecot.group.as_deref(), Some("dovecot"));
+}
+
+#[test]
 fn the_commented_out_dkim_table_is_valid_when_uncommented() {
     let text = std::fs::read_to_string(reference_path()).expect("readable");
     let uncommented = uncomment(&text, "[dkim]");
@@ -350,4 +371,25 @@ fn the_commented_out_local_senders_are_valid_when_uncommented() {
         config.local_senders["backup"],
         [SenderPattern::Domain("example.net".into())]
     );
+}
+
+#[test]
+fn the_public_addresses_and_the_commented_out_check_table_are_valid() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let config = Config::parse(&text, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let public: Vec<String> = config
+        .public_addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(public, ["192.0.2.25", "2001:db8::25"]);
+    assert!(config.check.blocklists.is_empty(), "the default is none");
+    let uncommented = uncomment(&text, "[check]");
+    assert!(
+        uncommented.contains("\n[check]\nblocklists = "),
+        "the [check] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.check.blocklists, ["zen.spamhaus.org"]);
 }

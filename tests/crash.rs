@@ -14,17 +14,16 @@
 //! time (they measure timing on a 2-core machine) and each is bounded
 //! (about 10–30 s).
 
-mod common;
 mod support;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use support::burst::{
     self, audit, count_files, verdict, Attempt, Tally, Target, Verdict, Workload,
 };
 use support::rng::Rng;
+use support::TestServer;
 
 /// One crash test at a time.
 fn serial() -> MutexGuard<'static, ()> {
@@ -352,7 +351,7 @@ fn sigterm_with_messages_queued_keeps_them_for_the_next_start() {
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert!(c.command("QUIT").starts_with("221"));
     let mine = server.wait_for_messages("me", 1, Duration::from_secs(10));
-    assert_eq!(common::strip_trace(&mine[0]), data);
+    assert_eq!(support::strip_trace(&mine[0]), data);
     // Each of the 4 messages had its attempt, deferred.
     wait_for_log(
         &server,
@@ -390,28 +389,25 @@ fn sigterm_with_messages_queued_keeps_them_for_the_next_start() {
     eprintln!("4 queued messages survived SIGTERM and SIGKILL; the local copy stayed single");
 }
 
-/// BUG (found by reading `src/queue/spool.rs`; reproduced here step by step
-/// through the library API, since the race window is microseconds wide):
-/// a message can be acknowledged and then lost when its segment fills up.
+/// An acknowledged message is not lost when its segment fills up (a
+/// regression test, stepped through the library API since the race window
+/// is microseconds wide; the bug was found by reading `src/queue/spool.rs`
+/// and fixed in b86710f).
 ///
-/// `Spool::enqueue` appends the message (the writer thread fsyncs and
-/// replies), and only *afterwards* inserts it in the index, which is where a
-/// segment's live count is kept. If in between another task's record lands
-/// in the next segment (after a rotation) and its apply runs
-/// `delete_finished_segments`, the message's segment has a live count of 0
-/// and is older than the newest: it is deleted, message and all. The client
-/// has its 250; the index points into a deleted file (delivery fails with
-/// "cannot read message"), and after a restart the message is gone.
-///
-/// In production: the message that pushes a 64 MiB segment over its size,
-/// and a `Done` of the last other live message in that segment committed in
-/// the same or the next group commit and applied first (two tasks woken by
-/// the same writer batch run in any order).
+/// The race it guards against: the index, which keeps each segment's live
+/// count, once learnt of a message only after `Spool::enqueue` had its reply
+/// from the writer thread. If in between another task's record landed in the
+/// next segment (after a rotation) and its apply ran
+/// `delete_finished_segments`, the message's segment had a live count of 0
+/// and was older than the newest: it was deleted, message and all, after the
+/// client had its 250. Today every record is applied to the index on the
+/// writer thread before any request of its batch hears back
+/// (`queue::log::OnDurable`), so the order of the index is the order on disk.
 ///
 /// Steps: X is queued in segment 1; M's enqueue is polled just far enough
-/// to be written to segment 1 (which it fills) but not inserted; X's `Done`
-/// goes to segment 2 and is applied; then M's enqueue finishes with Ok (=
-/// "250"). Expected: M is loadable and survives a restart.
+/// to be written to segment 1 (which it fills); X's `Done` goes to segment 2
+/// and is applied; then M's enqueue finishes with Ok (= "250"). Expected: M
+/// is loadable and survives a restart.
 #[test]
 fn a_message_acknowledged_while_its_segment_rotates_is_not_lost() {
     use std::future::Future;

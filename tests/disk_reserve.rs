@@ -8,14 +8,14 @@
 //! Mounting needs root (the tests run as root); a test that cannot mount
 //! fails, it is never skipped.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{read_maildir, tern_bin, wait_until, Client, ServfailDns, TestServer, BASE_CONFIG};
+use support::{read_maildir, tern_bin, wait_until, Client, ServfailDns, TestServer, BASE_CONFIG};
 use tern::queue::free_space::available_now;
 
 /// The tmpfs's size, and the reserve tern keeps on it.

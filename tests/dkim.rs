@@ -17,7 +17,6 @@
 //!   signatures verify on the file as it is; mail whose From: is not at a signing domain,
 //!   and mail from outside on port 25 whose From: is, are not signed; a missing key stops `tern config check` and `tern serve`.
 
-mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -25,10 +24,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{tern_bin, TestServer};
 use support::delivered::wait_for_queue_id;
 use support::dkimpy::{dkimpy, require_dkimpy};
 use support::peers::{fixture, run, unique_file, Run, PEER_TIMEOUT, PYTHON};
+use support::{tern_bin, TestServer};
 use tern::dkim::keys::{keygen, DomainKeys, KeyKind};
 use tern::dkim::Signer;
 
@@ -494,11 +493,11 @@ fn submitted_mail_is_signed_and_verifies_in_the_delivered_maildir_file() {
 
     // Mail from outside with a From: at our domain, on port 25, is never
     // signed: only our own users' mail carries our signature.
-    let mut mx = common::Client::connect(server.addr("mx"));
+    let mut mx = support::Client::connect(server.addr("mx"));
     mx.command("EHLO outsider.example");
     let reply = mx.send_mail("me@example.org", &["bob@example.org"], &ours);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let id = common::queued_id(&reply);
+    let id = support::queued_id(&reply);
     let (_, file) = wait_for_queue_id(&server, "bob", &id, Duration::from_secs(30));
     assert!(!String::from_utf8_lossy(&file).contains("DKIM-Signature"));
 }

@@ -4,13 +4,13 @@
 //! the running `tern` process (peak RSS from /proc, bytes on disk) or the
 //! time until it drops the connection.
 
-mod common;
+mod support;
 
-use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::*;
 
 /// A value in kB from /proc/PID/status (`VmRSS`, `VmHWM`).
 fn status_kb(pid: u32, field: &str) -> u64 {

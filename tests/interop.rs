@@ -21,15 +21,14 @@
 //! swaks (20201014 in Debian 12) has no BDAT, so CHUNKING is exercised with
 //! smtplib's low-level commands.
 
-mod common;
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestServer;
 use support::delivered::{check, wait_for_queue_id, Expected};
 use support::peers::{python_send, run, swaks, unique_file, PythonSend, PEER_TIMEOUT};
+use support::TestServer;
 
 const SENDER: &str = "sender@client.example";
 const HELO: &str = "client.example";

@@ -7,12 +7,12 @@
 //! checked against a generous bound, and a new session after the flood
 //! works. Counts and waits are bounded.
 
-mod common;
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use support::TestServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpSocket;

@@ -3,7 +3,6 @@
 //! scheduler and SMTP client, a real DNS server on loopback, and a
 //! programmable remote server (tests/support/sink.rs) on loopback.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
@@ -12,14 +11,9 @@ use std::time::{Duration, SystemTime};
 use support::dns::DnsServer;
 use support::sink::{Sink, SinkOptions};
 use tern::clock::{Clock, ManualClock};
-use tern::config::{Config, Live};
-use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
-use tern::queue::{Body, QueueId, RcptStatus, Spool, SpoolOptions};
-use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
+use tern::config::Config;
+use tern::queue::{Body, QueueId, RcptStatus, Spool};
+use tern::smtp::{Address, EnhancedCode, Envelope, Recipient, Route};
 
 const CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -32,13 +26,13 @@ role = "mx"
 name = "bob"
 "#;
 
-/// One in-process tern: spool, scheduler, outbound agent, bouncer.
+/// One in-process tern ([`support::mta`]) on a clock the test moves.
 struct Mta {
     _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     clock: Arc<ManualClock>,
     config: Arc<Config>,
-    stop: watch::Sender<bool>,
 }
 
 impl Mta {
@@ -49,49 +43,22 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(2);
         config.relay.command_timeout = Duration::from_secs(10);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool =
-            Spool::open(&config.spool_dir(), clock.clone(), SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let queue = support::mta::Mta::start(config, clock.clone(), 4);
         Mta {
             _dir: dir,
-            spool,
+            spool: queue.spool.clone(),
+            config: queue.config.clone(),
+            queue,
             clock,
-            config: Arc::new(config),
-            stop,
         }
     }
 
     async fn send(&self, from: &str, to: &[&str], content: &str) -> QueueId {
-        let envelope = Envelope {
-            sender: Some(Address::parse(from).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: false,
-            smtputf8: false,
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                Vec::new(),
-                Body::from_bytes(content.as_bytes().to_vec()),
-            )
+        let content = content.as_bytes().to_vec();
+        self.queue
+            .queue(Some(from), to, Vec::new(), content, false)
             .await
-            .unwrap();
-        id
     }
 
     /// Moves the clock and lets the scheduler see it.
@@ -132,12 +99,6 @@ impl Mta {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("bob has {} message(s), expected {n}", self.bob_mail().len());
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 
@@ -187,10 +148,13 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     })
     .await;
     assert!(
-        matches!(status(&mta.spool, id, 0), Some(RcptStatus::Delivered(d)) if d.contains("250 2.0.0"))
+        matches!(status(&mta.spool, id, 0), Some(RcptStatus::Delivered(d))
+            if d.code == Some(250) && d.enhanced == Some(EnhancedCode(2, 0, 0)))
     );
     assert!(
-        matches!(status(&mta.spool, id, 2), Some(RcptStatus::Failed(r)) if r.contains("550 5.1.1"))
+        matches!(status(&mta.spool, id, 2), Some(RcptStatus::Failed(r))
+            if r.code == Some(550) && r.enhanced == Some(EnhancedCode(5, 1, 1))
+                && r.remote.as_ref().is_some_and(|m| m.host == "mx.remote.test"))
     );
     assert_eq!(status(&mta.spool, id, 1), Some(RcptStatus::Pending));
     let bounce = &mta.wait_for_bob(1).await[0];
@@ -200,6 +164,7 @@ async fn partial_failure_retry_delay_notice_and_expiry() {
     );
     assert!(bounce.contains("Final-Recipient: rfc822; reject@remote.test"));
     assert!(bounce.contains("Status: 5.1.1"));
+    assert!(bounce.contains("Remote-MTA: dns; mx.remote.test\r\n"));
     assert!(bounce.contains("Diagnostic-Code: smtp; mx.remote.test[127.0.0.2] said: 550 5.1.1"));
     assert!(
         bounce.contains("Return-Path: <>"),
@@ -280,12 +245,12 @@ async fn dropped_connection_and_data_failures_defer_or_bounce() {
     .await;
     let e = mta.spool.entry(dropped).unwrap();
     assert!(
-        e.last_error
+        e.last_error()
             .as_deref()
             .unwrap_or("")
             .contains("connection lost"),
         "{:?}",
-        e.last_error
+        e.last_error()
     );
     mta.wait_until("datafail deferred", |s| {
         s.entry(tempfail).is_some_and(|e| e.attempts == 1)
@@ -295,7 +260,7 @@ async fn dropped_connection_and_data_failures_defer_or_bounce() {
         .spool
         .entry(tempfail)
         .unwrap()
-        .last_error
+        .last_error()
         .unwrap()
         .contains("451 4.3.0"));
     mta.wait_until("datareject bounced", |s| s.entry(rejected).is_none())
@@ -364,7 +329,7 @@ async fn dns_outcomes() {
         .spool
         .entry(broken)
         .unwrap()
-        .last_error
+        .last_error()
         .unwrap()
         .contains("MX lookup"));
 }

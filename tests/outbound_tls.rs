@@ -3,23 +3,18 @@
 //! certificate (and refusal when it cannot be verified), and a smarthost on
 //! port 465 with AUTH.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::TestServer;
 use support::dns::DnsServer;
+use support::mta::Mta;
+use support::TestServer;
 use tern::clock::SystemClock;
-use tern::config::{Config, Credentials, DomainRoute, Live, Smarthost, SmarthostTls, TlsPolicy};
-use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
-use tern::queue::{Body, QueueId, Spool, SpoolOptions};
+use tern::config::{Config, Credentials, DomainRoute, Smarthost, SmarthostTls, TlsPolicy};
+use tern::queue::{Body, QueueId, Spool};
 use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
 
 /// The remote side: a real tern named mx.remote.test on 127.0.0.8, with an MX
 /// listener and an implicit-TLS submission listener, user `me` (password
@@ -53,19 +48,8 @@ verify_sender_domain = false
     TestServer::start_with_config(dir, &config)
 }
 
-struct Source {
-    _dir: tempfile::TempDir,
-    spool: Spool,
-    stop: watch::Sender<bool>,
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-/// An in-process tern sending for source.test, configured by `tweak`.
+/// An in-process tern sending for source.test ([`support::mta`]),
+/// configured by `tweak`.
 fn source(dns: &DnsServer, tweak: impl FnOnce(&mut Config)) -> Source {
     let dir = tempfile::tempdir().unwrap();
     let text = "hostname = \"out.source.test\"\ndata_dir = \"data\"\ndomains = [\"source.test\"]\n\
@@ -75,24 +59,14 @@ fn source(dns: &DnsServer, tweak: impl FnOnce(&mut Config)) -> Source {
     config.relay.connect_timeout = Duration::from_secs(2);
     config.relay.command_timeout = Duration::from_secs(10);
     tweak(&mut config);
-    let live = Arc::new(Live::new(config.clone()));
-    let spool = Spool::open(
-        &config.spool_dir(),
-        Arc::new(SystemClock),
-        SpoolOptions::default(),
-    )
-    .unwrap();
-    let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-    let scheduler = Scheduler::new(spool.clone(), live.clone(), 2)
-        .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-        .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
-    Source {
-        _dir: dir,
-        spool,
-        stop,
-    }
+    let mta = Mta::start(config, Arc::new(SystemClock), 2);
+    Source { mta, _dir: dir }
+}
+
+/// The sending tern; it stops before its directory goes.
+struct Source {
+    mta: Mta,
+    _dir: tempfile::TempDir,
 }
 
 async fn send(spool: &Spool, from: &str, to: &str) -> QueueId {
@@ -149,8 +123,8 @@ async fn opportunistic_and_verified_tls_to_a_real_tern() {
 
     // Opportunistic (the default): STARTTLS with any certificate.
     let src = source(&dns, |c| c.relay.port = port);
-    let id = send(&src.spool, "bob@source.test", "me@remote.test").await;
-    assert!(settled(&src.spool, id).await.is_none(), "delivered");
+    let id = send(&src.mta.spool, "bob@source.test", "me@remote.test").await;
+    assert!(settled(&src.mta.spool, id).await.is_none(), "delivered");
     let got = remote.wait_for_messages("me", 1, Duration::from_secs(10));
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("with ESMTPS (TLSv1.3"), "{text}");
@@ -165,9 +139,9 @@ async fn opportunistic_and_verified_tls_to_a_real_tern() {
             tls: Some(TlsPolicy::Required),
         }];
     });
-    let id = send(&src.spool, "bob@source.test", "me@remote.test").await;
+    let id = send(&src.mta.spool, "bob@source.test", "me@remote.test").await;
     assert!(
-        settled(&src.spool, id).await.is_none(),
+        settled(&src.mta.spool, id).await.is_none(),
         "delivered with verified TLS"
     );
     remote.wait_for_messages("me", 2, Duration::from_secs(10));
@@ -180,9 +154,9 @@ async fn opportunistic_and_verified_tls_to_a_real_tern() {
         c.relay.tls = TlsPolicy::Required;
         c.relay.ca_file = other_cert;
     });
-    let id = send(&src.spool, "bob@source.test", "me@remote.test").await;
-    let deferred = settled(&src.spool, id).await.expect("stays queued");
-    let error = deferred.last_error.unwrap_or_default();
+    let id = send(&src.mta.spool, "bob@source.test", "me@remote.test").await;
+    let deferred = settled(&src.mta.spool, id).await.expect("stays queued");
+    let error = deferred.last_error().unwrap_or_default();
     assert!(error.contains("TLS handshake failed"), "{error}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -220,8 +194,8 @@ async fn smarthost_on_465_with_auth() {
     let src = source(&dns, with_password("s3cret"));
     // Through the smarthost to a local user of it; the sender must be an
     // address the smarthost login owns.
-    let id = send(&src.spool, "me@remote.test", "me@remote.test").await;
-    let outcome = settled(&src.spool, id).await;
+    let id = send(&src.mta.spool, "me@remote.test", "me@remote.test").await;
+    let outcome = settled(&src.mta.spool, id).await;
     assert!(
         outcome.is_none(),
         "delivered via the smarthost: {outcome:?}\n{}",
@@ -231,9 +205,9 @@ async fn smarthost_on_465_with_auth() {
     assert!(String::from_utf8_lossy(&got[0]).contains("Subject: tls test"));
 
     let src = source(&dns, with_password("wrong"));
-    let id = send(&src.spool, "me@remote.test", "me@remote.test").await;
-    let e = settled(&src.spool, id).await.expect("deferred");
-    let error = e.last_error.unwrap_or_default();
+    let id = send(&src.mta.spool, "me@remote.test", "me@remote.test").await;
+    let e = settled(&src.mta.spool, id).await.expect("deferred");
+    let error = e.last_error().unwrap_or_default();
     assert!(
         error.contains("refused our login as me") && error.contains("535"),
         "{error}"

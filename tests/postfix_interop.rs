@@ -15,10 +15,12 @@
 //!   without PIPELINING.
 //! - Postfix → tern: Postfix relays to the real `tern serve` binary (with
 //!   STARTTLS), and the messages arrive in tern's Maildirs byte for byte.
+//! - SRS: tern forwards by an alias to a domain Postfix relays, with an SRS0
+//!   sender; Postfix's bounce to that address goes back through tern to the
+//!   original sender's Maildir at Postfix.
 //!
 //! Each test skips, loudly, only when Postfix is not installed.
 
-mod common;
 mod support;
 
 use std::sync::Arc;
@@ -27,14 +29,8 @@ use std::time::{Duration, SystemTime};
 use support::dns::DnsServer;
 use support::postfix::{split_postfix_trace, Postfix, PostfixOptions};
 use tern::clock::ManualClock;
-use tern::config::{Config, Live};
-use tern::outbound::resolver::HickoryResolver;
-use tern::outbound::Outbound;
-use tern::queue::dsn::Notifier;
-use tern::queue::scheduler::Scheduler;
-use tern::queue::{Body, QueueId, Spool, SpoolOptions};
-use tern::smtp::{Address, Envelope, Recipient, Route};
-use tokio::sync::watch;
+use tern::config::Config;
+use tern::queue::{QueueId, Spool};
 
 const TERN_CONFIG: &str = r#"
 hostname = "mx.example.org"
@@ -50,13 +46,13 @@ name = "bob"
 /// How long a message may take from tern's queue into Postfix's Maildir.
 const DELIVERY: Duration = Duration::from_secs(60);
 
-/// One in-process tern that relays by MX: spool, scheduler, outbound agent.
+/// One in-process tern that relays by MX ([`support::mta`]).
 struct Mta {
-    _dir: tempfile::TempDir,
+    queue: support::mta::Mta,
     spool: Spool,
     /// Where bob's Maildir is (bounces come to him).
     data_dir: std::path::PathBuf,
-    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
 }
 
 impl Mta {
@@ -67,20 +63,14 @@ impl Mta {
         config.relay.port = port;
         config.relay.connect_timeout = Duration::from_secs(5);
         config.relay.command_timeout = Duration::from_secs(30);
-        let live = Arc::new(Live::new(config.clone()));
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let spool = Spool::open(&config.spool_dir(), clock, SpoolOptions::default()).unwrap();
-        let resolver = HickoryResolver::new(&config.relay.nameservers).unwrap();
-        let scheduler = Scheduler::new(spool.clone(), live.clone(), 4)
-            .with_remote(Arc::new(Outbound::new(live.clone(), Arc::new(resolver))))
-            .with_bouncer(Arc::new(Notifier::new(spool.clone(), live)));
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(scheduler.run(stopped, Duration::from_secs(5)));
+        let data_dir = config.data_dir.clone();
+        let queue = support::mta::Mta::start(config, clock, 4);
         Mta {
+            spool: queue.spool.clone(),
+            queue,
+            data_dir,
             _dir: dir,
-            spool,
-            data_dir: config.data_dir.clone(),
-            stop,
         }
     }
 
@@ -92,29 +82,10 @@ impl Mta {
 
     /// The same from `sender` (`None`: the null sender of bounces).
     async fn send_from(&self, sender: Option<&str>, to: &[&str], message: &Message) -> QueueId {
-        let envelope = Envelope {
-            sender: sender.map(|s| Address::parse(s).unwrap()),
-            recipients: to
-                .iter()
-                .map(|r| Recipient {
-                    original: r.to_string(),
-                    route: Route::Remote(Address::parse(r).unwrap()),
-                })
-                .collect(),
-            eight_bit: message.eight_bit,
-            smtputf8: to.iter().any(|r| !r.is_ascii()),
-        };
-        let id = self.spool.new_id();
-        self.spool
-            .enqueue(
-                id,
-                envelope,
-                message.prepend.clone(),
-                Body::from_bytes(message.content.clone()),
-            )
+        let (prepend, content) = (message.prepend.clone(), message.content.clone());
+        self.queue
+            .queue(sender, to, prepend, content, message.eight_bit)
             .await
-            .unwrap();
-        id
     }
 
     /// Waits (bounded) until `check` holds.
@@ -136,7 +107,7 @@ impl Mta {
         let dir = self.data_dir.join("mail/bob/new");
         let deadline = tokio::time::Instant::now() + DELIVERY;
         loop {
-            let mail = common::read_maildir(&dir);
+            let mail = support::read_maildir(&dir);
             if mail.len() >= n {
                 return mail
                     .iter()
@@ -160,7 +131,7 @@ impl Mta {
                     .spool
                     .entries()
                     .into_iter()
-                    .map(|e| (e.message.statuses, e.last_error))
+                    .map(|e| (e.last_error(), e.message.statuses))
                     .collect();
                 panic!(
                     "tern's queue did not empty: {entries:?}\nPostfix's maillog:\n{}",
@@ -169,12 +140,6 @@ impl Mta {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Mta {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 
@@ -568,7 +533,7 @@ async fn postfix_replies_are_classified(ip: &'static str, pipelining: bool) {
     .await;
     let entry = mta.spool.entry(mixed_id).unwrap();
     assert_eq!(entry.message.statuses[2], tern::queue::RcptStatus::Pending);
-    let error = entry.last_error.unwrap_or_default();
+    let error = entry.last_error().unwrap_or_default();
     assert!(
         error.contains("mx.pf.test[")
             && error.contains(
@@ -635,7 +600,7 @@ async fn postfix_replies_are_classified_per_recipient_one_by_one() {
 #[test]
 fn postfix_relays_to_tern_intact() {
     Postfix::require("postfix_relays_to_tern_intact");
-    let tern = common::TestServer::start("");
+    let tern = support::TestServer::start("");
     let mut options = PostfixOptions::new("127.0.0.23", "pf.test");
     options.relays = vec![format!("example.org={}", tern.mx())];
     options.settings = vec![
@@ -655,7 +620,7 @@ fn postfix_relays_to_tern_intact() {
         &["me@example.org"],
     ];
     let started = std::time::Instant::now();
-    let mut c = common::Client::connect(postfix.addr);
+    let mut c = support::Client::connect(postfix.addr);
     assert!(c.command("EHLO client.pf.test").starts_with("250"));
     for (message, to) in messages.iter().zip(rcpts) {
         let body = if message.eight_bit {
@@ -689,7 +654,7 @@ fn postfix_relays_to_tern_intact() {
         (&me, &messages[2], "me@example.org"),
     ] {
         let copy = find(files, message);
-        let tern_trace_len = copy.len() - common::strip_trace(copy).len();
+        let tern_trace_len = copy.len() - support::strip_trace(copy).len();
         let tern_trace = String::from_utf8_lossy(&copy[..tern_trace_len]);
         assert!(
             tern_trace.starts_with(&format!(
@@ -701,7 +666,7 @@ fn postfix_relays_to_tern_intact() {
             tern_trace.contains("by mx.example.org (tern) with ESMTPS (TLSv1.3"),
             "Postfix used STARTTLS with tern: {tern_trace}"
         );
-        let (postfix_trace, rest) = split_postfix_trace(common::strip_trace(copy));
+        let (postfix_trace, rest) = split_postfix_trace(support::strip_trace(copy));
         assert!(
             postfix_trace.starts_with("Received: from client.pf.test (")
                 && postfix_trace.contains("by postfix.pf.test (Postfix) with ESMTP id "),
@@ -736,5 +701,73 @@ fn postfix_relays_to_tern_intact() {
     assert!(
         !log.contains("warning:") && !log.contains("fatal:"),
         "Postfix complained:\n{log}"
+    );
+}
+
+/// Issue 13.4 with a real Postfix: tern forwards a message (alias
+/// fwd@example.org → friend@gone.test, which Postfix relays onwards) with an
+/// SRS sender; Postfix's next hop refuses it, so Postfix bounces to the SRS
+/// address; tern accepts the bounce and sends it on to the original sender,
+/// alice@pf.test, whose Maildir is Postfix's.
+#[test]
+fn postfix_bounces_through_the_srs_address_back_to_the_original_sender() {
+    Postfix::require("postfix_bounces_through_the_srs_address_back_to_the_original_sender");
+    // tern's port must be in Postfix's routes before either starts.
+    let tern_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let tern_at = format!("127.0.0.1:{tern_port}");
+    let mut options = PostfixOptions::new("127.0.0.28", "pf.test");
+    options.users = vec!["alice"];
+    // gone.test goes back to tern, which relays for nobody: 554, a bounce.
+    options.relays = vec![
+        format!("example.org={tern_at}"),
+        format!("gone.test={tern_at}"),
+    ];
+    let postfix = Postfix::start(&options);
+    let dns = mx_for("127.0.0.28");
+    dns.mx("gone.test", 10, "mx.pf.test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "hostname = \"mx.example.org\"\ndata_dir = \"{}\"\ndomains = [\"example.org\"]\n\
+         [[listener]]\naddress = \"{tern_at}\"\nrole = \"mx\"\n[[user]]\nname = \"me\"\n\
+         [aliases]\n\"fwd@example.org\" = \"friend@gone.test\"\n\
+         [relay]\nnameservers = [\"{}\"]\nport = {}\n",
+        dir.path().join("data").display(),
+        dns.addr,
+        postfix.addr.port()
+    );
+    let tern = support::TestServer::start_with_config(dir, &config);
+    let mut c = support::Client::connect(tern.mx());
+    c.command("EHLO client.pf.test");
+    let reply = c.send_mail(
+        "alice@pf.test",
+        &["fwd@example.org"],
+        b"From: alice@pf.test\r\nTo: fwd@example.org\r\nSubject: via an alias\r\n\r\nhello\r\n",
+    );
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    // Postfix saw the forwarded copy from an SRS0 sender at example.org.
+    let log = postfix.wait_for_log("from=<SRS0=", DELIVERY);
+    assert!(log.contains("=pf.test=alice@example.org>"), "{log}");
+    // Its bounce came back through tern to alice.
+    let alice = postfix.wait_for("alice", 1, DELIVERY);
+    let text = String::from_utf8_lossy(&alice[0]);
+    assert!(
+        text.contains("Undelivered Mail Returned to Sender"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by mx.example.org (tern)"),
+        "through tern: {text}"
+    );
+    assert!(
+        text.contains("Subject: via an alias"),
+        "the original is quoted: {text}"
+    );
+    let tern_log = tern.log();
+    assert!(
+        !tern_log.contains("Bad or expired SRS"),
+        "tern took its own SRS address back:\n{tern_log}"
     );
 }

@@ -2,10 +2,10 @@
 //! sessions, open sessions keep going, and a broken file is refused with the
 //! old configuration still serving.
 
-mod common;
+mod support;
 
-use common::*;
 use std::time::{Duration, Instant};
+use support::*;
 
 fn wait_for_log(server: &TestServer, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);

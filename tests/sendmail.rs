@@ -9,7 +9,6 @@
 //! `limits.local_messages_per_hour` (else 65 and 75); bare CR or LF is
 //! refused there as on port 25.
 
-mod common;
 mod support;
 
 use std::io::Write;
@@ -17,10 +16,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{tern_bin, TestServer};
 use support::dkimpy::{dkimpy, require_dkimpy};
 use support::dns::DnsServer;
 use support::sink::{Sink, SinkOptions};
+use support::{tern_bin, TestServer};
 
 /// Runs sendmail (as `tern sendmail` or through a `sendmail` symlink) with
 /// `input` on stdin; returns (exit code, stderr).
@@ -226,8 +225,8 @@ fn keys_made_while_running_sign_after_a_reload() {
     };
     // SIGHUP; waits for `outcome` in the log, which must also say `says`.
     let reload = |outcome: &str, says: &str| {
-        common::unsafe_kill(server.pid(), "HUP");
-        common::wait_until(Duration::from_secs(10), outcome, || {
+        support::unsafe_kill(server.pid(), "HUP");
+        support::wait_until(Duration::from_secs(10), outcome, || {
             server.log().contains(outcome)
         });
         assert!(server.log().contains(says), "{}", server.log());
@@ -321,7 +320,7 @@ impl LocalUsers {
             .push(("RUNTIME_DIRECTORY".into(), runtime.path().to_path_buf()));
         server.spawn();
         let socket = runtime.path().join("submit.sock");
-        common::wait_until(Duration::from_secs(10), "the submission socket", || {
+        support::wait_until(Duration::from_secs(10), "the submission socket", || {
             socket.exists()
         });
         let bin = runtime.path().join("tern");

@@ -1,10 +1,10 @@
 //! The shortest end-to-end path: one message over the real listener lands in
 //! the Maildir, byte for byte after our trace headers.
 
-mod common;
+mod support;
 
-use common::*;
 use std::time::Duration;
+use support::*;
 
 #[test]
 fn one_message_reaches_the_maildir() {

@@ -18,7 +18,6 @@
 //! self-signed certificate (data_dir/tls/cert.pem) is the trust anchor and
 //! names `localhost`.
 
-mod common;
 mod support;
 
 use std::io::Write;
@@ -27,9 +26,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{strip_trace, tern_bin, TestServer};
 use support::delivered::{assert_same_bytes, wait_for_queue_id};
 use support::peers::{fixture, run, swaks, unique_file, Run, PEER_TIMEOUT, PYTHON};
+use support::{strip_trace, tern_bin, TestServer};
 
 const USER: &str = "sub";
 const PASSWORD: &str = "secret";

@@ -62,9 +62,7 @@
 //! code (RFC 3463, RFC 2034) — except the greeting, the lines of EHLO/HELO
 //! replies, 354 and the 334 challenges of AUTH (there is no 3.x.x class).
 
-mod common;
-#[path = "support/transcript_lang.rs"]
-mod lang;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -72,10 +70,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{strip_trace, TestServer};
 use lang::{parse, show, Kind, Step};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use support::transcript_lang as lang;
+use support::{strip_trace, TestServer};
 
 /// One test per transcript file; `LISTED` names them all.
 macro_rules! transcripts {

@@ -3,23 +3,24 @@
 //! never re-checks it ("parse, don't validate"). Errors carry `file:line:col` and
 //! what was expected ([`ConfigError`]).
 //!
-//! The reference file `config/tern.toml` documents every key; the embedded default
-//! used by `tern serve` without `--config` is [`DEFAULT_TOML`].
+//! The reference file `config/tern.toml` documents every key; which file a
+//! command uses is [`Source`]'s rule, and the embedded default it falls back
+//! to is [`DEFAULT_TOML`].
 
 mod error;
-mod live;
 mod names;
 mod raw;
+mod source;
 mod units;
 mod validate;
 
 pub use error::{ConfigError, Place, Position};
-pub use live::Live;
 pub(crate) use names::{dns_name_problem, selector_problem};
+pub use source::{Source, CONFIG_ENV, SYSTEM_CONFIG};
 pub use units::{parse_duration, parse_size};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,10 +59,41 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     /// Checks on mail from other servers (`[mx]`).
     pub mx: MxPolicy,
+    /// The user database written for Dovecot (`[dovecot]`); `None`: none.
+    pub dovecot: Option<DovecotUsers>,
     /// `[local_senders]`: what each Unix login (other than root and group
     /// tern) may use as envelope sender and in From: when it runs
     /// `sendmail`, besides `<login>@<hostname>`. Keyed by login, as written.
     pub local_senders: BTreeMap<String, Vec<SenderPattern>>,
+    /// The addresses the world reaches this server at: `public_addresses`,
+    /// or else the listeners' addresses that are neither wildcard nor
+    /// loopback (possibly none). What `tern dns` publishes and `tern check`
+    /// looks up (A/AAAA, PTR, SPF, blocklists).
+    pub public_addresses: Vec<IpAddr>,
+    /// Whether `public_addresses` was written in the file (or taken from
+    /// the listeners).
+    pub public_addresses_configured: bool,
+    /// What `tern check` looks at besides the DNS records (`[check]`).
+    pub check: CheckSettings,
+}
+
+/// `[check]`: settings of `tern check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckSettings {
+    /// DNS blocklist zones (lowercase) each public address is looked up in,
+    /// e.g. `zen.spamhaus.org`. Default: none.
+    pub blocklists: Vec<String>,
+}
+
+/// Where tern writes Dovecot's user database (`[dovecot]`, see
+/// `crate::dovecot`): a passwd-file with every user that has a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DovecotUsers {
+    /// The file (written atomically, mode 0640).
+    pub users_file: PathBuf,
+    /// The group that may read it (Dovecot's auth process runs as
+    /// `dovecot`); `None` keeps the daemon's own group.
+    pub group: Option<String>,
 }
 
 /// Checks on mail arriving on the mx listeners from other servers (`[mx]`).
@@ -76,6 +108,29 @@ pub struct MxPolicy {
     pub sender_domain_exempt: Vec<String>,
     /// The longest one check may wait for DNS, per message. Default 5 s.
     pub dns_timeout: Duration,
+    /// Check SPF, DKIM, DMARC and iprev and add Authentication-Results.
+    /// Default on.
+    pub authenticate: bool,
+    /// A DMARC failure of a domain whose policy is `p=reject` is refused
+    /// (550 5.7.1); off, it goes to Junk. Default on.
+    pub dmarc_reject: bool,
+    /// What an SPF fail of MAIL FROM does when DMARC does not pass.
+    pub spf_fail: SpfFailAction,
+    /// Messages larger than this are not DKIM-verified (mail-auth holds the
+    /// whole message in memory): `dkim=none`. Default 4 MiB.
+    pub dkim_max_size: u64,
+}
+
+/// What to do with mail whose MAIL FROM fails SPF (`[mx] spf_fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfFailAction {
+    /// Deliver normally, the result recorded (the default: forwarding
+    /// breaks SPF).
+    Deliver,
+    /// Deliver to the Junk folder.
+    Junk,
+    /// Refuse at the end of DATA with 550 5.7.23.
+    Reject,
 }
 
 /// An address someone may send as beyond their own (`send_as` of a
@@ -429,8 +484,26 @@ impl Limits {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-        Config::parse(&text, path)
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, e))?;
+        Config::parse_bytes(&bytes, path)
+    }
+
+    /// [`Config::parse`] for the bytes of a file: one that is not UTF-8 is a
+    /// mistake at the first byte that is not (TOML is UTF-8, TOML 1.0 §2).
+    pub fn parse_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Config::parse(text, origin),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+                Err(ConfigError::at(
+                    origin,
+                    valid,
+                    at..at,
+                    format!("byte 0x{:02x} is not UTF-8: expected UTF-8 text", bytes[at]),
+                ))
+            }
+        }
     }
 
     /// Validates `text`; `origin` names the file in error messages, and relative

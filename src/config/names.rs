@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// RFC 5322 §3.2.3 `atext` besides letters and digits: what may appear in an
 /// unquoted local part (RFC 5321 §4.1.2 `Dot-string`).
-pub const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+pub(crate) const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
 
 /// Longest local part (RFC 5321 §4.5.3.1.1).
 const MAX_LOCAL_PART: usize = 64;
@@ -20,7 +20,7 @@ const MAX_LOCAL_PART: usize = 64;
 /// (RFC 1035 §2.3.1, RFC 1123 §2.1). No trailing dot, no non-ASCII (use the
 /// `xn--` form), and the last label may not be all digits (that is an IP address,
 /// RFC 3696 §2).
-pub fn dns_name_problem(name: &str) -> Option<String> {
+pub(crate) fn dns_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("it is empty".into());
     }
@@ -71,7 +71,7 @@ fn label_problem(label: &str) -> Option<String> {
 /// The longest suffix tern appends to a DKIM selector: `-ed25519` (see
 /// `crate::dkim`: each key has its own selector, `<selector>-rsa` and
 /// `<selector>-ed25519`).
-pub const SELECTOR_SUFFIX_MAX: usize = "-ed25519".len();
+pub(crate) const SELECTOR_SUFFIX_MAX: usize = "-ed25519".len();
 
 /// Why `selector` is not a DKIM selector we accept, or `None`.
 ///
@@ -79,7 +79,7 @@ pub const SELECTOR_SUFFIX_MAX: usize = "-ed25519".len();
 /// letters, digits and hyphens, not starting or ending with a hyphen; unlike a
 /// host name it may be all digits (`2026`). Its last label must leave room for
 /// the `-ed25519` tern appends, within the 63 characters of a label.
-pub fn selector_problem(selector: &str) -> Option<String> {
+pub(crate) fn selector_problem(selector: &str) -> Option<String> {
     if selector.is_empty() {
         return Some("it is empty".into());
     }
@@ -104,7 +104,7 @@ pub fn selector_problem(selector: &str) -> Option<String> {
 ///
 /// ASCII letters, digits, `.`, `_` and `-`; not starting or ending with `.`, no
 /// two dots in a row (RFC 5321 §4.1.2 `Dot-string`), at most 64 characters.
-pub fn user_name_problem(name: &str) -> Option<String> {
+pub(crate) fn user_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("it is empty".into());
     }
@@ -119,7 +119,7 @@ pub fn user_name_problem(name: &str) -> Option<String> {
 
 /// Why `local` is not an unquoted local part (RFC 5321 §4.1.2 `Dot-string`), or
 /// `None`. Quoted local parts are refused on purpose.
-pub fn local_part_problem(local: &str) -> Option<String> {
+pub(crate) fn local_part_problem(local: &str) -> Option<String> {
     if local.is_empty() {
         return Some("the part before '@' is empty".into());
     }
@@ -149,7 +149,7 @@ fn dots_and_length_problem(s: &str) -> Option<String> {
 
 /// Splits `address` into local part and domain at its one `@`, checking both.
 /// Returns the reason when it is not `local@domain`.
-pub fn split_address(address: &str) -> Result<(&str, &str), String> {
+pub(crate) fn split_address(address: &str) -> Result<(&str, &str), String> {
     let Some((local, domain)) = address.split_once('@') else {
         return Err("it has no '@'".into());
     };
@@ -172,7 +172,7 @@ pub fn split_address(address: &str) -> Result<(&str, &str), String> {
 /// canonical form; IPv6 without brackets). An IPv6 address with a port is
 /// written in brackets, `[2001:db8::25]:25` (RFC 3986 §3.2.2); alone it may be
 /// bare or bracketed. A port is 1 to 65535.
-pub fn host_and_port(text: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn host_and_port(text: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = text.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
             return Err("it opens '[' but does not close it".into());

@@ -17,7 +17,7 @@ use super::ConfigError;
 /// The whole file. Field names are the TOML keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     pub hostname: Option<Spanned<String>>,
     pub data_dir: Option<Spanned<String>>,
     pub domains: Option<Spanned<Vec<Spanned<String>>>>,
@@ -44,24 +44,54 @@ pub struct RawConfig {
     pub submission: RawSubmission,
     #[serde(default)]
     pub mx: RawMx,
+    /// `[dovecot]`; absent means no user database is written.
+    pub dovecot: Option<Spanned<RawDovecot>>,
     /// `[local_senders]`: Unix login = address(es) it may send as.
     #[serde(default)]
     pub local_senders: RawLocalSenders,
+    /// The addresses the world reaches this server at.
+    pub public_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[check]`: settings of `tern check`.
+    #[serde(default)]
+    pub check: RawCheck,
+}
+
+/// The `[check]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [check] table with blocklists")]
+pub(super) struct RawCheck {
+    /// DNS blocklist zones.
+    pub blocklists: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The `[dovecot]` table: where tern writes the IMAP/POP3 server's users.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [dovecot] table with users_file and optionally group"
+)]
+pub(super) struct RawDovecot {
+    pub users_file: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// The `[mx]` table (checks on mail from other servers); every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an [mx] table")]
-pub struct RawMx {
+pub(crate) struct RawMx {
     pub verify_sender_domain: Option<bool>,
     pub sender_domain_exempt: Option<Spanned<Vec<Spanned<String>>>>,
     pub dns_timeout: Option<Spanned<RawDuration>>,
+    pub authenticate: Option<bool>,
+    pub dmarc_reject: Option<bool>,
+    pub spf_fail: Option<Spanned<String>>,
+    pub dkim_max_size: Option<Spanned<RawSize>>,
 }
 
 /// The `[submission]` table; every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [submission] table")]
-pub struct RawSubmission {
+pub(crate) struct RawSubmission {
     pub trace: Option<bool>,
 }
 
@@ -71,7 +101,7 @@ pub struct RawSubmission {
     deny_unknown_fields,
     expecting = "a [[listener]] table with address and role"
 )]
-pub struct RawListener {
+pub(crate) struct RawListener {
     pub address: Option<Spanned<String>>,
     pub role: Option<Spanned<String>>,
 }
@@ -79,7 +109,7 @@ pub struct RawListener {
 /// The `[tls]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [tls] table with cert and key")]
-pub struct RawTls {
+pub(crate) struct RawTls {
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
 }
@@ -90,7 +120,7 @@ pub struct RawTls {
     deny_unknown_fields,
     expecting = "a [[user]] table with name and optionally maildir, password and send_as"
 )]
-pub struct RawUser {
+pub(crate) struct RawUser {
     pub name: Option<Spanned<String>>,
     pub maildir: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
@@ -101,7 +131,7 @@ pub struct RawUser {
 /// The `[limits]` table; every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [limits] table")]
-pub struct RawLimits {
+pub(crate) struct RawLimits {
     pub message_size: Option<Spanned<RawSize>>,
     pub recipients: Option<Spanned<RawCount>>,
     pub local_messages_per_hour: Option<Spanned<RawCount>>,
@@ -130,7 +160,7 @@ pub struct RawLimits {
     deny_unknown_fields,
     expecting = "a table with connections and/or connections_per_ip"
 )]
-pub struct RawBudget {
+pub(crate) struct RawBudget {
     pub connections: Option<Spanned<RawCount>>,
     pub connections_per_ip: Option<Spanned<RawCount>>,
 }
@@ -138,7 +168,7 @@ pub struct RawBudget {
 /// The `[relay]` table; every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [relay] table")]
-pub struct RawRelay {
+pub(crate) struct RawRelay {
     pub nameservers: Option<Spanned<Vec<Spanned<String>>>>,
     pub port: Option<Spanned<RawCount>>,
     pub tls: Option<Spanned<String>>,
@@ -156,7 +186,7 @@ pub struct RawRelay {
     deny_unknown_fields,
     expecting = "a [relay.smarthost] table with host and optionally port, tls, user, password"
 )]
-pub struct RawSmarthost {
+pub(crate) struct RawSmarthost {
     pub host: Option<Spanned<String>>,
     pub port: Option<Spanned<RawCount>>,
     pub tls: Option<Spanned<String>>,
@@ -170,7 +200,7 @@ pub struct RawSmarthost {
     deny_unknown_fields,
     expecting = "a [[route]] table with domain, and host or tls"
 )]
-pub struct RawRoute {
+pub(crate) struct RawRoute {
     pub domain: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
     pub tls: Option<Spanned<String>>,
@@ -179,7 +209,7 @@ pub struct RawRoute {
 /// The `[queue]` table; every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [queue] table")]
-pub struct RawQueue {
+pub(crate) struct RawQueue {
     pub lifetime: Option<Spanned<RawDuration>>,
     pub delay_notice: Option<Spanned<RawDuration>>,
     pub retry_first: Option<Spanned<RawDuration>>,
@@ -192,7 +222,7 @@ pub struct RawQueue {
     deny_unknown_fields,
     expecting = "a [dkim] table with optionally selector, keys and domains"
 )]
-pub struct RawDkim {
+pub(crate) struct RawDkim {
     pub selector: Option<Spanned<String>>,
     pub keys: Option<Spanned<String>>,
     pub domains: Option<Spanned<Vec<Spanned<String>>>>,
@@ -200,15 +230,15 @@ pub struct RawDkim {
 
 /// The `[aliases]` table: `(source, targets)` pairs in file order.
 #[derive(Debug, Default)]
-pub struct RawAliases(pub Vec<(Spanned<String>, Spanned<RawTargets>)>);
+pub(crate) struct RawAliases(pub Vec<(Spanned<String>, Spanned<RawTargets>)>);
 
 /// The `[local_senders]` table has the shape of `[aliases]`: `(Unix login,
 /// address or addresses)` pairs in file order.
-pub type RawLocalSenders = RawAliases;
+pub(crate) type RawLocalSenders = RawAliases;
 
 /// The value of one alias: a single target or an array of them.
 #[derive(Debug)]
-pub enum RawTargets {
+pub(crate) enum RawTargets {
     /// `"info" = "alice"`; its span is the span of the enclosing `Spanned`.
     One(String),
     /// `"info" = ["alice", "bob"]`.
@@ -217,27 +247,27 @@ pub enum RawTargets {
 
 /// A TOML value that may be an integer or a string, such as `25M` or `"25M"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IntOrText {
+pub(crate) enum IntOrText {
     Int(i64),
     Text(String),
 }
 
 /// A size: bytes as an integer, or a string with a unit (see `units::parse_size`).
 #[derive(Debug)]
-pub struct RawSize(pub IntOrText);
+pub(crate) struct RawSize(pub IntOrText);
 
 /// A duration: seconds as an integer, or a string with units (`units::parse_duration`).
 #[derive(Debug)]
-pub struct RawDuration(pub IntOrText);
+pub(crate) struct RawDuration(pub IntOrText);
 
 /// A count: an integer, range-checked by `validate`.
 #[derive(Debug)]
-pub struct RawCount(pub i64);
+pub(crate) struct RawCount(pub i64);
 
 impl RawConfig {
     /// Parses `text` as TOML into the raw schema. Syntax errors, unknown keys and
     /// values of the wrong type become a [`ConfigError`] at their `line:col`.
-    pub fn from_toml(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
+    pub(crate) fn from_toml(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().trim_end();
             match e.span() {

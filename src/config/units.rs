@@ -96,7 +96,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Writes `duration` (whole seconds) the way [`parse_duration`] reads it,
 /// largest unit first: `"5d"`, `"4h"`, `"1h30m"`, `"1m30s"` (90 seconds); zero
 /// is `"0s"`. For messages that compare two durations.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let mut rest = duration.as_secs();
     if rest == 0 {
         return "0s".into();

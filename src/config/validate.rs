@@ -18,7 +18,9 @@ use super::raw::{RawConfig, RawListener, RawTls, RawUser};
 use super::{Config, ConfigError, Listener, Role, TlsConfig, User};
 
 mod aliases;
+mod check;
 mod dkim;
+mod dovecot;
 mod limits;
 mod mx;
 mod numbers;
@@ -31,7 +33,7 @@ const DEFAULT_DELIMITER: char = '+';
 
 /// Turns the raw file into a [`Config`], or reports the first rule it breaks.
 /// `text` and `origin` are what `raw` was parsed from, for positions and paths.
-pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let check = Checker {
         text,
         origin,
@@ -71,7 +73,11 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
     let queue = check.queue(&raw.queue)?;
     let dkim = check.dkim(raw.dkim.as_ref(), &domains, &data_dir)?;
     let mx = check.mx(&raw.mx)?;
+    let dovecot = check.dovecot(raw.dovecot.as_ref())?;
     let local_senders = check.local_senders(&raw.local_senders, &domains)?;
+    let (public_addresses, public_addresses_configured) =
+        check.public_addresses(raw.public_addresses.as_ref(), &listeners)?;
+    let check_settings = check.check_settings(&raw.check)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -91,6 +97,10 @@ pub fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, Con
             trace: raw.submission.trace.unwrap_or(false),
         },
         mx,
+        dovecot,
+        public_addresses,
+        public_addresses_configured,
+        check: check_settings,
     })
 }
 
@@ -131,7 +141,7 @@ impl Checker<'_> {
     }
 
     /// A path, resolved against the config file's directory.
-    fn path(&self, what: &str, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+    pub(super) fn path(&self, what: &str, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
         let value = path.get_ref();
         if value.is_empty() || value.contains('\0') {
             return Err(self.at(path, format!("{what} is empty: expected a path")));

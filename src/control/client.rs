@@ -187,6 +187,7 @@ fn unexpected(request: &str, reply: &Reply) -> ControlError {
         Reply::Flushed { .. } => "flushed",
         Reply::Queued { .. } => "queued",
         Reply::Done => "done",
+        Reply::Status { .. } => "status",
     };
     ControlError::Protocol(format!("the daemon answered {request} with {kind}"))
 }

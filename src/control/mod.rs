@@ -2,7 +2,8 @@
 //! running daemon. The daemon listens on a unix stream socket at
 //! `<data_dir>/control.sock` (mode 0660: the daemon's user and group; the
 //! data directory itself is 0750), [`server`]; the CLI connects with a
-//! blocking [`client::Client`] and gets typed results.
+//! blocking [`client::Client`] and gets typed results, which [`display`]
+//! prints for people; [`command`] is `tern queue …` on top of it.
 //!
 //! Under systemd (`RuntimeDirectory=tern`) the daemon also listens on the
 //! submission socket [`SUBMIT_SOCKET`] (mode 0666 in a 0755 directory),
@@ -34,17 +35,18 @@
 //! ```
 //!
 //! Requests: `ping`, `list`, `show {id}`, `flush {id?}`, `hold {id}`,
-//! `release {id}`, `delete {id, bounce}`. Fields a side does not know are
-//! ignored, so either side can grow optional fields.
+//! `release {id}`, `delete {id, bounce}`, `submit` and `status` (`tern
+//! status`). Fields a side does not know are ignored, so either side can
+//! grow optional fields.
 //!
-//! **Room for `submit`** (sendmail, issue 4 §3): a request line may announce a
-//! raw payload that follows it on the connection, e.g.
+//! **`submit`** (sendmail): the request line announces a raw payload that
+//! follows it on the connection,
 //! `{"op":"submit","sender":"…","recipients":["…"],"size":1234}` and then
 //! exactly 1234 octets of the message, 8-bit clean and never escaped, which the
-//! daemon streams into a [`crate::queue::BodyBuffer`] before answering
-//! `{"ok":{"type":"queued","id":"…"}}`. So that an older daemon never reads
-//! such a payload as requests, a request the daemon does not understand is
-//! answered with `unsupported` and the connection is closed.
+//! daemon streams into a [`crate::queue::BodyBuffer`] and queues before
+//! answering `{"ok":{"type":"queued","id":"…"}}`. So that an older daemon never
+//! reads such a payload as requests, a request the daemon does not understand
+//! is answered with `unsupported` and the connection is closed.
 //!
 //! # Limits
 //!
@@ -57,6 +59,8 @@
 //! daemon down.
 
 pub mod client;
+pub mod command;
+pub mod display;
 pub mod protocol;
 pub mod server;
 

@@ -48,11 +48,13 @@ pub enum Request {
         recipients: Vec<String>,
         size: u64,
     },
+    /// The one screen of `tern status`: [`Reply::Status`].
+    Status,
 }
 
 /// Every `op` this daemon knows; any other is [`FailureKind::Unsupported`].
 const KNOWN_OPS: &[&str] = &[
-    "ping", "list", "show", "flush", "hold", "release", "delete", "submit",
+    "ping", "list", "show", "flush", "hold", "release", "delete", "submit", "status",
 ];
 
 /// A successful answer.
@@ -84,6 +86,9 @@ pub enum Reply {
     /// A submitted message is durable under this id.
     Queued {
         id: QueueId,
+    },
+    Status {
+        status: Box<crate::status::StatusReport>,
     },
 }
 
@@ -259,7 +264,9 @@ mod tests {
             attempts: 3,
             next_attempt: 1_800_000_300_000,
             held: false,
-            last_error: Some("451 4.4.1 \"quoted\"\r\nand a new line".into()),
+            last_errors: vec![crate::queue::Diagnostic::from_v1_text(
+                "451 4.4.1 \"quoted\"\r\nand a new line",
+            )],
         }
     }
 
@@ -273,6 +280,7 @@ mod tests {
                 r#"{"op":"show","id":"18C4F0A2B3D41"}"#,
             ),
             (Request::Flush { id: None }, r#"{"op":"flush"}"#),
+            (Request::Status, r#"{"op":"status"}"#),
             (
                 Request::Flush { id: Some(id()) },
                 r#"{"op":"flush","id":"18C4F0A2B3D41"}"#,
@@ -358,7 +366,9 @@ mod tests {
                 address: "someone@remote.example".into(),
                 route: "remote someone@remote.example".into(),
                 state: RecipientState::Failed,
-                detail: Some("mx[192.0.2.1] said: 550 5.1.1 no\r\n".into()),
+                detail: Some(crate::queue::Diagnostic::from_v1_text(
+                    "mx[192.0.2.1] said: 550 5.1.1 no\r\n",
+                )),
             }],
             eight_bit: true,
             smtputf8: false,

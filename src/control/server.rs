@@ -496,6 +496,17 @@ async fn handle(
             admin.delete(id, bounce).await.map_err(failed)?;
             Ok(Reply::Done)
         }
+        Request::Status => {
+            let messages: Vec<MessageSummary> =
+                spool.entries().iter().map(MessageSummary::of).collect();
+            let status =
+                tokio::task::spawn_blocking(move || crate::status::snapshot(&config, &messages))
+                    .await
+                    .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
+            Ok(Reply::Status {
+                status: Box::new(status),
+            })
+        }
     }
 }
 

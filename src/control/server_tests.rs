@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::config::{Config, Live};
+use crate::config::Config;
 use crate::control::Client;
+use crate::live::Live;
 use crate::queue::dsn::Notifier;
 use crate::queue::listing::RecipientState;
 use crate::queue::{Body, QueueId, Spool, SpoolOptions};
@@ -31,13 +32,14 @@ async fn daemon() -> Daemon {
     let live = Arc::new(Live::new(Config::default_config()));
     let admin = Arc::new(Admin::new(
         spool.clone(),
-        Arc::new(Notifier::new(spool.clone(), live.clone())),
+        Arc::new(Notifier::new(
+            spool.clone(),
+            live.clone(),
+            // The messages here come from `<>`: no notice is ever routed.
+            Arc::new(|_: &Config, _: &Address| None),
+        )),
     ));
-    let submitter = Arc::new(crate::inbound::submit::Submitter::new(
-        live,
-        spool.clone(),
-        Default::default(),
-    ));
+    let submitter = Arc::new(crate::inbound::submit::Submitter::new(live, spool.clone()));
     let socket = dir.path().join("control.sock");
     let listener = ControlListener::bind(&socket).unwrap();
     let (stop, stopped) = watch::channel(false);
@@ -73,7 +75,9 @@ async fn queue_one(spool: &Spool) -> QueueId {
             id,
             attempts: 1,
             next_attempt: u64::MAX / 2,
-            error: "451 4.4.1 try later".into(),
+            errors: vec![crate::queue::Diagnostic::from_v1_text(
+                "451 4.4.1 try later",
+            )],
         }])
         .await
         .unwrap();
@@ -151,7 +155,7 @@ async fn every_request_is_answered_with_typed_results() {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].id, id);
         assert_eq!(list[0].pending, ["someone@remote.example"]);
-        assert_eq!(list[0].last_error.as_deref(), Some("451 4.4.1 try later"));
+        assert_eq!(list[0].last_errors[0].to_string(), "451 4.4.1 try later");
 
         let shown = c.show(id).unwrap();
         assert_eq!(shown.recipients[0].state, RecipientState::Pending);

@@ -28,7 +28,7 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::DkimError;
 use crate::config::{dns_name_problem, selector_problem};
-use crate::smtp::base64;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 /// The size of the RSA keys `tern dkim keygen` makes.
 pub const RSA_BITS: usize = 2048;
@@ -125,7 +125,11 @@ impl DomainKeys {
                         kind.selector(&self.selector),
                         self.domain
                     ),
-                    value: format!("v=DKIM1; k={}; p={}", kind.name(), base64::encode(public)),
+                    value: format!(
+                        "v=DKIM1; k={}; p={}",
+                        kind.name(),
+                        BASE64_STANDARD.encode(public)
+                    ),
                 }
             })
             .collect()
@@ -293,7 +297,7 @@ fn generate_ed25519() -> Result<String, DkimError> {
 
 /// PEM (RFC 7468): base64 in lines of 64 characters between the labels.
 fn pem(label: &str, der: &[u8]) -> String {
-    let encoded = base64::encode(der);
+    let encoded = BASE64_STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(line));

@@ -10,14 +10,17 @@
 //! invariant 7: mail-auth's own `sign` reads the system clock, so we drive its
 //! lower-level pieces instead).
 //!
-//! - [`headers`]: header fields of a message, and the domain of its author.
 //! - [`keys`]: key files, key generation, the DNS records to publish.
+//! - [`command`]: `tern dkim keygen` and `tern dkim dns`.
+//!
+//! The header fields of a message (which go into `h=`, and the author's
+//! domain) are read with [`crate::message`].
 
+pub mod command;
 pub mod keys;
 
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_auth::common::crypto::{Algorithm, HashContext, HashImpl, Sha256, SigningKey};
@@ -136,31 +139,6 @@ pub enum DkimError {
     /// The signing primitive failed.
     #[error("signing failed: {0}")]
     Sign(String),
-}
-
-/// The signer in force, shared by the listeners and local submission; a
-/// reload puts a new one in place (new keys, new domains). Each SMTP session
-/// keeps the one it started with.
-#[derive(Debug, Default)]
-pub struct LiveSigner(RwLock<Option<Arc<Signer>>>);
-
-impl LiveSigner {
-    /// Starts with `signer` (`None`: nothing is signed).
-    pub fn new(signer: Option<Signer>) -> LiveSigner {
-        LiveSigner(RwLock::new(signer.map(Arc::new)))
-    }
-
-    /// The signer in force now.
-    pub fn get(&self) -> Option<Arc<Signer>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Puts `signer` in force, and says in the log what it signs.
-    pub fn replace(&self, signer: Option<Signer>) {
-        let signer = signer.map(Arc::new);
-        log_domains(signer.as_deref());
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = signer;
-    }
 }
 
 /// One log line per domain `signer` signs for.

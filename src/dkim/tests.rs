@@ -99,7 +99,10 @@ fn two_signatures_rsa_first_then_ed25519() {
     }
     // One body hash for both; signatures of the right sizes.
     assert_eq!(tag(&fields[0], "bh"), tag(&fields[1], "bh"));
-    let b = |f: &str| crate::smtp::base64::decode(&tag(f, "b")).expect("base64");
+    let b = |f: &str| {
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        BASE64_STANDARD.decode(tag(f, "b")).expect("base64")
+    };
     assert_eq!(b(&fields[0]).len(), 256, "2048-bit RSA");
     assert_eq!(b(&fields[1]).len(), 64, "Ed25519");
 }

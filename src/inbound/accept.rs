@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::date::rfc5322;
 use crate::dkim::Signer;
-use crate::queue::{Body, QueueId, Spool, SpoolError};
-use crate::smtp::date::rfc5322;
+use crate::live::Snapshot;
+use crate::queue::{Body, Folder, QueueId, Spool, SpoolError};
 use crate::smtp::envelope::{local_received_header, received_header};
 use crate::smtp::{Envelope, Trace};
 
@@ -33,19 +33,42 @@ impl Origin {
             Origin::Local { uid, .. } => format!("uid={uid}"),
         }
     }
+
+    /// The log's structured `peer` field: the client's address, or
+    /// `local uid=N` for sendmail.
+    fn peer(&self) -> String {
+        match self {
+            Origin::Smtp { trace, .. } => trace.peer.to_string(),
+            Origin::Local { uid, .. } => format!("local uid={uid}"),
+        }
+    }
 }
 
-/// Queues a message. `sign`: DKIM-sign it (when its From: is one of our
-/// signing domains). Returns the queue id once the message is durable.
+/// What the checks of mail from another server ([`super::verify`]) add at
+/// acceptance; nothing for our own users' mail.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The `Authentication-Results:` field (CRLF-terminated), put above our
+    /// `Received:` (RFC 8601 §5); empty for none.
+    pub header: String,
+    /// Where local recipients' copies go.
+    pub folder: Folder,
+}
+
+/// Queues a message under the settings of `snapshot`. `sign`: DKIM-sign it
+/// (when its From: is one of our signing domains). Returns the queue id once
+/// the message is durable. `checked`: the verdict on mail from another
+/// server.
 pub async fn accept(
     spool: &Spool,
-    config: &Config,
-    signer: Option<&Arc<Signer>>,
+    snapshot: &Snapshot,
     envelope: Envelope,
     origin: Origin,
     body: Body,
     sign: bool,
+    checked: Checked,
 ) -> Result<QueueId, SpoolError> {
+    let (config, signer) = (&snapshot.config, snapshot.signer.as_ref());
     let id = spool.new_id();
     let now = spool.clock().now();
     let date = rfc5322(now);
@@ -84,6 +107,7 @@ pub async fn accept(
         (Some(signer), true) => dkim_signatures(signer, &body, now, id, &who).await,
         _ => Vec::new(),
     };
+    prepend.extend_from_slice(checked.header.as_bytes());
     prepend.extend_from_slice(received.as_bytes());
     let sender = envelope
         .sender
@@ -92,14 +116,15 @@ pub async fn accept(
         .unwrap_or_default();
     let rcpts = envelope.recipients.len();
     let size = body.len;
-    spool.enqueue(id, envelope, prepend, body).await?;
-    // PEER is the client's address, or `local uid N` for sendmail.
-    let peer = who
-        .strip_prefix("peer=")
-        .map_or_else(|| format!("local {who}"), str::to_string);
+    let folder = checked.folder;
+    spool
+        .enqueue_into(id, envelope, prepend, body, folder)
+        .await?;
+    let peer = origin.peer();
     log::info!(
         queue_id:% = id, peer = peer.as_str(), action = "queued";
-        "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued"
+        "queue_id={id} {who} from=<{sender}> size={size} nrcpt={rcpts} status=queued{}",
+        if folder == Folder::Inbox { String::new() } else { format!(" folder={}", folder.name()) }
     );
     Ok(id)
 }

@@ -14,16 +14,18 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Role};
-use crate::dkim::Signer;
+use crate::live::Snapshot;
 use crate::queue::{BodyBuffer, Spool, BODY_MEMORY_LIMIT};
-use crate::smtp::{Action, Answer, Check, Reply, Session, SessionConfig, Transaction};
+use crate::smtp::{Action, Address, Answer, Check, Reply, Session, SessionConfig, Transaction};
 
-use super::accept::{accept, Origin};
+use super::accept::{accept, Checked, Origin};
 use super::auth;
-use super::policy::{self, ClientContext};
+use super::auth_results;
+use super::policy;
 use super::sender_domain;
 use super::senders::{self, Sender};
 use super::throttle::Throttle;
+use super::verify::{self, Disposition};
 use crate::outbound::resolver::Resolver;
 
 /// Bytes asked of the socket per read; also the most replies held unsent.
@@ -83,13 +85,12 @@ impl Conn {
 /// Everything a connection needs from the server.
 #[derive(Clone)]
 pub struct Context {
-    pub config: Arc<Config>,
+    /// Config, certificate and DKIM signer, as they were when the client
+    /// connected: the session keeps them whatever a reload does.
+    pub snapshot: Arc<Snapshot>,
     pub role: Role,
     pub spool: Spool,
-    pub tls: Option<TlsAcceptor>,
     pub throttle: Arc<Throttle>,
-    /// DKIM-signs what authenticated users submit; `None` without `[dkim]`.
-    pub signer: Option<Arc<Signer>>,
     /// DNS for the checks on mail from other servers.
     pub resolver: Arc<dyn Resolver>,
     pub shutdown: watch::Receiver<bool>,
@@ -118,7 +119,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
     if ctx.role == Role::Submissions {
         // RFC 8314 §3: TLS from the first byte. The handshake is the client's
         // first "command": it gets the command timeout.
-        let until = Instant::now() + ctx.config.limits.command_timeout;
+        let until = Instant::now() + ctx.snapshot.config.limits.command_timeout;
         match handshake(&ctx, conn, until).await {
             Some((c, d)) => {
                 conn = c;
@@ -127,9 +128,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
             None => return,
         }
     }
-    let session_config = Arc::new(session_config(&ctx.config, ctx.role, ctx.tls.is_some()));
+    let tls = ctx.snapshot.tls.is_some();
+    let session_config = Arc::new(session_config(&ctx.snapshot.config, ctx.role, tls));
     let session = Session::new(session_config, peer.ip(), tls_description);
-    let deadline = Instant::now() + ctx.config.limits.session_timeout;
+    let deadline = Instant::now() + ctx.snapshot.config.limits.session_timeout;
     let mut driver = Driver {
         deadline,
         ctx,
@@ -139,7 +141,7 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
         out: Vec::with_capacity(512),
         body: None,
         body_failed: None,
-        client: ClientContext::default(),
+        checks: None,
     };
     driver.run().await;
     // A TLS close_notify is a write too: bounded like the last reply.
@@ -148,9 +150,10 @@ pub async fn serve(ctx: Context, stream: TcpStream, peer: SocketAddr) {
 
 /// Runs the TLS handshake, giving up at `until`; `None` if it failed (logged).
 async fn handshake(ctx: &Context, conn: Conn, until: Instant) -> Option<(Conn, String)> {
-    let (Some(acceptor), Conn::Plain(tcp)) = (&ctx.tls, conn) else {
+    let (Some(tls), Conn::Plain(tcp)) = (&ctx.snapshot.tls, conn) else {
         return None;
     };
+    let acceptor = TlsAcceptor::from(tls.clone());
     let peer = tcp.peer_addr().ok();
     match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
@@ -180,12 +183,14 @@ struct Driver {
     /// Writing the body failed (with this error): the message must not be
     /// queued.
     body_failed: Option<std::io::ErrorKind>,
-    client: ClientContext,
+    /// SPF and iprev of the transaction, running since MAIL FROM (mx
+    /// listeners, `[mx] authenticate`).
+    checks: Option<verify::Pending>,
 }
 
 impl Driver {
     async fn run(&mut self) {
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let limits = &config.limits;
         let mut buf = vec![0u8; READ_SIZE];
         // The command line being read: its number and the deadline set when
@@ -281,17 +286,29 @@ impl Driver {
                     let answer = self.login(user, password).await;
                     self.session.answer(answer);
                 }
-                Action::Check(check) => {
-                    let answer = match check {
-                        Check::Sender { .. } if !self.room_for_mail() => {
-                            Answer::Rejected(Reply::INSUFFICIENT_STORAGE)
-                        }
-                        check => self.check(check).await,
-                    };
+                Action::Check(Check::Sender { .. }) if !self.room_for_mail() => {
+                    self.session
+                        .answer(Answer::Rejected(Reply::INSUFFICIENT_STORAGE));
+                }
+                Action::Check(Check::Sender { from }) => {
+                    let answer = self.check_sender(from).await;
+                    self.session.answer(answer);
+                }
+                Action::Check(Check::Recipient { to }) => {
+                    let login = self.session.authenticated();
+                    let srs = self.ctx.snapshot.srs.as_deref().map(|srs| {
+                        let now = self.ctx.spool.clock().now();
+                        (srs, crate::routing::srs::today(now))
+                    });
+                    let config = &self.ctx.snapshot.config;
+                    let answer = policy::recipient(config, login, to.as_ref(), srs);
                     self.session.answer(answer);
                 }
                 Action::Enqueue(tx) => {
                     let result = self.enqueue(*tx).await;
+                    if result.is_ok() {
+                        crate::status::activity().received(matches!(self.conn, Conn::Tls(_)));
+                    }
                     self.session.queued(result);
                 }
                 Action::StartTls => {
@@ -301,7 +318,7 @@ impl Driver {
                     let conn = std::mem::replace(&mut self.conn, Conn::Gone);
                     // Invariant 5: no hidden limit. The handshake is held to
                     // the command timeout and the session's end, like a command.
-                    let limits = &self.ctx.config.limits;
+                    let limits = &self.ctx.snapshot.config.limits;
                     let until = self.deadline.min(Instant::now() + limits.command_timeout);
                     match handshake(&self.ctx, conn, until).await {
                         Some((conn, description)) => {
@@ -320,19 +337,41 @@ impl Driver {
         true
     }
 
-    /// Answers a sender or recipient check: the policy's rules, then, for a
-    /// sender on an mx listener, whether its domain exists in DNS.
-    async fn check(&mut self, check: Check) -> Answer {
-        let config = self.ctx.config.clone();
-        let from = match &check {
-            Check::Sender { from } if self.ctx.role == Role::Mx => from.clone(),
-            _ => None,
-        };
-        let answer = policy::answer(&config, &self.client, check);
-        if answer != Answer::SenderOk || self.client.authenticated.is_some() {
+    /// Answers a sender check ([`Driver::check_sender_domain`]); when the
+    /// sender may send on an mx listener, starts SPF and iprev.
+    async fn check_sender(&mut self, from: Option<Address>) -> Answer {
+        // A new transaction: the checks of an earlier one stop.
+        self.checks = None;
+        let answer = self.check_sender_domain(from.as_ref()).await;
+        let config = &self.ctx.snapshot.config;
+        let login = self.session.authenticated();
+        if answer == Answer::SenderOk && verify::applies(&config.mx, self.ctx.role, login) {
+            // Issue 20 point 4: after the existence check, through the same
+            // resolver (and its cache).
+            if let Some(authenticator) = self.ctx.resolver.authenticator() {
+                self.checks = Some(verify::begin(
+                    authenticator,
+                    self.peer.ip(),
+                    self.session.helo().unwrap_or_default(),
+                    from.as_ref(),
+                    &config.hostname,
+                    config.mx.dns_timeout,
+                ));
+            }
+        }
+        answer
+    }
+
+    /// The policy's rules, then, for an anonymous sender on an mx listener,
+    /// whether its domain exists in DNS.
+    async fn check_sender_domain(&mut self, from: Option<&Address>) -> Answer {
+        let config = self.ctx.snapshot.config.clone();
+        let login = self.session.authenticated();
+        let answer = policy::sender(&config, login, from);
+        if answer != Answer::SenderOk || login.is_some() || self.ctx.role != Role::Mx {
             return answer;
         }
-        let Some(domain) = sender_domain::domain_to_verify(&config, from.as_ref()) else {
+        let Some(domain) = sender_domain::domain_to_verify(&config, from) else {
             return answer;
         };
         let verdict =
@@ -351,7 +390,7 @@ impl Driver {
                     peer:% = self.peer.ip(), action = "sender-refused";
                     "peer={} sender <{}> refused ({} {}): domain {domain} {}",
                     self.peer,
-                    from.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    from.map(ToString::to_string).unwrap_or_default(),
                     reply.code,
                     reply.enhanced.map(|e| e.to_string()).unwrap_or_default(),
                     verdict.describe()
@@ -365,7 +404,7 @@ impl Driver {
     /// login) and the cap on password checks running at once.
     async fn login(&mut self, login: String, password: String) -> Answer {
         let throttle = self.ctx.throttle.clone();
-        let key = auth::throttle_key(&self.ctx.config, &login);
+        let key = auth::throttle_key(&self.ctx.snapshot.config, &login);
         let peer = self.peer;
         let attempt = match throttle.begin(peer.ip(), &key, std::time::Instant::now()) {
             Ok(attempt) => attempt,
@@ -381,7 +420,7 @@ impl Driver {
                 return Answer::Rejected(refusal.reply());
             }
         };
-        let config = self.ctx.config.clone();
+        let config = self.ctx.snapshot.config.clone();
         let name = login.clone();
         // The permit goes with the check: it is held while argon2 runs, even
         // if this session ends meanwhile.
@@ -393,7 +432,6 @@ impl Driver {
         match verdict {
             Ok(Some(user)) => {
                 log::info!(peer:% = peer.ip(), action = "login"; "peer={peer} authenticated as {user}");
-                self.client.authenticated = Some(user.clone());
                 Answer::Authenticated(user)
             }
             Ok(None) => {
@@ -418,7 +456,7 @@ impl Driver {
             .ctx
             .spool
             .free_space()
-            .check(self.ctx.config.limits.free_space)
+            .check(self.ctx.snapshot.config.limits.free_space)
         {
             Ok(()) => true,
             Err(shortage) => {
@@ -457,32 +495,46 @@ impl Driver {
                 storage_reply(e.kind())
             })?;
         // DESIGN invariant 7: a login's From: and Sender: are its own.
-        if let Some(user) = self.client.authenticated.as_deref() {
-            let checked = senders::check_message(&self.ctx.config, Sender::Login(user), &body);
+        let login = self.session.authenticated().map(str::to_owned);
+        if let Some(user) = login.as_deref() {
+            let checked =
+                senders::check_message(&self.ctx.snapshot.config, Sender::Login(user), &body);
             if let Err(e) = checked.await {
                 log::warn!("peer={} user={user} message refused: {e}", self.peer);
                 return Err(Reply::from(&e));
             }
         }
-        let show_peer = self.ctx.role == Role::Mx || self.ctx.config.submission.trace;
+        let (body, checked, summary) = match self.checks.take() {
+            Some(pending) => {
+                let (body, checked, summary) = self.verify(pending, body).await?;
+                (body, checked, Some(summary))
+            }
+            None => (body, Checked::default(), None),
+        };
+        let show_peer = self.ctx.role == Role::Mx || self.ctx.snapshot.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,
             show_peer,
         };
-        let signer = self.ctx.signer.as_ref();
-        let sign = self.client.authenticated.is_some();
+        let sign = login.is_some();
+        let snapshot = &self.ctx.snapshot;
         match accept(
             &self.ctx.spool,
-            &self.ctx.config,
-            signer,
+            snapshot,
             tx.envelope,
             origin,
             body,
             sign,
+            checked,
         )
         .await
         {
-            Ok(id) => Ok(id.to_string()),
+            Ok(id) => {
+                if let Some(summary) = summary {
+                    log_verdict(id, self.peer, &summary);
+                }
+                Ok(id.to_string())
+            }
             Err(e) => {
                 log::error!("peer={} cannot queue message: {e}", self.peer);
                 Err(match &e {
@@ -493,6 +545,106 @@ impl Driver {
         }
     }
 
+    /// Finishes the checks of mail from another server: DKIM and DMARC of
+    /// the message (when it is at most `[mx] dkim_max_size`), the policy's
+    /// verdict, our Authentication-Results field, and the body without
+    /// forged ones. `Err` is the refusal at the end of DATA.
+    async fn verify(
+        &mut self,
+        pending: verify::Pending,
+        body: crate::queue::Body,
+    ) -> Result<(crate::queue::Body, Checked, verify::Summary), Reply> {
+        let config = self.ctx.snapshot.config.clone();
+        let deadline = Instant::now() + config.mx.dns_timeout;
+        // Invariant 5: the whole message is held for DKIM only up to
+        // dkim_max_size, and within the budget shared by all sessions.
+        let permit = if body.len <= config.mx.dkim_max_size {
+            verify::reserve_memory(body.len, deadline).await
+        } else {
+            None
+        };
+        let dkim = match (&permit, body.len <= config.mx.dkim_max_size) {
+            (_, false) => Err(verify::Unverified::TooLarge),
+            (None, true) => Err(verify::Unverified::Busy),
+            (Some(_), true) => Ok(()),
+        };
+        // Unverified, only the header section is read (for DMARC's From:).
+        let limit = if dkim.is_ok() {
+            body.len
+        } else {
+            HEADER_READ_LIMIT
+        };
+        let message = match read_head(&body, limit).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                log::error!(
+                    "peer={} cannot read the message to verify it: {e}",
+                    self.peer
+                );
+                return Err(storage_reply(e.kind()));
+            }
+        };
+        let verified = verify::finish(
+            pending,
+            &message,
+            dkim,
+            &config.mx,
+            &config.hostname,
+            deadline,
+        )
+        .await;
+        drop(message);
+        drop(permit);
+        let summary = verified.summary;
+        if let Disposition::Refuse(reply) = &verified.disposition {
+            log::info!(
+                peer:% = self.peer.ip(), action = "refused", spf = summary.spf,
+                dkim = summary.dkim, dmarc = summary.dmarc, iprev = summary.iprev;
+                "peer={} message refused ({} {}): spf={} dkim={} dmarc={} iprev={} from_domain={}",
+                self.peer,
+                reply.code,
+                reply.enhanced.map(|e| e.to_string()).unwrap_or_default(),
+                summary.spf,
+                summary.dkim,
+                summary.dmarc,
+                summary.iprev,
+                summary.from_domain
+            );
+            return Err(reply.clone());
+        }
+        if let Disposition::Junk(why) = &verified.disposition {
+            log::info!("peer={} message goes to Junk: {why}", self.peer);
+        }
+        let tmp_dir = self.ctx.spool.tmp_dir();
+        let hostname = config.hostname.clone();
+        let stripped =
+            tokio::task::spawn_blocking(move || auth_results::strip(body, &hostname, &tmp_dir))
+                .await;
+        let body = match stripped {
+            Ok(Ok((body, 0))) => body,
+            Ok(Ok((body, n))) => {
+                log::info!(
+                    "peer={} removed {n} Authentication-Results field(s) claiming to be ours",
+                    self.peer
+                );
+                body
+            }
+            Ok(Err(e)) => {
+                log::error!("peer={} cannot rewrite the message: {e}", self.peer);
+                return Err(storage_reply(e.kind()));
+            }
+            Err(e) => {
+                log::error!("peer={} the rewriting task failed: {e}", self.peer);
+                return Err(Reply::LOCAL_ERROR);
+            }
+        };
+        let checked = Checked {
+            header: verified.header,
+            folder: verified.disposition.folder(),
+        };
+        Ok((body, checked, summary))
+    }
+
     /// Writes the buffered replies, bounded like a command (invariant 5): a
     /// client that stops reading cannot hold its slot past the command
     /// timeout or the session's end.
@@ -500,7 +652,7 @@ impl Driver {
         if self.out.is_empty() {
             return Ok(());
         }
-        let limits = &self.ctx.config.limits;
+        let limits = &self.ctx.snapshot.config.limits;
         let until = self.deadline.min(Instant::now() + limits.command_timeout);
         let result = match tokio::time::timeout_at(until, self.conn.write_all(&self.out)).await {
             Ok(result) => result,
@@ -520,6 +672,43 @@ impl Driver {
         reply.write_to(&mut self.out);
         let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
     }
+}
+
+/// How much of a message that is not DKIM-verified is read for its header
+/// section (DMARC needs its From:).
+const HEADER_READ_LIMIT: u64 = 64 << 10;
+
+/// The first `limit` bytes of the message (the caller bounds `limit`), cut
+/// after the header section when that ends sooner and `limit` is not the
+/// whole; a spilled body is read on a blocking thread.
+async fn read_head(body: &crate::queue::Body, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let reader = body.reader()?;
+    let whole = limit >= body.len;
+    let capacity = usize::try_from(limit.min(body.len)).unwrap_or(0);
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::with_capacity(capacity);
+        reader.take(limit).read_to_end(&mut bytes)?;
+        if !whole {
+            if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                bytes.truncate(end + 4);
+            }
+        }
+        Ok(bytes)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Logs the verdict on an accepted message with its queue id, one journald
+/// field per method (SPF of MAIL FROM, DKIM, DMARC, iprev).
+fn log_verdict(id: crate::queue::QueueId, peer: SocketAddr, s: &verify::Summary) {
+    log::info!(
+        queue_id:% = id, peer:% = peer.ip(), action = "verified", spf = s.spf,
+        dkim = s.dkim, dmarc = s.dmarc, iprev = s.iprev;
+        "queue_id={id} peer={peer} spf={} dkim={} dmarc={} iprev={} from_domain={}",
+        s.spf, s.dkim, s.dmarc, s.iprev, s.from_domain
+    );
 }
 
 /// The reply to a message that could not be stored: 452 4.3.1 when the disk

@@ -2,40 +2,46 @@
 //! connection limits, and runs one [`connection`] driver per client.
 //!
 //! - [`connection`]: the tokio driver of one `smtp::Session`.
-//! - [`policy`]: answers to the session's checks (recipients, relay rule).
+//! - [`policy`]: answers to the session's sender and recipient checks (the
+//!   relay rule itself is [`crate::routing`]'s).
 //! - [`limits`]: connection counting, one budget per listener role.
-//! - [`auth`]: password checks.
+//! - [`auth`]: password checks; [`passwd`]: `tern user passwd`.
 //! - [`throttle`]: failed logins per client and per login; the cap on
 //!   password checks running at once.
 //! - [`accept`]: queueing an accepted message (Received:, DKIM, spool), for
 //!   SMTP and local sendmail alike.
 //! - [`submit`]: local sendmail submissions (from the control socket).
 //! - [`sender_domain`]: does the sender's domain exist (mx listeners)?
+//! - [`verify`]: SPF, DKIM, DMARC and iprev of mail from other servers, the
+//!   Authentication-Results field and the `[mx]` policy;
+//!   [`auth_results`]: forged Authentication-Results fields removed.
 //! - [`senders`]: the sender rules, who may send as which address (MAIL
 //!   FROM, From:, Sender:), for logins and local Unix users alike.
 
 pub mod accept;
 pub mod auth;
+pub mod auth_results;
 pub mod connection;
 pub mod limits;
+pub mod passwd;
 pub mod policy;
 pub mod sender_domain;
 pub mod senders;
 pub mod submit;
 pub mod throttle;
+pub mod verify;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Live, Role};
-use crate::dkim::LiveSigner;
+use crate::config::Role;
+use crate::live::Live;
 use crate::outbound::resolver::Resolver;
 use crate::queue::Spool;
 use crate::smtp::Reply;
@@ -50,32 +56,27 @@ pub struct Server {
 }
 
 /// State shared by all connections.
-pub struct Shared {
-    pub live: Arc<Live>,
-    pub spool: Spool,
-    /// The TLS configuration in force (replaced on reload).
-    pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+struct Shared {
+    /// Config, certificate and DKIM signer in force (a reload replaces it).
+    live: Arc<Live>,
+    spool: Spool,
     /// Open connections, counted per listener role.
-    pub limits: Arc<RoleLimits>,
-    pub throttle: Arc<throttle::Throttle>,
-    /// Signs what authenticated users submit (replaced on reload).
-    pub signer: Arc<LiveSigner>,
+    limits: Arc<RoleLimits>,
+    throttle: Arc<throttle::Throttle>,
     /// DNS for the checks on incoming mail.
-    pub resolver: Arc<dyn Resolver>,
+    resolver: Arc<dyn Resolver>,
 }
 
 impl Server {
-    /// Binds every listener of the live config. `signer` DKIM-signs what
-    /// authenticated users submit; `resolver` answers the checks on mail
-    /// from other servers.
+    /// Binds every listener of the config in force; each connection takes
+    /// the snapshot in force when it arrives. `resolver` answers the checks
+    /// on mail from other servers.
     pub async fn bind(
         live: Arc<Live>,
         spool: Spool,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        signer: Arc<LiveSigner>,
         resolver: Arc<dyn Resolver>,
     ) -> io::Result<Server> {
-        let config = live.get();
+        let config = live.config();
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener = TcpListener::bind(l.address).await.map_err(|e| {
@@ -88,10 +89,8 @@ impl Server {
             shared: Arc::new(Shared {
                 live,
                 spool,
-                tls: RwLock::new(tls),
                 limits: Arc::new(RoleLimits::default()),
                 throttle: Arc::new(throttle::Throttle::default()),
-                signer,
                 resolver,
             }),
         })
@@ -104,11 +103,6 @@ impl Server {
             .iter()
             .filter_map(|(l, role)| l.local_addr().ok().map(|a| (a, *role)))
             .collect()
-    }
-
-    /// What connections share (for reloads).
-    pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
     }
 
     /// Accepts connections until `shutdown` turns true; then lets sessions in
@@ -151,8 +145,8 @@ async fn accept_loop(
         // A dual-stack "[::]" listener sees IPv4 clients as ::ffff:a.b.c.d:
         // they are IPv4 clients (SPF ip4:, Received:, logs, limits).
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let config = shared.live.get();
-        let budget = config.limits.budget(role);
+        let snapshot = shared.live.get();
+        let budget = snapshot.config.limits.budget(role);
         let guard = match shared.limits.of(role).try_acquire(peer.ip(), budget) {
             Ok(g) => g,
             Err(reply) => {
@@ -161,19 +155,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        let tls = shared
-            .tls
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(TlsAcceptor::from);
         let ctx = Context {
-            config,
+            snapshot,
             role,
             spool: shared.spool.clone(),
-            tls,
             throttle: shared.throttle.clone(),
-            signer: shared.signer.get(),
             resolver: shared.resolver.clone(),
             shutdown: shutdown.clone(),
         };

@@ -99,7 +99,7 @@ mod tests {
 
     use super::*;
     use crate::outbound::resolver::Mx;
-    use crate::queue::scheduler::BoxFuture;
+    use crate::BoxFuture;
 
     /// Answers from tables; `slow.example` never answers.
     struct Table {

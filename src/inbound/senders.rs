@@ -5,7 +5,7 @@
 //! the `From:` and `Sender:` header fields once the message has arrived,
 //! before it is queued (and so before it is DKIM-signed).
 //!
-//! - A login may use its own addresses ([`directory::owns`]: its name at
+//! - A login may use its own addresses ([`routing::owns`]: its name at
 //!   every local domain, with `+tags`, the aliases that deliver to it, the
 //!   null sender at MAIL FROM) and its `send_as` list.
 //! - A local Unix user may use `<login>@<hostname>` and what
@@ -19,9 +19,9 @@
 //! reader's program shows must be exactly what was checked.
 
 use crate::config::Config;
-use crate::local::directory;
 use crate::message;
 use crate::queue::Body;
+use crate::routing;
 use crate::smtp::{Address, Reply};
 
 /// Who is sending.
@@ -48,7 +48,7 @@ impl std::fmt::Display for Sender<'_> {
 pub fn may_use(config: &Config, sender: Sender<'_>, address: Option<&Address>) -> bool {
     match sender {
         Sender::Login(user) => {
-            directory::owns(config, user, address)
+            routing::owns(config, user, address)
                 || address.is_some_and(|a| send_as(config, user, a))
         }
         Sender::Local(login) => address.is_some_and(|a| {
@@ -67,6 +67,15 @@ fn send_as(config: &Config, user: &str, address: &Address) -> bool {
     user.send_as
         .iter()
         .any(|p| p.matches(&address.local, domain, config.recipient_delimiter))
+}
+
+/// The login of Unix user `uid` (from /etc/passwd), whom the rules for
+/// local senders apply to.
+pub fn login_of(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// The envelope sender a local Unix user gets: `<login>@<hostname>`.

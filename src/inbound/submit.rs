@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Config, Live};
-use crate::dkim::LiveSigner;
-use crate::local::directory::{self, Resolution};
+use crate::config::Config;
+use crate::live::Live;
 use crate::queue::{Body, QueueId, Spool, SpoolError};
-use crate::smtp::{Address, Envelope, Recipient, Route};
+use crate::routing::{self, Relay};
+use crate::smtp::{Address, Envelope, Recipient};
 
 use super::accept::{accept, Origin};
 use super::senders::{self, AuthorError, Sender};
@@ -105,7 +105,6 @@ impl LocalRates {
 pub struct Submitter {
     live: Arc<Live>,
     spool: Spool,
-    signer: Arc<LiveSigner>,
     rates: Mutex<LocalRates>,
 }
 
@@ -126,23 +125,22 @@ fn address(text: &str, first_domain: &str) -> Result<Address, SubmitError> {
 }
 
 impl Submitter {
-    pub fn new(live: Arc<Live>, spool: Spool, signer: Arc<LiveSigner>) -> Submitter {
+    pub fn new(live: Arc<Live>, spool: Spool) -> Submitter {
         Submitter {
             live,
             spool,
-            signer,
             rates: Mutex::new(LocalRates::default()),
         }
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> Arc<crate::config::Config> {
-        self.live.get()
+    pub fn config(&self) -> Arc<Config> {
+        self.live.config()
     }
 
     /// The largest message accepted.
     pub fn size_limit(&self) -> u64 {
-        self.live.get().limits.message_size
+        self.live.config().limits.message_size
     }
 
     /// Where a large body is spilled while it arrives.
@@ -158,17 +156,15 @@ impl Submitter {
         body: Body,
         caller: Caller,
     ) -> Result<QueueId, SubmitError> {
-        let config = self.live.get();
+        let snapshot = self.live.get();
+        let config = &snapshot.config;
         // The free-space reserve, as at MAIL on port 25: sendmail exits 75.
         if let Err(shortage) = self.spool.free_space().check(config.limits.free_space) {
             let full = std::io::Error::new(std::io::ErrorKind::StorageFull, shortage.to_string());
             return Err(SubmitError::Spool(SpoolError::Io(full)));
         }
         let uid = caller.uid.unwrap_or(u32::MAX);
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        let user = senders::login_of(uid);
         // The login the sender rules apply to; `None` for a privileged caller.
         let restricted = match (&user, caller.privileged) {
             (_, true) => None,
@@ -188,7 +184,7 @@ impl Submitter {
             s => Some(address(s, first)?),
         };
         if let Some(login) = restricted {
-            if !senders::may_use(&config, Sender::Local(login), sender.as_ref()) {
+            if !senders::may_use(config, Sender::Local(login), sender.as_ref()) {
                 return Err(SubmitError::SenderRefused {
                     sender: sender.map(|s| s.to_string()).unwrap_or_default(),
                     login: login.to_string(),
@@ -196,16 +192,15 @@ impl Submitter {
                 });
             }
         }
-        let routed = route(&config, recipients)?;
+        let routed = route(config, recipients)?;
         let sign = match restricted {
             None => true,
             Some(login) => {
-                let from = senders::check_message(&config, Sender::Local(login), &body).await?;
-                self.count_message(&config, uid, login)?;
+                let from = senders::check_message(config, Sender::Local(login), &body).await?;
+                self.count_message(config, uid, login)?;
                 // Signed only when every author is mapped to this login:
                 // `<login>@<hostname>` is not ours to vouch for.
-                from.iter()
-                    .all(|a| senders::local_mapped(&config, login, a))
+                from.iter().all(|a| senders::local_mapped(config, login, a))
             }
         };
         let smtputf8 = !sender.as_ref().is_none_or(Address::is_ascii)
@@ -219,12 +214,12 @@ impl Submitter {
         let origin = Origin::Local { uid, user };
         Ok(accept(
             &self.spool,
-            &config,
-            self.signer.get().as_ref(),
+            &snapshot,
             envelope,
             origin,
             body,
             sign,
+            Default::default(),
         )
         .await?)
     }
@@ -253,21 +248,10 @@ fn route(config: &Config, recipients: &[String]) -> Result<Vec<Recipient>, Submi
     let mut unknown = Vec::new();
     for text in recipients {
         let to = address(text, first)?;
-        let found = match directory::resolve(config, Some(&to)) {
-            Resolution::Local(rs) => rs,
-            Resolution::Unknown => {
-                unknown.push(to.to_string());
-                continue;
-            }
-            Resolution::NotLocal => vec![Recipient {
-                original: to.to_string(),
-                route: Route::Remote(to),
-            }],
-        };
-        for r in found {
-            if !routed.iter().any(|have| have.route == r.route) {
-                routed.push(r);
-            }
+        // Programs on this machine may relay: the sender rules hold them.
+        match routing::route(config, Some(&to), Relay::Allowed) {
+            Ok(found) => routing::add(&mut routed, found),
+            Err(_) => unknown.push(to.to_string()),
         }
     }
     if !unknown.is_empty() {

@@ -43,6 +43,12 @@ impl Maildir {
         Maildir { root: root.into() }
     }
 
+    /// The Maildir++ folder `name` of this Maildir (`<root>/.<name>`), e.g.
+    /// `Junk`: a Maildir of its own, which Dovecot shows as an IMAP folder.
+    pub fn folder(&self, name: &str) -> Maildir {
+        Maildir::new(self.root.join(format!(".{name}")))
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -59,6 +65,14 @@ impl Maildir {
                 builder.create(&path)?;
                 created = true;
             }
+        }
+        // Maildir++: a folder is marked by an empty `maildirfolder` file.
+        let is_folder = self
+            .root
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
+        if is_folder && created {
+            File::create(self.root.join("maildirfolder"))?;
         }
         if created {
             // Make the new directories themselves durable.

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::smtp::EnhancedCode;
+
 /// A reply from the remote server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteReply {
@@ -37,6 +39,32 @@ impl RemoteReply {
     /// The reply as one line, for logs, the queue and bounces: `550 5.1.1 No such user`.
     pub fn one_line(&self) -> String {
         format!("{} {}", self.code, self.lines.join(" "))
+    }
+
+    /// The enhanced status code the reply's lines start with (RFC 2034 §4),
+    /// when its class is the reply's.
+    pub fn enhanced(&self) -> Option<EnhancedCode> {
+        let first = self.lines.first()?.split(' ').next()?;
+        let code: EnhancedCode = first.parse().ok()?;
+        (u16::from(code.0) == self.code / 100).then_some(code)
+    }
+
+    /// The text without codes: the lines, each without the enhanced code it
+    /// starts with, joined by spaces.
+    pub fn text(&self) -> String {
+        let Some(code) = self.enhanced() else {
+            return self.lines.join(" ");
+        };
+        let prefix = code.to_string();
+        let lines: Vec<&str> = self
+            .lines
+            .iter()
+            .map(|l| match l.strip_prefix(&prefix) {
+                Some(rest) if rest.is_empty() || rest.starts_with(' ') => rest.trim_start(),
+                _ => l.as_str(),
+            })
+            .collect();
+        lines.join(" ")
     }
 }
 
@@ -236,7 +264,8 @@ impl Connection {
         user: &str,
         password: &str,
     ) -> Result<RemoteReply, ClientError> {
-        use crate::smtp::base64::encode;
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        let encode = |bytes: &[u8]| BASE64_STANDARD.encode(bytes);
         if self.extensions.auth.iter().any(|m| m == "PLAIN")
             || !self.extensions.auth.iter().any(|m| m == "LOGIN")
         {

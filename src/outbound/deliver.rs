@@ -1,115 +1,22 @@
-//! One delivery attempt of one message to the recipients at one domain: choose
-//! the hosts (route, smarthost or MX), try their addresses in order, apply the
-//! TLS policy, run the transaction, and turn every reply into an [`Outcome`]
-//! per recipient: 2xx delivered, 4xx deferred, 5xx failed (RFC 5321 §4.2.1).
+//! One delivery attempt of one message to the recipients at one domain: try
+//! the [`Plan`]'s hosts and their addresses in order, apply its TLS rule, run
+//! the transaction, and turn every reply into an [`Outcome`] per recipient:
+//! 2xx delivered, 4xx deferred, 5xx failed (RFC 5321 §4.2.1).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
-use crate::config::{Config, SmarthostTls, TlsPolicy};
-use crate::queue::scheduler::Outcome;
-use crate::queue::Loaded;
-use crate::smtp::{Domain, Route};
+use crate::config::Config;
+use crate::queue::{Diagnostic, Loaded, Outcome};
+use crate::routing::srs::{self, Srs};
+use crate::smtp::{Address, Domain, EnhancedCode, Route};
 
 use super::client::{connector, ClientError, Connection, RemoteReply, TransactionReplies};
+use super::plan::{Plan, Tls};
 use super::pool::{Key, Pool};
-use super::resolver::{interleave, plan, DnsError, MxPlan, Resolver};
-
-/// How to reach a destination.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Hosts in order of preference, with the port to use.
-    pub hosts: Vec<(String, u16)>,
-    pub tls: Tls,
-    /// AUTH credentials (smarthost only).
-    pub auth: Option<(String, String)>,
-}
-
-/// The TLS rule for one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tls {
-    /// STARTTLS if offered, any certificate; plaintext if not offered or if the
-    /// handshake fails.
-    Opportunistic,
-    /// STARTTLS with a verified certificate, or no delivery.
-    RequiredStartTls,
-    /// TLS from the first byte, verified (a smarthost on port 465).
-    Implicit,
-}
-
-/// What the attempt at one destination decided before any transaction.
-pub enum Resolved {
-    Plan(Plan),
-    /// Every recipient gets this outcome (null MX, no such domain, DNS down).
-    All(Outcome),
-}
-
-/// Works out where mail for `domain` goes.
-pub async fn resolve(config: &Config, resolver: &dyn Resolver, domain: &Domain) -> Resolved {
-    let relay = &config.relay;
-    let name = match domain {
-        Domain::Literal(lit) => {
-            // RFC 5321 §4.1.3: deliver to that address.
-            let ip = lit.strip_prefix("IPv6:").unwrap_or(lit);
-            return Resolved::Plan(Plan {
-                hosts: vec![(ip.to_string(), relay.port)],
-                tls: policy(relay.tls),
-                auth: None,
-            });
-        }
-        Domain::Name(n) => n.as_str(),
-    };
-    let route = relay.routes.iter().find(|r| r.domain == name);
-    let tls = policy(route.and_then(|r| r.tls).unwrap_or(relay.tls));
-    if let Some((host, port)) = route.and_then(|r| r.host.clone()) {
-        return Resolved::Plan(Plan {
-            hosts: vec![(host, port)],
-            tls,
-            auth: None,
-        });
-    }
-    if let Some(smart) = &relay.smarthost {
-        return Resolved::Plan(Plan {
-            hosts: vec![(smart.host.clone(), smart.port)],
-            tls: match smart.tls {
-                SmarthostTls::StartTls => Tls::RequiredStartTls,
-                SmarthostTls::Implicit => Tls::Implicit,
-            },
-            auth: smart
-                .auth
-                .as_ref()
-                .map(|c| (c.user.clone(), c.password.clone())),
-        });
-    }
-    match plan(resolver, name, &config.hostname).await {
-        Ok(MxPlan::Hosts(hosts)) => Resolved::Plan(Plan {
-            hosts: hosts.into_iter().map(|h| (h, relay.port)).collect(),
-            tls,
-            auth: None,
-        }),
-        // RFC 7505 §3: 556 5.1.10 for a null MX.
-        Ok(MxPlan::NullMx) => Resolved::All(Outcome::Failed(format!(
-            "556 5.1.10 Domain {name} accepts no mail (null MX)"
-        ))),
-        Ok(MxPlan::NoSuchDomain) => Resolved::All(Outcome::Failed(format!(
-            "550 5.1.2 Domain {name} does not exist (DNS: NXDOMAIN)"
-        ))),
-        Ok(MxPlan::LoopsToSelf) => Resolved::All(Outcome::Failed(format!(
-            "554 5.4.6 Mail for {name} loops back to myself ({})",
-            config.hostname
-        ))),
-        Err(e) => Resolved::All(Outcome::Deferred(format!("MX lookup for {name}: {e}"))),
-    }
-}
-
-fn policy(p: TlsPolicy) -> Tls {
-    match p {
-        TlsPolicy::Opportunistic => Tls::Opportunistic,
-        TlsPolicy::Required => Tls::RequiredStartTls,
-    }
-}
+use super::resolver::{interleave, DnsError, Resolver};
 
 /// The TLS client settings an attempt can use.
 pub struct TlsClients {
@@ -121,6 +28,8 @@ pub struct TlsClients {
 /// Everything one attempt needs.
 pub struct Attempt<'a> {
     pub config: &'a Config,
+    /// Rewrites the sender of forwarded mail.
+    pub srs: Option<&'a Srs>,
     pub resolver: &'a dyn Resolver,
     pub tls: &'a TlsClients,
     pub loaded: &'a Loaded,
@@ -131,21 +40,37 @@ pub struct Attempt<'a> {
 }
 
 /// Why one address did not take the message; the next one is tried.
-struct NextHost(String);
+enum NextHost {
+    /// It failed (connection, greeting, EHLO, required TLS, a lost link).
+    Failed(Diagnostic),
+    /// Opportunistic TLS failed: the same address is tried without TLS.
+    OpportunisticTls(Diagnostic),
+}
+
+/// RFC 3463 X.4.1: no answer from host (or no useful one); X.4.3: the
+/// directory server (DNS) failed; X.4.2: bad connection.
+const NO_ANSWER: EnhancedCode = EnhancedCode(4, 4, 1);
+const DNS_FAILED: EnhancedCode = EnhancedCode(4, 4, 3);
+const BAD_CONNECTION: EnhancedCode = EnhancedCode(4, 4, 2);
+
+/// What server `host` at `ip` said, as a diagnostic.
+fn said(host: &str, ip: IpAddr, r: &RemoteReply) -> Diagnostic {
+    Diagnostic::from_remote(host, ip, r.code, r.enhanced(), r.text())
+}
 
 impl Attempt<'_> {
     /// Tries the plan's hosts until one gives a verdict for the recipients.
     pub async fn run(&self, plan: &Plan) -> Vec<(usize, Outcome)> {
-        let mut last = String::from("no host to try");
+        let mut last = Diagnostic::note(NO_ANSWER, "no host to try");
         for (host, port) in &plan.hosts {
             let addrs = match self.resolver.addresses(host).await {
                 Ok(a) => interleave(a),
                 Err(DnsError::Temporary(e)) => {
-                    last = format!("cannot resolve {host}: {e}");
+                    last = Diagnostic::note(DNS_FAILED, format!("cannot resolve {host}: {e}"));
                     continue;
                 }
                 Err(e) => {
-                    last = format!("host {host} has no address: {e}");
+                    last = Diagnostic::note(NO_ANSWER, format!("host {host} has no address: {e}"));
                     continue;
                 }
             };
@@ -153,15 +78,17 @@ impl Attempt<'_> {
                 let addr = SocketAddr::new(ip, *port);
                 match self.at_address(plan, host, addr, false).await {
                     Ok(outcomes) => return outcomes,
-                    Err(NextHost(why)) if why.starts_with("opportunistic TLS") => {
+                    Err(NextHost::OpportunisticTls(why)) => {
                         // The handshake failed: RFC 7435 prefers plaintext over nothing.
                         log::info!("{why}; retrying {host}[{ip}] without TLS");
                         match self.at_address(plan, host, addr, true).await {
                             Ok(outcomes) => return outcomes,
-                            Err(NextHost(why)) => last = why,
+                            Err(NextHost::Failed(why) | NextHost::OpportunisticTls(why)) => {
+                                last = why
+                            }
                         }
                     }
-                    Err(NextHost(why)) => last = why,
+                    Err(NextHost::Failed(why)) => last = why,
                 }
             }
         }
@@ -190,7 +117,12 @@ impl Attempt<'_> {
             return outcome;
         }
         let relay = &self.config.relay;
-        let at = |e: &dyn std::fmt::Display| NextHost(format!("{host}[{}]: {e}", addr.ip()));
+        let at = |e: &dyn std::fmt::Display| {
+            NextHost::Failed(
+                Diagnostic::note(NO_ANSWER, format!("{host}[{}]: {e}", addr.ip()))
+                    .at(host, addr.ip()),
+            )
+        };
         let server_name = ServerName::try_from(host.to_string())
             .or_else(|_| ServerName::try_from(addr.ip().to_string()))
             .map_err(|e| at(&e))?;
@@ -239,14 +171,18 @@ impl Attempt<'_> {
             Tls::Opportunistic if conn.extensions.starttls && !no_tls => {
                 let c = connector(self.tls.opportunistic.clone());
                 if let Err(e) = self.start_tls(&mut conn, c, server_name).await {
-                    return Err(NextHost(format!(
-                        "opportunistic TLS with {host}[{}] failed: {e}",
-                        addr.ip()
-                    )));
+                    return Err(NextHost::OpportunisticTls(
+                        Diagnostic::note(
+                            BAD_CONNECTION,
+                            format!("opportunistic TLS with {host}[{}] failed: {e}", addr.ip()),
+                        )
+                        .at(host, addr.ip()),
+                    ));
                 }
             }
             _ => {}
         }
+        crate::status::activity().sent_over(conn.tls.is_some());
         if let Some((user, password)) = &plan.auth {
             let reply = conn
                 .authenticate(user, password)
@@ -254,11 +190,18 @@ impl Attempt<'_> {
                 .map_err(|e| at(&e))?;
             if reply.code != 235 {
                 conn.quit().await;
-                return Ok(self.all(Outcome::Deferred(format!(
-                    "{host}[{}] refused our login as {user}: {}",
-                    addr.ip(),
-                    reply.one_line()
-                ))));
+                // RFC 3463 X.7.0: other security status; tried again later.
+                return Ok(self.all(Outcome::Deferred(
+                    Diagnostic::note(
+                        EnhancedCode(4, 7, 0),
+                        format!(
+                            "{host}[{}] refused our login as {user}: {}",
+                            addr.ip(),
+                            reply.one_line()
+                        ),
+                    )
+                    .at(host, addr.ip()),
+                )));
             }
         }
         let outcomes = self
@@ -297,7 +240,9 @@ impl Attempt<'_> {
                 self.keep(key.clone(), conn, used + 1).await;
                 Ok(outcomes)
             }
-            Err(e) => Err(NextHost(format!("{host}[{ip}]: {e}"))),
+            Err(e) => Err(NextHost::Failed(
+                Diagnostic::note(BAD_CONNECTION, format!("{host}[{ip}]: {e}")).at(host, ip),
+            )),
         })
     }
 
@@ -331,6 +276,28 @@ impl Attempt<'_> {
         Ok(())
     }
 
+    /// MAIL FROM for this attempt. A sender at another domain means mail
+    /// from outside that an alias forwards (our users and local programs
+    /// send only from our domains, DESIGN invariant 7): it leaves rewritten
+    /// by SRS at our first domain, so SPF passes at the destination and a
+    /// bounce comes back to us, to be sent on to the original sender.
+    fn envelope_sender(&self, sender: Option<&Address>) -> String {
+        let Some(sender) = sender else {
+            return String::new();
+        };
+        let foreign = match &sender.domain {
+            Domain::Name(name) => !self.config.is_local_domain(name),
+            Domain::Literal(_) => false,
+        };
+        let rewritten = match (foreign, self.srs, self.config.domains.first()) {
+            (true, Some(srs), Some(ours)) => {
+                srs.forward(sender, ours, srs::today(std::time::SystemTime::now()))
+            }
+            _ => None,
+        };
+        rewritten.as_ref().unwrap_or(sender).to_string()
+    }
+
     /// Checks the message fits the server's extensions, then sends it.
     async fn transaction(
         &self,
@@ -349,32 +316,38 @@ impl Attempt<'_> {
                 Route::Local(u) => u.clone(),
             })
             .collect();
-        let sender = envelope
-            .sender
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let sender = self.envelope_sender(envelope.sender.as_ref());
         let needs_utf8 =
             envelope.smtputf8 || !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         let eight_bit = envelope.eight_bit || !content.is_ascii();
         let ext = conn.extensions.clone();
         // RFC 6531 §3.4: no downgrade of internationalized addresses.
         if needs_utf8 && !ext.smtputf8 {
-            return Ok(self.all(Outcome::Failed(format!(
-                "553 5.6.7 {host} does not support SMTPUTF8, which this message needs"
+            return Ok(self.all(Outcome::Failed(Diagnostic::reply(
+                553,
+                EnhancedCode(5, 6, 7),
+                format!("{host} does not support SMTPUTF8, which this message needs"),
             ))));
         }
         // RFC 6152 §3: 8-bit content only to servers that take it.
         if eight_bit && !ext.eight_bit {
-            return Ok(self.all(Outcome::Failed(format!(
-                "554 5.6.3 {host} does not accept 8-bit content (no 8BITMIME), and this message has it"
+            return Ok(self.all(Outcome::Failed(Diagnostic::reply(
+                554,
+                EnhancedCode(5, 6, 3),
+                format!(
+                    "{host} does not accept 8-bit content (no 8BITMIME), and this message has it"
+                ),
             ))));
         }
         if let Some(max) = ext.size.filter(|&m| m > 0) {
             if content.len() as u64 > max {
-                return Ok(self.all(Outcome::Failed(format!(
-                    "552 5.3.4 Message of {} bytes exceeds the {max} bytes {host} accepts",
-                    content.len()
+                return Ok(self.all(Outcome::Failed(Diagnostic::reply(
+                    552,
+                    EnhancedCode(5, 3, 4),
+                    format!(
+                        "Message of {} bytes exceeds the {max} bytes {host} accepts",
+                        content.len()
+                    ),
                 ))));
             }
         }
@@ -399,14 +372,14 @@ impl Attempt<'_> {
         host: &str,
         ip: IpAddr,
     ) -> Vec<(usize, Outcome)> {
-        let said = |r: &RemoteReply| format!("{host}[{ip}] said: {}", r.one_line());
         let verdict = |r: &RemoteReply| {
+            let d = said(host, ip, r);
             if r.is_positive() {
-                Outcome::Delivered(said(r))
+                Outcome::Delivered(d)
             } else if r.is_transient() {
-                Outcome::Deferred(said(r))
+                Outcome::Deferred(d)
             } else {
-                Outcome::Failed(said(r))
+                Outcome::Failed(d)
             }
         };
         if !replies.mail.is_positive() {
@@ -420,7 +393,10 @@ impl Attempt<'_> {
                     (Some(r), _) if !r.is_positive() => verdict(&r),
                     (Some(_), Some(data)) => verdict(data),
                     // Accepted, but DATA never ran (should not happen).
-                    _ => Outcome::Deferred(format!("{host}[{ip}]: no reply to DATA")),
+                    _ => Outcome::Deferred(
+                        Diagnostic::note(NO_ANSWER, format!("{host}[{ip}]: no reply to DATA"))
+                            .at(host, ip),
+                    ),
                 };
                 (i, outcome)
             })

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::client::Connection;
-use super::deliver::Tls;
+use super::plan::Tls;
 
 /// How long an idle connection is kept (Postfix keeps them 2 s; servers
 /// must wait at least 5 minutes for a command, RFC 5321 §4.5.3.2.7).

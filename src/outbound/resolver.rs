@@ -15,7 +15,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
-use crate::queue::scheduler::BoxFuture;
+use crate::BoxFuture;
 
 /// A DNS answer that is not a list of records.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,14 @@ pub trait Resolver: Send + Sync + 'static {
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, DnsError>>;
     /// The IPv6 and IPv4 addresses of `host`.
     fn addresses<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsError>>;
+
+    /// The same hickory resolver, for mail-auth's checks of incoming mail
+    /// (SPF, DKIM, DMARC, iprev): its configured nameservers and its answer
+    /// cache are shared, so what the sender-domain check asked is not asked
+    /// again within its TTL. `None` (the test tables) skips those checks.
+    fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        None
+    }
 }
 
 /// The production resolver: hickory, asking the configured nameservers (or
@@ -57,44 +65,58 @@ pub struct HickoryResolver {
 impl HickoryResolver {
     /// A resolver asking `nameservers`, or the system's when empty.
     pub fn new(nameservers: &[SocketAddr]) -> Result<HickoryResolver, String> {
-        let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?
-        } else {
-            let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
-            for ns in nameservers {
-                let connection = |protocol| {
-                    let mut c = ConnectionConfig::new(protocol);
-                    c.port = ns.port();
-                    c
-                };
-                config.add_name_server(NameServerConfig::new(
-                    ns.ip(),
-                    true,
-                    vec![
-                        connection(ProtocolConfig::Udp),
-                        connection(ProtocolConfig::Tcp),
-                    ],
-                ));
-            }
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-        };
-        // We never speak DNS over TLS, but hickory builds a TLS client anyway
-        // and by default loads the system's CA certificates for it, failing
-        // on a machine without any. Give it one that needs none.
-        builder = builder.with_tls_config((*crate::tls::client_opportunistic()).clone());
-        let options = builder.options_mut();
-        options.timeout = Duration::from_secs(5);
-        options.attempts = 2;
-        options.ndots = 0;
-        let inner = builder
-            .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-        Ok(HickoryResolver { inner })
+        Ok(HickoryResolver {
+            inner: tokio_resolver(nameservers)?,
+        })
     }
 }
 
-fn classify(e: NetError) -> DnsError {
+impl From<TokioResolver> for HickoryResolver {
+    fn from(inner: TokioResolver) -> HickoryResolver {
+        HickoryResolver { inner }
+    }
+}
+
+/// The hickory resolver every part of tern uses (delivery, the checks on
+/// incoming mail, `tern check`): it asks `nameservers` (`[relay]
+/// nameservers`), or those of /etc/resolv.conf when empty.
+pub fn tokio_resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    let mut builder = if nameservers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?
+    } else {
+        let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
+        for ns in nameservers {
+            let connection = |protocol| {
+                let mut c = ConnectionConfig::new(protocol);
+                c.port = ns.port();
+                c
+            };
+            config.add_name_server(NameServerConfig::new(
+                ns.ip(),
+                true,
+                vec![
+                    connection(ProtocolConfig::Udp),
+                    connection(ProtocolConfig::Tcp),
+                ],
+            ));
+        }
+        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+    };
+    // We never speak DNS over TLS, but hickory builds a TLS client anyway
+    // and by default loads the system's CA certificates for it, failing
+    // on a machine without any. Give it one that needs none.
+    builder = builder.with_tls_config((*crate::tls::client_opportunistic()).clone());
+    let options = builder.options_mut();
+    options.timeout = Duration::from_secs(5);
+    options.attempts = 2;
+    options.ndots = 0;
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the DNS resolver: {e}"))
+}
+
+/// What a failed hickory lookup means.
+pub(crate) fn classify(e: NetError) -> DnsError {
     if e.is_nx_domain() {
         DnsError::NoSuchDomain
     } else if e.is_no_records_found() {
@@ -105,7 +127,7 @@ fn classify(e: NetError) -> DnsError {
 }
 
 /// `name.` — fully qualified, so no search domains are tried.
-fn fqdn(name: &str) -> String {
+pub(crate) fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
         name.to_string()
     } else {
@@ -114,6 +136,11 @@ fn fqdn(name: &str) -> String {
 }
 
 impl Resolver for HickoryResolver {
+    fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        // A clone shares the resolver's connections and cache.
+        Some(mail_auth::MessageAuthenticator(self.inner.clone()))
+    }
+
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, DnsError>> {
         Box::pin(async move {
             let lookup = self.inner.mx_lookup(fqdn(domain)).await.map_err(classify)?;

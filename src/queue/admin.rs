@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::smtp::EnhancedCode;
+
+use super::diagnostic::Diagnostic;
 use super::dsn::{self, Kind, Notifier};
 use super::record::{RcptStatus, Record};
 use super::spool::{Spool, SpoolError};
@@ -50,7 +53,7 @@ impl Admin {
                     id,
                     attempts: entry.attempts,
                     next_attempt: 0,
-                    error: entry.last_error.unwrap_or_default(),
+                    errors: entry.last_errors,
                 },
             ])
             .await?;
@@ -72,7 +75,7 @@ impl Admin {
                 id: e.message.id,
                 attempts: e.attempts,
                 next_attempt: 0,
-                error: e.last_error.unwrap_or_default(),
+                errors: e.last_errors,
             })
             .collect();
         let n = records.len();
@@ -93,13 +96,17 @@ impl Admin {
                 .await
                 .map_err(|e| SpoolError::Io(std::io::Error::other(e)))??;
             let message = &loaded.entry.message;
-            let reason = "550 5.0.0 Deleted from the queue by the administrator";
+            let reason = Diagnostic::reply(
+                550,
+                EnhancedCode(5, 0, 0),
+                "Deleted from the queue by the administrator",
+            );
             let reported: Vec<dsn::Reported> = message
                 .statuses
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| matches!(s, RcptStatus::Pending))
-                .map(|(i, _)| dsn::reported(&message.envelope.recipients[i], reason.to_string()))
+                .map(|(i, _)| dsn::reported(&message.envelope.recipients[i], reason.clone()))
                 .collect();
             if !reported.is_empty() {
                 self.notifier

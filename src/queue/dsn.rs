@@ -4,6 +4,9 @@
 //! never bounced itself (RFC 5321 §6.1), and none is sent for a message that
 //! came from `<>` (no bounce loops).
 //!
+//! `Status:`, `Remote-MTA:` and `Diagnostic-Code:` come from each
+//! recipient's typed [`Diagnostic`].
+//!
 //! The original message's header section is quoted (text/rfc822-headers, RFC 6522,
 //! rather than the whole message), at most
 //! [`MAX_QUOTED_HEADERS`] of it, cut at a line boundary; the report says so
@@ -12,14 +15,14 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{Config, Live};
-use crate::local::directory::{self, Resolution};
-use crate::smtp::date::rfc5322;
-use crate::smtp::{Envelope, Recipient, Route};
+use crate::config::Config;
+use crate::date::rfc5322;
+use crate::live::Live;
+use crate::smtp::{Address, Envelope, Recipient, Route};
 
 use super::body::Body;
+use super::diagnostic::Diagnostic;
 use super::record::RcptStatus;
-use super::scheduler::{Bouncer, BoxFuture};
 use super::spool::{from_millis, Loaded, Spool, SpoolError};
 
 /// At most this much of the original header section is quoted in a
@@ -42,19 +45,27 @@ pub enum Kind {
 pub struct Reported {
     pub original: String,
     pub final_recipient: String,
-    /// The reason, usually a reply: `550 5.1.1 ...`.
-    pub diagnostic: String,
+    /// The reason, usually the remote's reply.
+    pub diagnostic: Diagnostic,
 }
+
+/// Where mail to a sender goes, by the recipient directory's rule: a local
+/// route, a remote one, or `None` when the address is in a local domain and
+/// nobody here has it. `daemon.rs` supplies it: the directory is not the
+/// queue's.
+pub type SenderRoute = Arc<dyn Fn(&Config, &Address) -> Option<Route> + Send + Sync>;
 
 /// Queues notifications through the spool.
 pub struct Notifier {
     spool: Spool,
     live: Arc<Live>,
+    route: SenderRoute,
 }
 
 impl Notifier {
-    pub fn new(spool: Spool, live: Arc<Live>) -> Notifier {
-        Notifier { spool, live }
+    /// Notifications queued in `spool`, routed to their senders by `route`.
+    pub fn new(spool: Spool, live: Arc<Live>, route: SenderRoute) -> Notifier {
+        Notifier { spool, live, route }
     }
 
     /// Queues a notification about `loaded` to its sender. Returns `Ok` without
@@ -70,17 +81,13 @@ impl Notifier {
             log::info!("queue_id={} no notification: the sender is <>", message.id);
             return Ok(());
         };
-        let config = self.live.get();
-        let route = match directory::resolve(&config, Some(&sender)) {
-            Resolution::Local(mut routes) if !routes.is_empty() => routes.remove(0).route,
-            Resolution::Local(_) | Resolution::Unknown => {
-                log::warn!(
-                    "queue_id={} no notification: sender <{sender}> is not a local user",
-                    message.id
-                );
-                return Ok(());
-            }
-            Resolution::NotLocal => Route::Remote(sender.clone()),
+        let config = self.live.config();
+        let Some(route) = (self.route)(&config, &sender) else {
+            log::warn!(
+                "queue_id={} no notification: sender <{sender}> is not a local user",
+                message.id
+            );
+            return Ok(());
         };
         let id = self.spool.new_id();
         let now = self.spool.clock().now();
@@ -114,47 +121,41 @@ impl Notifier {
     }
 }
 
-impl Bouncer for Notifier {
-    fn bounce<'a>(
-        &'a self,
-        loaded: &'a Loaded,
-        failed: Vec<usize>,
-    ) -> BoxFuture<'a, Result<(), SpoolError>> {
-        Box::pin(async move {
-            let message = &loaded.entry.message;
-            let reported = failed
-                .into_iter()
-                .map(|i| {
-                    let r = &message.envelope.recipients[i];
-                    let diagnostic = match &message.statuses[i] {
-                        RcptStatus::Failed(reason) => reason.clone(),
-                        other => format!("{other:?}"),
-                    };
-                    reported(r, diagnostic)
-                })
-                .collect();
-            self.notify(loaded, Kind::Failed, reported).await
-        })
+impl Notifier {
+    /// Queues the bounce for `loaded`, whose recipients at `failed` failed
+    /// (their statuses hold the reasons); returns once it is durable.
+    pub async fn bounce(&self, loaded: &Loaded, failed: Vec<usize>) -> Result<(), SpoolError> {
+        let message = &loaded.entry.message;
+        let reported = failed
+            .into_iter()
+            .filter_map(|i| match &message.statuses[i] {
+                RcptStatus::Failed(reason) => {
+                    Some(reported(&message.envelope.recipients[i], reason.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.notify(loaded, Kind::Failed, reported).await
     }
 
-    fn delayed<'a>(
-        &'a self,
-        loaded: &'a Loaded,
-        deferred: Vec<(usize, String)>,
-    ) -> BoxFuture<'a, Result<(), SpoolError>> {
-        Box::pin(async move {
-            let message = &loaded.entry.message;
-            let reported = deferred
-                .into_iter()
-                .map(|(i, reason)| reported(&message.envelope.recipients[i], reason))
-                .collect();
-            self.notify(loaded, Kind::Delayed, reported).await
-        })
+    /// Queues the "still trying" notice for the recipients at the given
+    /// indices, with their last reasons.
+    pub async fn delayed(
+        &self,
+        loaded: &Loaded,
+        deferred: Vec<(usize, Diagnostic)>,
+    ) -> Result<(), SpoolError> {
+        let message = &loaded.entry.message;
+        let reported = deferred
+            .into_iter()
+            .map(|(i, reason)| reported(&message.envelope.recipients[i], reason))
+            .collect();
+        self.notify(loaded, Kind::Delayed, reported).await
     }
 }
 
 /// The report line for a recipient.
-pub fn reported(r: &Recipient, diagnostic: String) -> Reported {
+pub fn reported(r: &Recipient, diagnostic: Diagnostic) -> Reported {
     Reported {
         original: r.original.clone(),
         final_recipient: match &r.route {
@@ -167,31 +168,6 @@ pub fn reported(r: &Recipient, diagnostic: String) -> Reported {
         },
         diagnostic,
     }
-}
-
-/// The enhanced status code in a reason (`550 5.1.1 ...` → `5.1.1`), or the
-/// generic one for the kind.
-fn status_of(diagnostic: &str, kind: Kind) -> String {
-    let found = diagnostic.split_whitespace().find(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..]
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-    });
-    match (found, kind) {
-        (Some(code), Kind::Failed) if code.starts_with('5') => code.to_string(),
-        (Some(code), Kind::Delayed) if code.starts_with('4') => code.to_string(),
-        (_, Kind::Failed) => "5.0.0".into(),
-        (_, Kind::Delayed) => "4.0.0".into(),
-    }
-}
-
-/// The remote host named in a reason (`mx.example[192.0.2.1] said: ...`).
-fn remote_mta(diagnostic: &str) -> Option<&str> {
-    let (host, _) = diagnostic.split_once('[')?;
-    (!host.is_empty() && !host.contains(' ')).then_some(host)
 }
 
 /// The whole notification message (RFC 3464 multipart/report).
@@ -212,6 +188,11 @@ pub fn compose(
         .map(ToString::to_string)
         .unwrap_or_default();
     let boundary = format!("{id}/{host}");
+    // RFC 3464 §2.3.4: the class of each Status matches the Action.
+    let class = match kind {
+        Kind::Failed => 5,
+        Kind::Delayed => 4,
+    };
     let (subject, action, intro) = match kind {
         Kind::Failed => (
             "Undelivered Mail Returned to Sender",
@@ -281,13 +262,13 @@ pub fn compose(
             r.final_recipient
         ));
         m.push_str(&format!("Action: {action}\r\n"));
-        m.push_str(&format!("Status: {}\r\n", status_of(&r.diagnostic, kind)));
-        if let Some(mta) = remote_mta(&r.diagnostic) {
-            m.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
+        m.push_str(&format!("Status: {}\r\n", r.diagnostic.status(class)));
+        if let Some(remote) = &r.diagnostic.remote {
+            m.push_str(&format!("Remote-MTA: dns; {}\r\n", one_line(&remote.host)));
         }
         m.push_str(&format!(
             "Diagnostic-Code: smtp; {}\r\n",
-            one_line(&r.diagnostic)
+            one_line(&r.diagnostic.to_string())
         ));
         m.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322(now)));
         if kind == Kind::Delayed {
@@ -332,33 +313,6 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_codes_come_from_the_reason() {
-        assert_eq!(
-            status_of("mx[1.2.3.4] said: 550 5.1.1 No such user", Kind::Failed),
-            "5.1.1"
-        );
-        assert_eq!(
-            status_of(
-                "delivery time expired; last error: 451 4.3.0 later",
-                Kind::Failed
-            ),
-            "5.0.0"
-        );
-        assert_eq!(status_of("451 4.7.1 greylisted", Kind::Delayed), "4.7.1");
-        assert_eq!(status_of("connection refused", Kind::Delayed), "4.0.0");
-        assert_eq!(status_of("version 1.2.3 is nice", Kind::Failed), "5.0.0");
-    }
-
-    #[test]
-    fn remote_mta_is_named_only_when_known() {
-        assert_eq!(
-            remote_mta("mx.example[192.0.2.1] said: 550 no"),
-            Some("mx.example")
-        );
-        assert_eq!(remote_mta("556 5.1.10 Domain x accepts no mail"), None);
-    }
 
     /// A header section of over 200 KiB: 2,100 fields of 100 octets.
     fn huge_headers() -> Vec<u8> {
@@ -431,7 +385,13 @@ mod tests {
         let loaded = spool.load(id).unwrap();
         let report = vec![reported(
             &loaded.entry.message.envelope.recipients[0],
-            "mx[192.0.2.1] said: 550 5.1.1 no".into(),
+            Diagnostic::from_remote(
+                "mx",
+                "192.0.2.1".parse().unwrap(),
+                550,
+                Some(crate::smtp::EnhancedCode(5, 1, 1)),
+                "no",
+            ),
         )];
         let text = compose(
             &config,

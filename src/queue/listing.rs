@@ -1,36 +1,24 @@
-//! What `tern queue list` and `tern queue show` report about queued mail:
-//! [`MessageSummary`] (one row of the list) and [`MessageDetails`] (the page of
-//! `show`), built from spool entries, carried over the control socket (serde),
-//! and formatted for people ([`format_list`], [`format_details`]). The same
-//! code serves the daemon's answers and the read-only view of the spool when
-//! the daemon is down ([`inspect_list`], [`inspect_details`]), so both look
-//! alike.
-//!
-//! Queued mail is a stranger's text (header fields, remote servers' replies):
-//! everything printed for people goes through [`terminal_safe`], and the JSON
-//! through [`to_json`], so no escape sequence reaches the administrator's
-//! terminal.
+//! What `tern queue list` and `tern queue show` report about queued mail, as
+//! data: [`MessageSummary`] (one row of the list) and [`MessageDetails`] (the
+//! page of `show`), built from spool entries and carried over the control
+//! socket (serde). The same code serves the daemon's answers and the
+//! read-only view of the spool when the daemon is down ([`inspect_list`],
+//! [`inspect_details`]), so both look alike. How they look on a terminal is
+//! the business of the CLI (`src/control/display.rs`).
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::smtp::date::rfc5322;
 use crate::smtp::Route;
 
+use super::diagnostic::Diagnostic;
 use super::record::RcptStatus;
-use super::spool::{from_millis, millis, Entry, Spool, SpoolError};
+use super::spool::{Entry, Spool, SpoolError};
 use super::QueueId;
 
 /// At most this much of a message's header section is shown.
 pub const MAX_HEADERS: usize = 64 << 10;
-/// The list shows at most this many pending recipients under a message.
-const LIST_RECIPIENTS: usize = 5;
-/// The list cuts the last error to this many characters (`show` has it all).
-const LIST_ERROR_CHARS: usize = 70;
 
 /// One queued message, as a row of `tern queue list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +39,8 @@ pub struct MessageSummary {
     /// Not before this time (ms since the epoch); 0 = at once.
     pub next_attempt: u64,
     pub held: bool,
-    pub last_error: Option<String>,
+    /// Why the last attempt did not deliver every recipient.
+    pub last_errors: Vec<Diagnostic>,
 }
 
 /// Where a recipient stands.
@@ -73,7 +62,7 @@ pub struct RecipientView {
     pub state: RecipientState,
     /// For delivered and failed recipients: where it went, or the reason
     /// (usually the remote server's reply).
-    pub detail: Option<String>,
+    pub detail: Option<Diagnostic>,
 }
 
 /// The header section of a message, or why it could not be read.
@@ -124,7 +113,7 @@ impl MessageSummary {
             attempts: entry.attempts,
             next_attempt: entry.next_attempt,
             held: entry.held,
-            last_error: entry.last_error.clone(),
+            last_errors: entry.last_errors.clone(),
         }
     }
 }
@@ -206,305 +195,6 @@ fn inspect(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
         return Ok(Vec::new());
     }
     Spool::inspect(spool_dir)
-}
-
-/// `1 message`, `2 messages`.
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// A duration the way people say it: `42s`, `12m`, `3h05m`, `2d04h`.
-pub fn compact(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-/// How long ago `ms` (since the epoch) was at `now`.
-fn ago(ms: u64, now: SystemTime) -> Duration {
-    Duration::from_millis(millis(now).saturating_sub(ms))
-}
-
-/// The NEXT column: `held`, `now`, or `in 4m`.
-fn next_column(m: &MessageSummary, now: SystemTime) -> String {
-    let now_ms = millis(now);
-    if m.held {
-        "held".into()
-    } else if m.next_attempt <= now_ms {
-        "now".into()
-    } else {
-        format!(
-            "in {}",
-            compact(Duration::from_millis(m.next_attempt - now_ms))
-        )
-    }
-}
-
-/// `<>` for the null sender, the address otherwise.
-fn sender_text(sender: &str) -> &str {
-    if sender.is_empty() {
-        "<>"
-    } else {
-        sender
-    }
-}
-
-/// True for what must not reach a terminal as it is: C0 controls other than
-/// tab, DEL, C1 controls (ESC and CSI start escape sequences), and the
-/// invisible format characters that reorder or break the text around them
-/// (bidi embeddings, overrides, isolates and marks; line and paragraph
-/// separators).
-fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\t')
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-        )
-}
-
-/// `s` safe to print on a terminal: every character [`is_unsafe`] is shown
-/// escaped (`\r`, `\n`, `\x1b`, `\x9b`, `\u{202e}`), the rest as it is.
-/// Every line `tern queue list`, `show` and `mailq` print goes through it.
-/// (A backslash is left alone: an escape written literally by the sender
-/// looks the same, but it is harmless text.)
-pub fn terminal_safe(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        let _ = match c {
-            '\r' => write!(out, "\\r"),
-            '\n' => write!(out, "\\n"),
-            c if !is_unsafe(c) => write!(out, "{c}"),
-            c if u32::from(c) < 0x100 => write!(out, "\\x{:02x}", u32::from(c)),
-            c => write!(out, "\\u{{{:04x}}}", u32::from(c)),
-        };
-    }
-    Cow::Owned(out)
-}
-
-/// `value` as pretty JSON (`--json`), with the characters [`is_unsafe`]
-/// that serde_json writes as they are (DEL, C1, bidi and separators; it
-/// already escapes C0 controls) written as `\uXXXX` escapes: the same JSON
-/// value, safe on a terminal. Outside strings JSON is ASCII, so only string
-/// contents change.
-pub fn to_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
-    let json = serde_json::to_string_pretty(value)?;
-    if !json.chars().any(|c| is_unsafe(c) && u32::from(c) >= 0x7f) {
-        return Ok(json);
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if is_unsafe(c) && u32::from(c) >= 0x7f {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
-/// Cuts `s` to `max` characters, marking the cut; keeps it on one line (the
-/// line breaks of a multi-line reply become spaces) and [`terminal_safe`].
-fn one_line(s: &str, max: usize) -> String {
-    let flat = s.replace("\r\n", " ").replace('\n', " ");
-    let cut = if flat.chars().count() <= max {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(max.saturating_sub(3)).collect();
-        cut.push_str("...");
-        cut
-    };
-    terminal_safe(&cut).into_owned()
-}
-
-/// The `N messages, M bytes` line that ends the list.
-pub fn total_line(messages: &[MessageSummary]) -> String {
-    let bytes: u64 = messages.iter().map(|m| m.size).sum();
-    format!(
-        "{}, {}",
-        plural(messages.len() as u64, "message", "messages"),
-        plural(bytes, "byte", "bytes")
-    )
-}
-
-/// `tern queue list` / `mailq`: one row per message (id, age, size, sender,
-/// pending/total recipients, next attempt, last error), the pending
-/// recipients under it, and a total line.
-pub fn format_list(messages: &[MessageSummary], now: SystemTime) -> String {
-    if messages.is_empty() {
-        return format!("Mail queue is empty\n{}\n", total_line(messages));
-    }
-    let header = ["ID", "AGE", "SIZE", "SENDER", "RCPTS", "NEXT", "LAST ERROR"];
-    let rows: Vec<[String; 7]> = messages
-        .iter()
-        .map(|m| {
-            [
-                m.id.to_string(),
-                compact(ago(m.received_at, now)),
-                m.size.to_string(),
-                terminal_safe(sender_text(&m.sender)).into_owned(),
-                format!("{}/{}", m.pending.len(), m.recipients),
-                next_column(m, now),
-                m.last_error
-                    .as_deref()
-                    .map_or_else(|| "-".to_string(), |e| one_line(e, LIST_ERROR_CHARS)),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    // Numbers are right-aligned; the last column is not padded.
-    let line = |cells: [&str; 7]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let w = widths[i];
-            let _ = match i {
-                1 | 2 | 4 => write!(out, "{cell:>w$}  "),
-                6 => write!(out, "{cell}"),
-                _ => write!(out, "{cell:<w$}  "),
-            };
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-        out
-    };
-    let indent = widths[..3].iter().map(|w| w + 2).sum::<usize>();
-    let mut out = line(header);
-    for (m, row) in messages.iter().zip(&rows) {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
-        for rcpt in m.pending.iter().take(LIST_RECIPIENTS) {
-            let _ = writeln!(out, "{:indent$}to {}", "", terminal_safe(rcpt));
-        }
-        if m.pending.len() > LIST_RECIPIENTS {
-            let _ = writeln!(
-                out,
-                "{:indent$}... and {} more",
-                "",
-                m.pending.len() - LIST_RECIPIENTS
-            );
-        }
-    }
-    out.push_str(&total_line(messages));
-    out.push('\n');
-    out
-}
-
-/// `tern queue show ID`: the envelope, the state, every recipient with its
-/// status, and the message's headers.
-pub fn format_details(d: &MessageDetails, now: SystemTime) -> String {
-    let m = &d.summary;
-    let mut out = String::new();
-    let mut field = |name: &str, value: &str| {
-        let _ = writeln!(out, "{:<14}{}", format!("{name}:"), terminal_safe(value));
-    };
-    field("Queue ID", &m.id.to_string());
-    field(
-        "Arrived",
-        &format!(
-            "{} ({} ago)",
-            rfc5322(from_millis(m.received_at)),
-            compact(ago(m.received_at, now))
-        ),
-    );
-    let mut size = plural(m.size, "byte", "bytes");
-    let flags: Vec<&str> = [(d.eight_bit, "8BITMIME"), (d.smtputf8, "SMTPUTF8")]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect();
-    if !flags.is_empty() {
-        size.push_str(&format!(" ({})", flags.join(", ")));
-    }
-    field("Size", &size);
-    field("Sender", &format!("<{}>", m.sender));
-    field(
-        "State",
-        if m.held {
-            "held by the administrator (no delivery until released)"
-        } else if m.attempts > 0 {
-            "deferred"
-        } else {
-            "queued"
-        },
-    );
-    field("Attempts", &m.attempts.to_string());
-    let next = if m.held {
-        "none while held".to_string()
-    } else if m.next_attempt <= millis(now) {
-        "now".to_string()
-    } else {
-        format!(
-            "{} ({})",
-            rfc5322(from_millis(m.next_attempt)),
-            next_column(m, now)
-        )
-    };
-    field("Next attempt", &next);
-    let last_error = m
-        .last_error
-        .as_deref()
-        .map_or_else(|| "-".to_string(), |e| one_line(e, usize::MAX));
-    field("Last error", &last_error);
-    field(
-        "Delay notice",
-        if d.delay_notified {
-            "sent to the sender"
-        } else {
-            "not sent"
-        },
-    );
-    field(
-        "Recipients",
-        &format!("{} pending of {}", m.pending.len(), m.recipients),
-    );
-    for r in &d.recipients {
-        let state = match r.state {
-            RecipientState::Pending => "pending",
-            RecipientState::Delivered => "delivered",
-            RecipientState::Failed => "failed",
-        };
-        let _ = writeln!(
-            out,
-            "  <{}> ({})",
-            terminal_safe(&r.address),
-            terminal_safe(&r.route)
-        );
-        match &r.detail {
-            Some(detail) => {
-                let _ = writeln!(out, "      {state}: {}", one_line(detail, usize::MAX));
-            }
-            None => {
-                let _ = writeln!(out, "      {state}");
-            }
-        }
-    }
-    out.push_str("Headers:\n");
-    match &d.headers {
-        Headers::Text(text) => {
-            for line in text.lines() {
-                let _ = writeln!(out, "  {}", terminal_safe(line));
-            }
-        }
-        Headers::Unavailable(why) => {
-            let _ = writeln!(out, "  (cannot read the message: {})", terminal_safe(why));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

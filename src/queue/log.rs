@@ -1,5 +1,5 @@
 //! The spool log: append-only segment files, written by one thread that commits
-//! in groups, and the scan that recovers them at start-up.
+//! in groups (the scan that recovers them at start-up is `scan.rs`).
 //!
 //! Why a log: a file per message costs an fsync of the file and one of the
 //! directory for every message (~125/s on our reference disk). Appending every
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::record::{frame_header, Record, FRAME_HEADER, MAX_PAYLOAD, SEGMENT_MAGIC};
+use super::record::SEGMENT_MAGIC;
 
 /// Where a message body lives on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -502,110 +502,4 @@ impl Writer {
             Err(e) => log::warn!("could not delete spool segment {}: {e}", path.display()),
         }
     }
-}
-
-/// One record found by [`scan_segment`], with its body location for messages.
-#[derive(Debug)]
-pub struct Found {
-    pub record: Record,
-    pub location: Location,
-}
-
-/// Reads every intact record of segment `seq`, in order. Stops at the first
-/// frame that is torn or corrupt; when `repair` is set (the newest segment,
-/// whose tail may be a write cut short by a crash) the file is truncated
-/// there, and body checksums are verified, since only this segment can hold
-/// writes that were never acknowledged.
-pub fn scan_segment(
-    dir: &Path,
-    seq: u64,
-    repair: bool,
-    mut found: impl FnMut(Found),
-) -> io::Result<()> {
-    let path = segment_path(dir, seq);
-    let mut file = OpenOptions::new().read(true).write(repair).open(&path)?;
-    let file_len = file.metadata()?.len();
-    let mut magic = [0u8; 8];
-    if file.read_exact(&mut magic).is_err() || &magic != SEGMENT_MAGIC {
-        if repair {
-            // Created but its magic never reached the disk: nothing in it.
-            file.set_len(0)?;
-            file.write_all(SEGMENT_MAGIC)?;
-            file.sync_all()?;
-            return Ok(());
-        }
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a spool segment", path.display()),
-        ));
-    }
-    let mut reader = io::BufReader::with_capacity(256 << 10, file);
-    let mut pos = SEGMENT_MAGIC.len() as u64;
-    let end_of_good = loop {
-        let mut header = [0u8; FRAME_HEADER];
-        if pos + FRAME_HEADER as u64 > file_len {
-            break pos;
-        }
-        reader.read_exact(&mut header)?;
-        let (len, crc) = frame_header(&header);
-        if len == 0 || len > MAX_PAYLOAD || pos + (FRAME_HEADER + len) as u64 > file_len {
-            break pos;
-        }
-        let mut payload = vec![0; len];
-        reader.read_exact(&mut payload)?;
-        let Ok(record) = Record::decode(&payload, crc) else {
-            break pos;
-        };
-        let body_offset = pos + (FRAME_HEADER + len) as u64;
-        let mut next = body_offset;
-        if let Record::Message(m) = &record {
-            next += m.body_len;
-            if next > file_len {
-                break pos;
-            }
-            if repair {
-                let mut hasher = crc32fast::Hasher::new();
-                let mut left = m.body_len;
-                let mut buf = vec![0u8; 64 << 10];
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    reader.read_exact(&mut buf[..n])?;
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-                if hasher.finalize() != m.body_crc {
-                    break pos;
-                }
-            } else {
-                reader.seek_relative(m.body_len as i64)?;
-            }
-        }
-        found(Found {
-            record,
-            location: Location {
-                segment: seq,
-                body_offset,
-            },
-        });
-        pos = next;
-    };
-    if end_of_good < file_len {
-        if repair {
-            log::warn!(
-                "spool segment {}: dropping {} bytes of an unfinished write at offset {end_of_good}",
-                path.display(),
-                file_len - end_of_good
-            );
-            let file = reader.into_inner();
-            file.set_len(end_of_good)?;
-            file.sync_all()?;
-        } else {
-            log::error!(
-                "spool segment {}: damaged record at offset {end_of_good}; {} bytes after it are skipped",
-                path.display(),
-                file_len - end_of_good
-            );
-        }
-    }
-    Ok(())
 }

@@ -1,20 +1,21 @@
 //! The scheduler: takes due messages from the spool, hands each pending
-//! recipient to its delivery agent (local Maildir, or the remote relay), and
+//! recipient to its delivery [`Agent`] (local or remote, by its route), and
 //! records every outcome durably: delivered, failed (bounced), or deferred with
 //! the next attempt time. A message leaves the queue only when every recipient
-//! is final.
+//! is final; a failed recipient always gets its bounce (the [`Notifier`] is
+//! part of the scheduler, not an option).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::Live;
-use crate::local;
-use crate::smtp::Route;
+use crate::live::Live;
+use crate::smtp::{EnhancedCode, Route};
 
+use super::agent::{Agent, Outcome};
+use super::diagnostic::Diagnostic;
+use super::dsn::Notifier;
 use super::record::{RcptStatus, Record};
 use super::retry::RetryPolicy;
 use super::spool::{millis, Loaded, Spool, SpoolError};
@@ -24,48 +25,13 @@ use super::QueueId;
 /// delivering: messages that come together are delivered together.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// What one delivery attempt did for one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done; the text says where (for the log and `tern queue show`).
-    Delivered(String),
-    /// Will never work (5xx): bounce. The text is the reason, with its code.
-    Failed(String),
-    /// Did not work now (4xx, timeouts): try again later.
-    Deferred(String),
-}
-
-/// A boxed future, for the agent trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Delivers to recipients on other servers (the outbound relay).
-pub trait RemoteAgent: Send + Sync + 'static {
-    /// Attempts delivery of `loaded` to the recipients at `indices` (all with
-    /// remote routes); returns an outcome for each.
-    fn deliver<'a>(
-        &'a self,
-        loaded: &'a Loaded,
-        indices: Vec<usize>,
-    ) -> BoxFuture<'a, Vec<(usize, Outcome)>>;
-}
-
-/// Turns a finished message with failed recipients into a bounce.
-pub trait Bouncer: Send + Sync + 'static {
-    /// Queues the delivery status notification for `loaded` whose recipients
-    /// at `failed` failed; returns once it is durable.
-    fn bounce<'a>(
-        &'a self,
-        loaded: &'a Loaded,
-        failed: Vec<usize>,
-    ) -> BoxFuture<'a, Result<(), SpoolError>>;
-
-    /// Queues the "still trying" notification for the recipients at the given
-    /// indices (with their last error).
-    fn delayed<'a>(
-        &'a self,
-        loaded: &'a Loaded,
-        deferred: Vec<(usize, String)>,
-    ) -> BoxFuture<'a, Result<(), SpoolError>>;
+/// The delivery agents, one per kind of [`Route`].
+#[derive(Clone)]
+pub struct Agents {
+    /// For [`Route::Local`]: the Maildirs.
+    pub local: Arc<dyn Agent>,
+    /// For [`Route::Remote`]: the outbound relay.
+    pub remote: Arc<dyn Agent>,
 }
 
 /// Runs deliveries; see the module docs.
@@ -73,39 +39,34 @@ pub trait Bouncer: Send + Sync + 'static {
 pub struct Scheduler {
     spool: Spool,
     config: Arc<Live>,
-    remote: Option<Arc<dyn RemoteAgent>>,
-    bouncer: Option<Arc<dyn Bouncer>>,
+    agents: Agents,
+    notifier: Arc<Notifier>,
     concurrency: usize,
 }
 
 impl Scheduler {
-    /// A scheduler delivering locally only, `concurrency` messages at a time;
-    /// the retry schedule comes from the config's `[queue]`.
-    pub fn new(spool: Spool, config: Arc<Live>, concurrency: usize) -> Scheduler {
+    /// A scheduler delivering through `agents`, `concurrency` messages at a
+    /// time, telling senders of failures and delays through `notifier`; the
+    /// retry schedule comes from the config's `[queue]`.
+    pub fn new(
+        spool: Spool,
+        config: Arc<Live>,
+        agents: Agents,
+        notifier: Arc<Notifier>,
+        concurrency: usize,
+    ) -> Scheduler {
         Scheduler {
             spool,
             config,
-            remote: None,
-            bouncer: None,
+            agents,
+            notifier,
             concurrency: concurrency.max(1),
         }
     }
 
     /// The retry schedule in force (read at each use, so a reload applies).
     fn retry(&self) -> RetryPolicy {
-        RetryPolicy::from(&self.config.get().queue)
-    }
-
-    /// Adds the agent for remote recipients.
-    pub fn with_remote(mut self, remote: Arc<dyn RemoteAgent>) -> Scheduler {
-        self.remote = Some(remote);
-        self
-    }
-
-    /// Adds the bounce generator.
-    pub fn with_bouncer(mut self, bouncer: Arc<dyn Bouncer>) -> Scheduler {
-        self.bouncer = Some(bouncer);
-        self
+        RetryPolicy::from(&self.config.config().queue)
     }
 
     /// Delivers until `shutdown` turns true, then waits (up to `grace`) for the
@@ -165,17 +126,9 @@ impl Scheduler {
     }
 
     async fn process_leased(&self, id: QueueId) {
-        // Reading the message and its local deliveries are one blocking
-        // task: one hand-off between threads instead of two.
         let spool = self.spool.clone();
-        let config = self.config.get();
-        let read_and_deliver = tokio::task::spawn_blocking(move || {
-            let loaded = spool.load(id)?;
-            let outcomes = deliver_locally(&config, &loaded);
-            Ok::<_, SpoolError>((loaded, outcomes))
-        });
-        let (loaded, mut outcomes) = match read_and_deliver.await {
-            Ok(Ok(done)) => done,
+        let loaded = match tokio::task::spawn_blocking(move || spool.load(id)).await {
+            Ok(Ok(loaded)) => Arc::new(loaded),
             Ok(Err(SpoolError::NotFound(_))) => return,
             Ok(Err(SpoolError::Damaged(_))) => {
                 // Keep it for the administrator rather than deliver garbage.
@@ -191,34 +144,25 @@ impl Scheduler {
             Ok(Err(e)) => {
                 log::error!("queue_id={id} cannot read message: {e}");
                 let attempts = self.spool.entry(id).map_or(0, |e| e.attempts);
-                return self.retry_later(id, attempts, &e.to_string()).await;
+                return self
+                    .retry_later(id, attempts, vec![spool_trouble(&e)])
+                    .await;
             }
             Err(e) => {
                 log::error!("queue_id={id} delivery task failed: {e}");
                 return;
             }
         };
-        let loaded = Arc::new(loaded);
-        outcomes.extend(self.deliver_remotely(&loaded).await);
+        let (local, remote): (Vec<(usize, &Route)>, _) =
+            pending(&loaded).partition(|(_, route)| matches!(route, Route::Local(_)));
+        let indices = |v: Vec<(usize, &Route)>| v.into_iter().map(|(i, _)| i).collect();
+        let (local, remote): (Vec<usize>, Vec<usize>) = (indices(local), indices(remote));
+        let (mut outcomes, remote_outcomes) = tokio::join!(
+            run(&self.agents.local, &loaded, local),
+            run(&self.agents.remote, &loaded, remote),
+        );
+        outcomes.extend(remote_outcomes);
         self.record(loaded, outcomes).await;
-    }
-
-    /// Runs the remote agent for the pending remote recipients.
-    async fn deliver_remotely(&self, loaded: &Arc<Loaded>) -> Vec<(usize, Outcome)> {
-        let remotes: Vec<usize> = pending(loaded)
-            .filter(|&(_, route)| matches!(route, Route::Remote(_)))
-            .map(|(i, _)| i)
-            .collect();
-        if remotes.is_empty() {
-            return Vec::new();
-        }
-        match &self.remote {
-            Some(agent) => agent.deliver(loaded, remotes).await,
-            None => remotes
-                .into_iter()
-                .map(|i| (i, Outcome::Deferred("no outbound relay is running".into())))
-                .collect(),
-        }
     }
 
     /// Writes the outcomes; finishes the message or schedules the next attempt.
@@ -231,20 +175,27 @@ impl Scheduler {
         let mut records = Vec::new();
         let mut failed_now = Vec::new();
         let mut deferred = Vec::new();
+        // Only the outcomes of agents whose deliveries can be redone harmlessly
+        // may be written without a flush of their own.
+        let mut all_harmless = true;
         for (i, outcome) in outcomes {
             let to = &loaded.entry.message.envelope.recipients[i].original;
+            crate::status::activity().delivery(&outcome, expired);
             let status = match outcome {
                 Outcome::Delivered(detail) => {
                     log::info!(queue_id:% = id, rcpt = to.as_str(), action = "sent"; "queue_id={id} to=<{to}> status=sent ({detail})");
+                    all_harmless &= self.agent_for(&loaded, i).redo_is_harmless();
                     RcptStatus::Delivered(detail)
                 }
                 Outcome::Failed(reason) => {
                     log::info!(queue_id:% = id, rcpt = to.as_str(), action = "bounced"; "queue_id={id} to=<{to}> status=bounced ({reason})");
+                    all_harmless = false;
                     RcptStatus::Failed(reason)
                 }
                 Outcome::Deferred(reason) if expired => {
                     log::info!(queue_id:% = id, rcpt = to.as_str(), action = "expired"; "queue_id={id} to=<{to}> status=expired ({reason})");
-                    RcptStatus::Failed(format!("delivery time expired; last error: {reason}"))
+                    all_harmless = false;
+                    RcptStatus::Failed(Diagnostic::expired(&reason))
                 }
                 Outcome::Deferred(reason) => {
                     log::info!(queue_id:% = id, rcpt = to.as_str(), action = "deferred"; "queue_id={id} to=<{to}> status=deferred ({reason})");
@@ -269,10 +220,10 @@ impl Scheduler {
         if !failed_now.is_empty() {
             let mut with_reasons = (*loaded).clone();
             with_reasons.entry.message.statuses = statuses.clone();
-            if let Err(e) = self.bounce(&with_reasons, failed_now).await {
+            if let Err(e) = self.notifier.bounce(&with_reasons, failed_now).await {
                 log::error!("queue_id={id} cannot queue bounce: {e}");
                 return self
-                    .retry_later(id, loaded.entry.attempts, &e.to_string())
+                    .retry_later(id, loaded.entry.attempts, vec![spool_trouble(&e)])
                     .await;
             }
         }
@@ -281,25 +232,11 @@ impl Scheduler {
             // One durable write for the outcomes and the removal.
             records.push(Record::Done { id });
         }
-        // Local deliveries are idempotent (the Maildir file name is fixed per
-        // message and recipient, and found again if redone), so their
-        // outcome needs no flush of its own; anything else does.
-        let all_local = records.iter().all(|r| match r {
-            Record::Recipient {
-                index,
-                status: RcptStatus::Delivered(_),
-                ..
-            } => {
-                matches!(
-                    loaded.entry.message.envelope.recipients[*index as usize].route,
-                    Route::Local(_)
-                )
-            }
-            Record::Done { .. } => true,
-            _ => false,
-        });
+        // Deliveries that a redo finds again (a Maildir file's name is fixed
+        // per message and recipient) need no flush of their own; anything
+        // else does.
         if !records.is_empty() {
-            let written = if all_local {
+            let written = if all_harmless {
                 self.spool.update_lazy(records).await
             } else {
                 self.spool.update(records).await
@@ -307,7 +244,7 @@ impl Scheduler {
             if let Err(e) = written {
                 log::error!("queue_id={id} cannot record delivery results: {e}");
                 return self
-                    .retry_later(id, loaded.entry.attempts, &e.to_string())
+                    .retry_later(id, loaded.entry.attempts, vec![spool_trouble(&e)])
                     .await;
             }
         }
@@ -318,19 +255,20 @@ impl Scheduler {
             if waited >= retry.delay_notice && !loaded.entry.delay_notified {
                 self.notify_delay(&loaded, deferred.clone()).await;
             }
-            let errors: Vec<&str> = deferred.iter().map(|(_, e)| e.as_str()).collect();
-            self.retry_later(id, loaded.entry.attempts, &errors.join("; "))
-                .await;
+            let mut errors: Vec<Diagnostic> = Vec::new();
+            for (_, e) in deferred {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+            self.retry_later(id, loaded.entry.attempts, errors).await;
         }
     }
 
     /// Tells the sender (once) that the message is delayed.
-    async fn notify_delay(&self, loaded: &Loaded, deferred: Vec<(usize, String)>) {
+    async fn notify_delay(&self, loaded: &Loaded, deferred: Vec<(usize, Diagnostic)>) {
         let id = loaded.entry.message.id;
-        let Some(bouncer) = &self.bouncer else {
-            return;
-        };
-        if let Err(e) = bouncer.delayed(loaded, deferred).await {
+        if let Err(e) = self.notifier.delayed(loaded, deferred).await {
             log::error!("queue_id={id} cannot queue delay notice: {e}");
             return;
         }
@@ -339,27 +277,29 @@ impl Scheduler {
         }
     }
 
-    async fn bounce(&self, loaded: &Loaded, failed: Vec<usize>) -> Result<(), SpoolError> {
-        match &self.bouncer {
-            Some(b) => b.bounce(loaded, failed).await,
-            None => {
-                log::warn!(
-                    "queue_id={} failed recipients, and no bouncer configured",
-                    loaded.entry.message.id
-                );
-                Ok(())
-            }
+    /// The agent for recipient `index` of `loaded`.
+    fn agent_for(&self, loaded: &Loaded, index: usize) -> &Arc<dyn Agent> {
+        match loaded.entry.message.envelope.recipients[index].route {
+            Route::Local(_) => &self.agents.local,
+            Route::Remote(_) => &self.agents.remote,
         }
     }
 
-    async fn retry_later(&self, id: QueueId, attempts: u32, error: &str) {
+    async fn retry_later(&self, id: QueueId, attempts: u32, mut errors: Vec<Diagnostic>) {
         let now = self.spool.clock().now();
         let next = now + self.retry().delay(attempts + 1);
+        // A few reasons, each of bounded length, are plenty to say why.
+        errors.truncate(8);
+        for e in &mut errors {
+            if e.text.len() > 1000 {
+                e.text = e.text.chars().take(1000).collect();
+            }
+        }
         let record = Record::Attempt {
             id,
             attempts: attempts + 1,
             next_attempt: millis(next),
-            error: error.chars().take(1000).collect(),
+            errors,
         };
         if let Err(e) = self.spool.update(vec![record]).await {
             log::error!("queue_id={id} cannot record the next attempt: {e}");
@@ -386,23 +326,33 @@ fn pending(loaded: &Loaded) -> impl Iterator<Item = (usize, &Route)> {
         .map(|(i, r)| (i, &r.route))
 }
 
-/// Delivers the pending local recipients of `loaded` into their Maildirs.
-/// Blocking.
-fn deliver_locally(config: &crate::config::Config, loaded: &Loaded) -> Vec<(usize, Outcome)> {
-    pending(loaded)
-        .filter_map(|(i, route)| match route {
-            Route::Local(user) => Some((i, user)),
-            Route::Remote(_) => None,
-        })
-        .map(|(i, user)| {
-            let outcome = match local::deliver(config, loaded, i, user) {
-                Ok(detail) => Outcome::Delivered(detail),
-                Err(e) if e.is_permanent() => {
-                    Outcome::Failed(crate::smtp::Reply::from(&e).to_string())
-                }
-                Err(e) => Outcome::Deferred(e.to_string()),
-            };
-            (i, outcome)
-        })
-        .collect()
+/// Runs `agent` for `recipients` of `message` (nothing when there are
+/// none); a recipient the agent gave no outcome for is deferred.
+async fn run(
+    agent: &Arc<dyn Agent>,
+    message: &Arc<Loaded>,
+    recipients: Vec<usize>,
+) -> Vec<(usize, Outcome)> {
+    if recipients.is_empty() {
+        return Vec::new();
+    }
+    let mut outcomes = agent.deliver(message.clone(), recipients.clone()).await;
+    for i in recipients {
+        if !outcomes.iter().any(|&(j, _)| j == i) {
+            outcomes.push((
+                i,
+                Outcome::Deferred(Diagnostic::note(
+                    EnhancedCode(4, 3, 0),
+                    "the delivery agent gave no outcome",
+                )),
+            ));
+        }
+    }
+    outcomes
+}
+
+/// The reason a message could not be read or its results not written.
+fn spool_trouble(e: &SpoolError) -> Diagnostic {
+    // RFC 3463 X.3.0: other or undefined mail system status.
+    Diagnostic::note(EnhancedCode(4, 3, 0), e.to_string())
 }

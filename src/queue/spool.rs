@@ -16,13 +16,14 @@ use crate::clock::Clock;
 use crate::smtp::Envelope;
 
 use super::body::Body;
+use super::diagnostic::Diagnostic;
 use super::free_space::FreeSpace;
 use super::id::{IdGenerator, QueueId};
 use super::log::{
-    list_segments, scan_segment, segment_path, Append, BodyData, Location, Log, LogOptions,
-    OnDurable,
+    list_segments, segment_path, Append, BodyData, Location, Log, LogOptions, OnDurable,
 };
-use super::record::{MessageRecord, RcptStatus, Record};
+use super::record::{Folder, MessageRecord, RcptStatus, Record};
+use super::scan::{scan_segment, Scan};
 
 /// Why the spool could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +45,23 @@ pub struct Entry {
     pub attempts: u32,
     /// Not before this time (ms since epoch); 0 = at once.
     pub next_attempt: u64,
-    pub last_error: Option<String>,
+    /// Why the last attempt did not deliver every recipient.
+    pub last_errors: Vec<Diagnostic>,
     pub held: bool,
     /// The sender was told of the delay.
     pub delay_notified: bool,
+}
+
+impl Entry {
+    /// The reasons of the last attempt as one line (`; ` between them), as
+    /// the log shows them; `None` when there are none.
+    pub fn last_error(&self) -> Option<String> {
+        if self.last_errors.is_empty() {
+            return None;
+        }
+        let texts: Vec<String> = self.last_errors.iter().map(ToString::to_string).collect();
+        Some(texts.join("; "))
+    }
 }
 
 /// A message read back for delivery: envelope, state and body.
@@ -130,7 +144,7 @@ impl Spool {
         for (i, &seq) in segments.iter().enumerate() {
             index.segments.insert(seq, 0);
             let newest = i + 1 == segments.len();
-            scan_segment(dir, seq, newest, |found| {
+            scan_segment(dir, seq, Scan::Recover { newest }, |found| {
                 max_id = max_id.max(found.record.id().0);
                 index.apply(found.record, found.location);
             })?;
@@ -165,7 +179,7 @@ impl Spool {
     pub fn inspect(dir: &Path) -> Result<Vec<Entry>, SpoolError> {
         let mut index = Index::default();
         for seq in list_segments(dir)? {
-            scan_segment(dir, seq, false, |found| {
+            scan_segment(dir, seq, Scan::ReadOnly, |found| {
                 index.apply(found.record, found.location)
             })?;
         }
@@ -231,7 +245,20 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        self.enqueue_into(id, envelope, prepend, body, Folder::Inbox)
+            .await
+    }
+
+    /// [`Spool::enqueue`], delivering local recipients' copies into `folder`.
+    pub async fn enqueue_into(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+        body: Body,
+        folder: Folder,
+    ) -> Result<(), SpoolError> {
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body, folder);
         self.inner
             .log
             .append(vec![append], Some(on_durable))
@@ -248,7 +275,7 @@ impl Spool {
         prepend: Vec<u8>,
         body: Body,
     ) -> Result<(), SpoolError> {
-        let (append, on_durable) = self.message_append(id, envelope, prepend, body);
+        let (append, on_durable) = self.message_append(id, envelope, prepend, body, Folder::Inbox);
         self.inner
             .log
             .append_blocking(vec![append], Some(on_durable))?;
@@ -264,6 +291,7 @@ impl Spool {
         envelope: Envelope,
         prepend: Vec<u8>,
         body: Body,
+        folder: Folder,
     ) -> (Append, OnDurable) {
         let record = MessageRecord {
             id,
@@ -273,6 +301,7 @@ impl Spool {
             prepend,
             body_len: body.len,
             body_crc: body.crc,
+            folder,
         };
         let append = Append {
             frame: Record::Message(record.clone()).encode(),
@@ -458,11 +487,6 @@ impl Spool {
         self.inner.wake.notify_one();
     }
 
-    /// Segment files currently on disk (for tests and `tern queue` stats).
-    pub fn segment_count(&self) -> usize {
-        self.lock().segments.len()
-    }
-
     /// Rewrites the messages still queued in the oldest segment into the newest
     /// one, so the oldest can be deleted: a message deferred for days must not
     /// pin every segment written after it. Blocking. Returns how many moved.
@@ -559,7 +583,7 @@ impl Spool {
                 id,
                 attempts: entry.attempts,
                 next_attempt: entry.next_attempt,
-                error: entry.last_error.clone().unwrap_or_default(),
+                errors: entry.last_errors.clone(),
             });
         }
         if entry.held {
@@ -608,7 +632,7 @@ impl Index {
                         location,
                         attempts: 0,
                         next_attempt: 0,
-                        last_error: None,
+                        last_errors: Vec::new(),
                         held: false,
                         delay_notified: false,
                     },
@@ -628,13 +652,13 @@ impl Index {
                 id,
                 attempts,
                 next_attempt,
-                error,
+                errors,
             } => {
                 if let Some(e) = self.messages.get_mut(&id) {
                     self.due.remove(&(e.next_attempt, id));
                     e.attempts = attempts;
                     e.next_attempt = next_attempt;
-                    e.last_error = Some(error).filter(|s| !s.is_empty());
+                    e.last_errors = errors;
                     self.schedule(id);
                 }
             }

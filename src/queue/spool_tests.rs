@@ -79,13 +79,13 @@ async fn state_records_are_replayed() {
                 Record::Recipient {
                     id: a,
                     index: 1,
-                    status: RcptStatus::Delivered("ok".into()),
+                    status: RcptStatus::Delivered(crate::queue::Diagnostic::from_v1_text("ok")),
                 },
                 Record::Attempt {
                     id: a,
                     attempts: 3,
                     next_attempt: 12345,
-                    error: "451 later".into(),
+                    errors: vec![crate::queue::Diagnostic::from_v1_text("451 later")],
                 },
                 Record::Hold { id: a, held: true },
                 Record::Done { id: b },
@@ -99,10 +99,14 @@ async fn state_records_are_replayed() {
     let e = spool.entry(a).unwrap();
     assert_eq!(
         e.message.statuses,
-        vec![RcptStatus::Pending, RcptStatus::Delivered("ok".into())]
+        vec![
+            RcptStatus::Pending,
+            RcptStatus::Delivered(crate::queue::Diagnostic::from_v1_text("ok"))
+        ]
     );
     assert_eq!((e.attempts, e.next_attempt, e.held), (3, 12345, true));
-    assert_eq!(e.last_error.as_deref(), Some("451 later"));
+    assert_eq!(e.last_errors[0].to_string(), "451 later");
+    assert_eq!(e.last_errors[0].code, Some(451));
 }
 
 #[tokio::test]
@@ -196,7 +200,7 @@ async fn compaction_moves_a_long_lived_message_and_frees_its_segment() {
             id: old,
             attempts: 2,
             next_attempt: 99,
-            error: "451 try later".into(),
+            errors: vec![crate::queue::Diagnostic::from_v1_text("451 try later")],
         }])
         .await
         .unwrap();
@@ -304,4 +308,55 @@ async fn housekeeping_leaves_young_backlogs_alone_and_moves_old_ones() {
         .await
         .unwrap();
     assert_eq!(spool.lease_due(clock.now(), 10), vec![old]);
+}
+
+/// Found by the fuzzer (fuzz/regressions/spool_segment/): repairing a newest
+/// segment whose magic never reached the disk wrote the magic after the
+/// bytes read, not at the start, so the segment still had no magic and the
+/// next start, reading it as an older segment, failed ("is not a spool
+/// segment") unless it had been deleted first.
+#[test]
+fn a_segment_with_a_torn_magic_is_repaired_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 1);
+    std::fs::write(&path, [0u8; 24]).unwrap();
+    let newest = Scan::Recover { newest: true };
+    scan_segment(dir.path(), 1, newest, |_| panic!("no records")).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        super::super::record::SEGMENT_MAGIC
+    );
+    scan_segment(dir.path(), 1, Scan::ReadOnly, |_| panic!("no records")).unwrap();
+}
+
+/// Found by the fuzzer (fuzz/regressions/spool_segment/): a message record
+/// (checksum right) whose body length reaches past u64::MAX overflowed the
+/// scan's offset: a panic in a debug build, and in a release build a wrapped
+/// offset that could send the scan backwards, forever.
+#[test]
+fn a_body_length_past_the_end_of_u64_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Record::Done { id: QueueId(1) }.encode();
+    let Record::Message(mut m) = Record::Message(MessageRecord {
+        id: QueueId(2),
+        received_at: 0,
+        envelope: envelope(1),
+        statuses: vec![RcptStatus::Pending],
+        prepend: Vec::new(),
+        body_len: 0,
+        body_crc: 0,
+        folder: Default::default(),
+    }) else {
+        unreachable!()
+    };
+    m.body_len = u64::MAX - 20;
+    let mut file = super::super::record::SEGMENT_MAGIC.to_vec();
+    file.extend_from_slice(&good);
+    file.extend_from_slice(&Record::Message(m).encode());
+    std::fs::write(segment_path(dir.path(), 1), &file).unwrap();
+    for scan in [Scan::ReadOnly, Scan::Recover { newest: true }] {
+        let mut found = Vec::new();
+        scan_segment(dir.path(), 1, scan, |f| found.push(f.record)).unwrap();
+        assert_eq!(found, vec![Record::Done { id: QueueId(1) }], "{scan:?}");
+    }
 }

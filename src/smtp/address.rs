@@ -247,6 +247,10 @@ fn parse_domain_or_literal(s: &str) -> Result<Domain, AddressError> {
 
 /// A host name (RFC 5321 `Domain`, with U-labels per RFC 6531), lowercased.
 pub fn parse_domain(s: &str) -> Result<String, AddressError> {
+    // The lowercase form is what is kept (and written to the spool, to be
+    // parsed again at recovery), so it is the one checked: lowercasing can
+    // lengthen a name or add a character no label may hold ('İ' → "i̇").
+    let s = s.to_lowercase();
     if s.is_empty() {
         return Err(AddressError::Syntax);
     }
@@ -265,7 +269,7 @@ pub fn parse_domain(s: &str) -> Result<String, AddressError> {
             return Err(AddressError::Syntax);
         }
     }
-    Ok(s.to_lowercase())
+    Ok(s)
 }
 
 /// RFC 5321 §4.1.3 address literals: IPv4, `IPv6:` and the general form.
@@ -415,5 +419,19 @@ mod tests {
         let a = addr("<jürgen@müller.example>");
         assert!(!a.is_ascii());
         assert_eq!(a.domain.as_str(), "müller.example");
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/smtp_command/): "İ" lowercases
+    /// to "i" and a combining dot, which no label may hold, so the address
+    /// was accepted but its stored text did not parse back, and recovery
+    /// took its spool record for a damaged one.
+    #[test]
+    fn a_domain_is_checked_as_it_is_kept() {
+        assert_eq!(
+            Address::parse("a@\u{130}.example"),
+            Err(AddressError::Syntax)
+        );
+        let a = Address::parse("a@\u{c4}X.example").unwrap();
+        assert_eq!(Address::parse(&a.to_string()), Ok(a));
     }
 }

@@ -2,7 +2,9 @@
 //! mechanisms: decoding the client's base64 responses into a user name and
 //! password. Checking them is the policy layer's job.
 
-use super::base64;
+use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT as BASE64;
+use base64::Engine as _;
+
 use super::reply::{EnhancedCode, Reply};
 
 /// The mechanisms we offer, as advertised in EHLO.
@@ -86,7 +88,9 @@ fn decode_text(line: &str) -> Option<String> {
     if line == "=" {
         return Some(String::new());
     }
-    let bytes = base64::decode(line)?;
+    // RFC 4648 strictly: no stray bits, padding only where the length
+    // needs it (or none at all).
+    let bytes = BASE64.decode(line).ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -128,7 +132,21 @@ fn plain(line: &str) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::base64::encode;
+
+    fn encode(bytes: &[u8]) -> String {
+        BASE64.encode(bytes)
+    }
+
+    #[test]
+    fn responses_are_strict_base64() {
+        assert_eq!(decode_text("YWI=").as_deref(), Some("ab"));
+        assert_eq!(decode_text("YWI").as_deref(), Some("ab"), "unpadded");
+        assert_eq!(decode_text("Y*I="), None);
+        assert_eq!(decode_text("YWI=="), None, "too much padding");
+        assert_eq!(decode_text("YW=I"), None, "padding in the middle");
+        assert_eq!(decode_text("YWJ"), None, "stray bits");
+        assert_eq!(decode_text("Y"), None, "impossible length");
+    }
 
     fn creds(user: &str, password: &str) -> Step {
         Step::Credentials {

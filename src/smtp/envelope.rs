@@ -27,6 +27,16 @@ pub struct Recipient {
     pub route: Route,
 }
 
+/// Adds `more` to `recipients`, skipping routes already there: one copy
+/// per destination, however many addresses (or aliases) lead to it.
+pub fn add_recipients(recipients: &mut Vec<Recipient>, more: Vec<Recipient>) {
+    for r in more {
+        if !recipients.iter().any(|have| have.route == r.route) {
+            recipients.push(r);
+        }
+    }
+}
+
 /// Where a recipient's copy goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Route {

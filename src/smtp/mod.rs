@@ -6,15 +6,12 @@
 //! - [`data`]: DATA and BDAT content receivers (smuggling-safe).
 //! - [`envelope`]: what a transaction hands to the queue; the `Received:` header.
 //! - [`session`]: the server state machine that ties them together.
-//! - [`auth`], [`base64`]: AUTH PLAIN and LOGIN exchanges.
-//! - [`date`]: RFC 5322 dates from a `SystemTime` (the clock is the caller's).
+//! - [`auth`]: AUTH PLAIN and LOGIN exchanges.
 
 pub mod address;
 pub mod auth;
-pub mod base64;
 pub mod command;
 pub mod data;
-pub mod date;
 pub mod envelope;
 pub mod reply;
 pub mod session;

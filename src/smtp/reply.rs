@@ -15,6 +15,41 @@ impl fmt::Display for EnhancedCode {
     }
 }
 
+/// Text that is not an enhanced status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an enhanced status code: {0:?}")]
+pub struct NotEnhancedCode(pub String);
+
+impl std::str::FromStr for EnhancedCode {
+    type Err = NotEnhancedCode;
+
+    /// `5.1.1`: class 2, 4 or 5, subject and detail of 1 to 3 digits (RFC
+    /// 3463 §2), as a reply line starts with it (RFC 2034 §4).
+    fn from_str(word: &str) -> Result<EnhancedCode, NotEnhancedCode> {
+        let bad = || NotEnhancedCode(word.to_string());
+        let number = |p: &str| {
+            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u16>().ok())
+                .flatten()
+        };
+        let mut parts = word.split('.');
+        let (class, subject, detail) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(c), Some(s), Some(d)) if parts.next().is_none() => (c, s, d),
+            _ => return Err(bad()),
+        };
+        let class = match class {
+            "2" => 2,
+            "4" => 4,
+            "5" => 5,
+            _ => return Err(bad()),
+        };
+        match (number(subject), number(detail)) {
+            (Some(s), Some(d)) => Ok(EnhancedCode(class, s, d)),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// One SMTP reply. `text` may hold several lines separated by `\n`; they are sent
 /// as a multi-line reply (RFC 5321 §4.2.1), each line carrying the enhanced code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,13 +193,11 @@ impl Reply {
     pub const UNRECOGNIZED: Reply = r(500, 5, 5, 2, "Command unrecognized");
     pub const LINE_TOO_LONG: Reply = r(500, 5, 5, 2, "Line too long");
     pub const SYNTAX: Reply = r(501, 5, 5, 4, "Syntax error in parameters or arguments");
-    pub const BAD_ADDRESS: Reply = r(501, 5, 1, 3, "Bad address syntax");
     pub const NOT_IMPLEMENTED: Reply = r(502, 5, 5, 1, "Command not implemented");
     pub const BAD_SEQUENCE: Reply = r(503, 5, 5, 1, "Bad sequence of commands");
     pub const NEED_HELO: Reply = r(503, 5, 5, 1, "Send EHLO or HELO first");
     pub const NESTED_MAIL: Reply = r(503, 5, 5, 1, "Sender already given");
     pub const NEED_MAIL: Reply = r(503, 5, 5, 1, "Need MAIL before RCPT");
-    pub const NEED_RCPT: Reply = r(503, 5, 5, 1, "Need RCPT before DATA");
     /// DATA or BDAT with no mail transaction open.
     pub const NEED_TRANSACTION: Reply = r(503, 5, 5, 1, "Need MAIL and RCPT first");
     pub const NO_VALID_RECIPIENTS: Reply = r(554, 5, 5, 1, "No valid recipients");
@@ -172,6 +205,8 @@ impl Reply {
     pub const BDAT_DATA_MIX: Reply = r(503, 5, 5, 1, "DATA not allowed after BDAT");
     pub const UNKNOWN_PARAMETER: Reply = r(555, 5, 5, 4, "Unsupported MAIL or RCPT parameter");
     pub const NO_SUCH_USER: Reply = r(550, 5, 1, 1, "No such user here");
+    /// A bounce to an SRS address we did not make, or made too long ago.
+    pub const BAD_SRS_ADDRESS: Reply = r(550, 5, 1, 1, "Bad or expired SRS address");
     /// The sender's domain does not exist (NXDOMAIN, or no MX, A or AAAA).
     pub const SENDER_DOMAIN_NOT_FOUND: Reply =
         r(550, 5, 1, 8, "Sender address rejected: domain not found");
@@ -190,6 +225,32 @@ impl Reply {
         1,
         8,
         "Sender address rejected: domain cannot be verified now, try again later",
+    );
+    /// RFC 7489 §6.6.4: the From: domain's DMARC policy is reject and the
+    /// message fails it. The text names the domain ([`Reply::with_text`]).
+    pub const DMARC_POLICY_REJECT: Reply = r(
+        550,
+        5,
+        7,
+        1,
+        "Message refused: it fails the DMARC policy of its domain",
+    );
+    /// DMARC could not be evaluated (DNS) for a domain whose policy would
+    /// refuse the message: the sender retries.
+    pub const DMARC_TEMPORARY: Reply = r(
+        451,
+        4,
+        7,
+        1,
+        "DMARC could not be checked now (DNS error); try again later",
+    );
+    /// RFC 7372 §3.2: MAIL FROM fails SPF (`[mx] spf_fail = "reject"`).
+    pub const SPF_FAIL: Reply = r(
+        550,
+        5,
+        7,
+        23,
+        "SPF validation failed for the sender's domain",
     );
     pub const RELAY_DENIED: Reply = r(554, 5, 7, 1, "Relay access denied");
     /// After DATA: a `From:` or `Sender:` address the login does not own
@@ -257,7 +318,6 @@ impl Reply {
         0,
         "Too many logins being checked, try again later",
     );
-    pub const TLS_REQUIRED: Reply = r(530, 5, 7, 0, "Must issue a STARTTLS command first");
 }
 
 impl fmt::Display for Reply {

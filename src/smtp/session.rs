@@ -17,7 +17,7 @@ use super::address::Address;
 use super::auth::{self, Exchange, Step};
 use super::command::{parse_command, Command, MailParams};
 use super::data::{ChunkChecker, DataOutcome, DataReceiver};
-use super::envelope::{Envelope, Recipient, Trace};
+use super::envelope::{add_recipients, Envelope, Recipient, Trace};
 use super::reply::Reply;
 
 /// Settings of one listener, fixed for the session.
@@ -212,11 +212,6 @@ impl Session {
         matches!(self.mode, Mode::Data(_) | Mode::Chunk { .. })
     }
 
-    /// True when the session is over.
-    pub fn is_closed(&self) -> bool {
-        self.mode == Mode::Closed && self.actions.is_empty()
-    }
-
     /// The next thing to do, or `None` when more input (or an answer) is needed.
     pub fn next_action(&mut self) -> Option<Action> {
         loop {
@@ -245,11 +240,7 @@ impl Session {
             (Waiting::Recipient, Answer::RecipientOk(routes)) => {
                 if let Some(tx) = &mut self.tx {
                     tx.rcpt_commands += 1;
-                    for r in routes {
-                        if !tx.recipients.iter().any(|have| have.route == r.route) {
-                            tx.recipients.push(r);
-                        }
-                    }
+                    add_recipients(&mut tx.recipients, routes);
                 }
                 self.reply(Reply::RECIPIENT_OK);
             }
@@ -298,9 +289,15 @@ impl Session {
         self.mode = Mode::Command;
     }
 
-    /// The user this session authenticated as.
+    /// The user this session authenticated as: the one record of the login,
+    /// which the driver asks for the sender, relay and From: rules.
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
+    }
+
+    /// The EHLO/HELO argument, once given (SPF checks the HELO identity).
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_ref().map(|(name, _)| name.as_str())
     }
 
     /// Processes buffered input; false when nothing more can be done now.

@@ -440,7 +440,7 @@ fn around_tls(mut h: Harness, before: &str, after: &str, step: usize) -> Harness
 
 #[test]
 fn auth_only_after_tls_and_required_for_mail() {
-    let token = crate::smtp::base64::encode(b"\0me\0secret");
+    let token = base64_encode(b"\0me\0secret");
     let before =
         format!("EHLO c\r\nAUTH PLAIN {token}\r\nMAIL FROM:<me@example.org>\r\nSTARTTLS\r\n");
     let after = format!(
@@ -463,9 +463,9 @@ fn auth_only_after_tls_and_required_for_mail() {
 
 #[test]
 fn auth_failures_and_exchanges() {
-    let bad = crate::smtp::base64::encode(b"\0me\0wrong");
-    let user = crate::smtp::base64::encode(b"me");
-    let pass = crate::smtp::base64::encode(b"secret");
+    let bad = base64_encode(b"\0me\0wrong");
+    let user = base64_encode(b"me");
+    let pass = base64_encode(b"secret");
     let after = format!(
         "EHLO c\r\nAUTH PLAIN {bad}\r\nAUTH CRAM-MD5\r\nAUTH PLAIN %%%\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\nMAIL FROM:<me@example.org>\r\nAUTH LOGIN\r\n"
     );
@@ -588,4 +588,9 @@ fn a_skipped_over_long_line_is_unfinished_until_its_end() {
     h.pump();
     assert!(!h.session.unfinished_line());
     assert_eq!(h.codes(), ["220", "500"]);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    BASE64_STANDARD.encode(bytes)
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::strip_trace;
+use super::harness::strip_trace;
 use crate::support::mailer::{Mailer, Outcome};
 
 /// Where clients should connect: the generation counts server processes
@@ -33,7 +33,7 @@ impl Target {
     }
 
     /// The current server; waits (bounded) while there is none.
-    fn current(&self) -> (u64, SocketAddr) {
+    pub fn current(&self) -> (u64, SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut state = self.state.lock().unwrap();
         loop {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::common::{strip_trace, TestServer};
+use super::harness::{strip_trace, TestServer};
 
 /// The Maildir `new/` file of message `queue_id` for `user`: tern names it
 /// `<secs>.Q<queue id>R<recipient index>.<host>`. Waits up to `timeout`.

@@ -79,3 +79,46 @@ pub fn dkimpy(message: &[u8], zone: &str) -> Verdict {
         run: run(cmd, PEER_TIMEOUT),
     }
 }
+
+/// A fresh RSA key for a test domain: the PEM file (PKCS#1, which dkimpy
+/// reads) in `dir`, and the `v=DKIM1` TXT record publishing it.
+pub fn rsa_test_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("dkim-test-key.pem");
+    let made = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl (apt-get install -y openssl)");
+    assert!(made.status.success(), "openssl genrsa failed: {made:?}");
+    let public = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .expect("openssl rsa");
+    assert!(public.status.success(), "openssl rsa failed: {public:?}");
+    use base64::Engine;
+    let p = base64::engine::general_purpose::STANDARD.encode(&public.stdout);
+    (key, format!("v=DKIM1; k=rsa; p={p}"))
+}
+
+/// `message` signed by dkimpy (tests/fixtures/dkim_sign.py) for `domain`
+/// with `selector`, as another domain's server would send it.
+pub fn dkimpy_sign(message: &[u8], key: &std::path::Path, domain: &str, selector: &str) -> Vec<u8> {
+    require_dkimpy();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = unique_file(dir.path(), "unsigned", message);
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(fixture("dkim_sign.py"))
+        .arg("--key")
+        .arg(key)
+        .args(["--domain", domain, "--selector", selector])
+        .arg(&file);
+    let out = cmd.output().expect("run dkim_sign.py");
+    assert!(
+        out.status.success(),
+        "dkim_sign.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

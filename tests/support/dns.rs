@@ -1,20 +1,20 @@
 //! A small authoritative DNS server for tests: real DNS messages over UDP on
-//! 127.0.0.1 (port chosen by the kernel), answering MX, A and AAAA from a
-//! table. Names not in the table are NXDOMAIN; names in it without the asked
+//! 127.0.0.1 (port chosen by the kernel), answering MX, A, AAAA, TXT and PTR
+//! from a table. Names not in the table are NXDOMAIN; names in it without the asked
 //! type get an empty NOERROR answer (NODATA); names marked `servfail` get
 //! SERVFAIL. Tern is pointed at it with `[relay] nameservers`, so no test ever
 //! asks the machine's own resolver.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, SOA};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 /// The records of one name.
@@ -23,6 +23,10 @@ struct Entry {
     mx: Vec<(u16, String)>,
     a: Vec<Ipv4Addr>,
     aaaa: Vec<Ipv6Addr>,
+    /// TXT records, each its character-strings.
+    txt: Vec<Vec<String>>,
+    /// PTR targets.
+    ptr: Vec<String>,
     servfail: bool,
 }
 
@@ -82,6 +86,23 @@ impl DnsServer {
     pub fn aaaa(&self, name: &str, ip: &str) -> &Self {
         let ip = ip.parse().unwrap();
         self.edit(name, |e| e.aaaa.push(ip))
+    }
+
+    /// Adds a TXT record, split into strings of at most 255 octets as a
+    /// zone file would (RFC 1035 §3.3.14).
+    pub fn txt(&self, name: &str, text: &str) -> &Self {
+        let strings: Vec<String> = text
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        self.edit(name, |e| e.txt.push(strings))
+    }
+
+    /// Adds a PTR record for `ip` (at its in-addr.arpa or ip6.arpa name).
+    pub fn ptr(&self, ip: &str, target: &str) -> &Self {
+        let name = reverse_name(ip.parse().unwrap());
+        self.edit(&name, |e| e.ptr.push(target.to_string()))
     }
 
     /// Makes every query for `name` fail with SERVFAIL.
@@ -154,15 +175,20 @@ fn answer(
         RecordType::MX => entry
             .mx
             .iter()
-            .map(|(p, x)| {
-                RData::MX(MX::new(
-                    *p,
-                    Name::from_str(&format!("{}.", x.trim_end_matches('.'))).unwrap(),
-                ))
-            })
+            .map(|(p, x)| RData::MX(MX::new(*p, fqdn(x))))
             .collect(),
         RecordType::A => entry.a.iter().map(|ip| RData::A(A(*ip))).collect(),
         RecordType::AAAA => entry.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+        RecordType::TXT => entry
+            .txt
+            .iter()
+            .map(|strings| RData::TXT(TXT::new(strings.clone())))
+            .collect(),
+        RecordType::PTR => entry
+            .ptr
+            .iter()
+            .map(|target| RData::PTR(PTR(fqdn(target))))
+            .collect(),
         _ => Vec::new(),
     };
     if records.is_empty() {
@@ -172,6 +198,29 @@ fn answer(
         response.add_answer(Record::from_rdata(qname.clone(), 60, rdata));
     }
     response
+}
+
+/// `name` as a fully qualified DNS name.
+fn fqdn(name: &str) -> Name {
+    Name::from_str(&format!("{}.", name.trim_end_matches('.'))).unwrap()
+}
+
+/// `25.2.0.192.in-addr.arpa`, or the nibbles of an IPv6 address under
+/// `ip6.arpa` (RFC 3596 §2.5).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut name = String::new();
+            for byte in v6.octets().iter().rev() {
+                name.push_str(&format!("{:x}.{:x}.", byte & 0xF, byte >> 4));
+            }
+            name + "ip6.arpa"
+        }
+    }
 }
 
 fn soa(name: &Name) -> Record {

@@ -1,4 +1,4 @@
-//! A tolerant SMTP client for crash tests. Unlike `common::Client` it never
+//! A tolerant SMTP client for crash tests. Unlike `harness::Client` it never
 //! panics: a server killed mid-transaction is the point of the test, so every
 //! send ends in an [`Outcome`] saying exactly what the client heard.
 

@@ -127,7 +127,7 @@ pub struct PythonSend {
 pub fn python_send(dir: &Path, port: u16, cafile: &Path, send: &PythonSend, message: &[u8]) -> Run {
     assert!(
         Path::new(PYTHON).is_file(),
-        "{PYTHON} is missing (Debian's python3)"
+        "{PYTHON} is missing: apt-get install -y python3"
     );
     let file = unique_file(dir, "python", message);
     let mut cmd = Command::new(PYTHON);
