@@ -31,9 +31,9 @@ fn the_reference_config_loads_with_the_documented_values() {
     assert_eq!(
         listeners,
         [
-            ("0.0.0.0:25".to_string(), Role::Mx),
-            ("0.0.0.0:587".to_string(), Role::Submission),
-            ("0.0.0.0:465".to_string(), Role::Submissions),
+            ("[::]:25".to_string(), Role::Mx),
+            ("[::]:587".to_string(), Role::Submission),
+            ("[::]:465".to_string(), Role::Submissions),
         ]
     );
 

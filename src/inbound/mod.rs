@@ -142,6 +142,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        // A dual-stack "[::]" listener sees IPv4 clients as ::ffff:a.b.c.d:
+        // they are IPv4 clients (SPF ip4:, Received:, logs, limits).
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let snapshot = shared.live.get();
         let budget = snapshot.config.limits.budget(role);
         let guard = match shared.limits.of(role).try_acquire(peer.ip(), budget) {
