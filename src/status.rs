@@ -456,18 +456,8 @@ pub fn cli(source: &Source, json: bool) -> u8 {
             return 1;
         }
     };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("tern: {e}");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", format(&report, SystemTime::now()));
-    }
-    0
+    let text = |r: &StatusReport| format(r, SystemTime::now());
+    u8::from(!crate::control::display::print_report(&report, json, text))
 }
 
 #[cfg(test)]

@@ -238,16 +238,8 @@ pub fn check_cli(source: &Source, json: bool) -> u8 {
             return 1;
         }
     };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("tern: {e}");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", report.table());
+    if !crate::control::display::print_report(&report, json, Report::table) {
+        return 1;
     }
     u8::from(!report.ok)
 }

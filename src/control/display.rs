@@ -110,6 +110,26 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// What every `--json` flag of the CLI does: `value` as terminal-safe JSON
+/// ([`to_json`]), else `text(value)`, on stdout. False when the JSON could
+/// not be made (said on stderr).
+pub fn print_report<T: Serialize>(value: &T, json: bool, text: impl FnOnce(&T) -> String) -> bool {
+    if !json {
+        print!("{}", text(value));
+        return true;
+    }
+    match to_json(value) {
+        Ok(out) => {
+            println!("{out}");
+            true
+        }
+        Err(e) => {
+            eprintln!("tern: {e}");
+            false
+        }
+    }
+}
+
 /// `value` as pretty JSON (`--json`), with the characters [`is_unsafe`]
 /// that serde_json writes as they are (DEL, C1, bidi and separators; it
 /// already escapes C0 controls) written as `\uXXXX` escapes: the same JSON
