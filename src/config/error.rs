@@ -76,9 +76,28 @@ impl Place {
         ConfigError::Invalid {
             file: self.file.clone(),
             position: self.position,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
+}
+
+/// `message` on one line: a value quoted from the file may hold a newline
+/// or another control character (a TOML `"\n"` escape), which would break
+/// the `file:line:col: message` form; each is shown as its Rust escape.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Renders `:line:col` for a known position and nothing otherwise.
@@ -107,7 +126,7 @@ impl ConfigError {
         ConfigError::Invalid {
             file: origin.to_path_buf(),
             position: Some(Position::of_offset(text, span.start)),
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -116,7 +135,7 @@ impl ConfigError {
         ConfigError::Invalid {
             file: origin.to_path_buf(),
             position: None,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 

@@ -639,6 +639,19 @@ name = "bob"
     }
 
     #[test]
+    fn a_quoted_value_with_a_newline_keeps_the_message_on_one_line() {
+        // The fuzzer's find: a TOML escape put a line break into the text of
+        // an error, which split `file:line:col: message` over two lines.
+        let text = BASE.replace("Mail.Example.ORG", "mail\\n_x.example.org");
+        let shown = err(&text);
+        assert!(!shown.contains('\n'), "{shown:?}");
+        assert!(
+            shown.starts_with("tern.toml:1:12: hostname \"mail\\n_x"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn domain_mistakes() {
         let text = BASE.replace("\"Example.NET\"", "\"example.ORG\"");
         assert_eq!(
