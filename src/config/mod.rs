@@ -11,6 +11,7 @@ mod error;
 mod names;
 mod raw;
 mod source;
+mod syntax;
 mod units;
 mod validate;
 
