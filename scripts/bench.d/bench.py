@@ -46,7 +46,8 @@ checks.md.
 
 Modules: common.py (paths, logging), procfs.py (/proc readings), servers.py
 (the processes: Postfix, tern, cleanup by PID), report.py (results.md),
-dns.py (the loopback DNS server of --checks), latency.c (the LD_PRELOAD shim).
+dns.py (the loopback DNS server of --checks), idle.py (--idle: the memory of
+idle sessions), latency.c (the LD_PRELOAD shim).
 """
 
 import argparse
@@ -71,6 +72,7 @@ from procfs import (HZ, Sampler, busy_share, machine_ticks, thread_cpu, tree_cpu
 from report import fmt, fmt_size, mib, parse_size, write_results
 from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_process
 import dns as bench_dns
+from idle import idle_sessions, write_idle
 
 TRASH = None
 
@@ -507,6 +509,9 @@ def main():
     ap.add_argument("--scale-probe", type=int, help="messages per accept probe in the scaling test (default 2000)")
     ap.add_argument("--no-main", action="store_true", help="skip the side-by-side matrix")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling test")
+    ap.add_argument("--idle", type=int, metavar="N",
+                    help="only measure N idle sessions (plain, then STARTTLS) held open on tern and on "
+                    "Postfix: memory per session; writes idle.md")
     ap.add_argument("--checks", action="store_true",
                     help="only compare tern with the incoming-mail checks off and on (4 KiB, new "
                     "connections, --concurrency); writes checks.md")
@@ -563,6 +568,9 @@ def main():
         dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         dns.bind(("127.0.0.1", 0))
         dns_port = dns.getsockname()[1]
+        if args.idle:
+            write_idle(args, idle_sessions(args, dns_port))
+            return 0
 
         pf = Postfix(args.workdir, free_port())
         tn = Tern(args.tern, args.workdir, free_port(), dns_port)
