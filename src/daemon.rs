@@ -71,7 +71,7 @@ pub fn serve(source: &Source) -> ExitCode {
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Starts the uptime of `tern status`.
-    let activity = crate::status::activity();
+    let activity = crate::queue::activity::activity();
     // A missing or broken DKIM key stops the start, as a config error.
     let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
@@ -265,13 +265,13 @@ fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
             write_dovecot_users(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
-            crate::status::activity().reloaded(Ok(summary.clone()));
+            crate::queue::activity::activity().reloaded(Ok(summary.clone()));
             systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
             Ok(summary)
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
-            crate::status::activity().reloaded(Err(e.clone()));
+            crate::queue::activity::activity().reloaded(Err(e.clone()));
             // The status line systemctl shows: one line, whatever the text.
             let line: String = e
                 .chars()

@@ -48,6 +48,7 @@ pub mod sendmail;
 pub mod smtp;
 pub mod status;
 pub mod systemd;
+pub mod terminal;
 pub mod tls;
 
 /// A boxed, sendable future: the return type of the async methods of traits

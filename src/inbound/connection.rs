@@ -307,7 +307,8 @@ impl Driver {
                 Action::Enqueue(tx) => {
                     let result = self.enqueue(*tx).await;
                     if result.is_ok() {
-                        crate::status::activity().received(matches!(self.conn, Conn::Tls(_)));
+                        crate::queue::activity::activity()
+                            .received(matches!(self.conn, Conn::Tls(_)));
                     }
                     self.session.queued(result);
                 }
