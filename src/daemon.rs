@@ -32,6 +32,7 @@ use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::{Agents, Scheduler};
 use crate::queue::{Spool, SpoolOptions};
 use crate::systemd;
+use crate::tls::store::CertStore;
 
 /// How long sessions in DATA and running deliveries get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -84,7 +85,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let spool_dir = config.spool_dir();
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
-    let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
+    // One certificate store for every listener: a reload or an ACME
+    // renewal swaps what it holds, and new TLS sessions present that.
+    let certs = Arc::new(CertStore::new(
+        crate::tls::configured_key(&config).context("TLS setup failed")?,
+    ));
+    let tls = crate::tls::store::server_config(&certs, &[]).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
     write_dovecot_users(&config);
     let srs = crate::routing::srs::Srs::load_or_create(&config.data_dir)
@@ -137,7 +143,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => match &path {
-                Some(path) => reload(path, &live),
+                Some(path) => reload(path, &live, &certs),
                 None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
             },
         }
@@ -224,11 +230,11 @@ fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
 /// keep the snapshot they started with; new ones get the new one. A config
 /// that does not validate (or certificates or keys that do not load) changes
 /// nothing.
-fn reload(path: &Path, live: &Live) {
+fn reload(path: &Path, live: &Live, certs: &Arc<CertStore>) {
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
-        .and_then(|config| Snapshot::load(config).map_err(|e| e.to_string()));
+        .and_then(|config| Snapshot::load(config, certs).map_err(|e| e.to_string()));
     match outcome {
         Ok(snapshot) => {
             let (old, config) = (live.config(), &snapshot.config);
