@@ -1,7 +1,7 @@
 //! `tern serve`: start-up, reload and shutdown of the whole server. Claims
 //! the control socket (so a second daemon stops before it touches the spool),
-//! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners,
-//! starts the scheduler and the control server, tells systemd it is ready
+//! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners
+//! (SMTP, and https/http), starts the scheduler, the ACME task and the control server, tells systemd it is ready
 //! (READY=1 only after all that), pings the watchdog; on SIGHUP re-reads
 //! tern.toml and the certificates (a bad new config is refused and the old one
 //! keeps serving); on SIGTERM/SIGINT stops accepting, lets sessions in DATA and
@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::clock::SystemClock;
-use crate::config::{Config, Source};
+use crate::config::{Config, Role, Source};
 use crate::control::{self, ControlListener};
 use crate::dkim::{self, Signer};
 use crate::inbound::submit::Submitter;
@@ -33,6 +33,7 @@ use crate::queue::scheduler::{Agents, Scheduler};
 use crate::queue::{Spool, SpoolOptions};
 use crate::systemd;
 use crate::tls::store::CertStore;
+use crate::web::{Http01Tokens, WebServer};
 
 /// How long sessions in DATA and running deliveries get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -103,9 +104,22 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,
     );
     let server = Server::bind(live.clone(), spool.clone(), resolver.clone()).await?;
-    activity.listening(server.local_addrs());
-    let journal = systemd::logging_to_journal();
+    // The https/http listeners name the submission ports as bound.
+    let mut ports = crate::web::MailPorts::default();
     for (addr, role) in server.local_addrs() {
+        match role {
+            Role::Submission => ports.submission = ports.submission.or(Some(addr.port())),
+            Role::Submissions => ports.submissions = ports.submissions.or(Some(addr.port())),
+            _ => {}
+        }
+    }
+    let tokens = Arc::new(Http01Tokens::default());
+    let web = WebServer::bind(live.clone(), &certs, tokens.clone(), ports).await?;
+    let mut bound = server.local_addrs();
+    bound.extend(web.local_addrs());
+    activity.listening(bound.clone());
+    let journal = systemd::logging_to_journal();
+    for (addr, role) in bound {
         // Tests and scripts read this line to find ports bound as 0; under
         // systemd stdout is the journal too, so it would only repeat the log.
         if !journal {
@@ -127,6 +141,18 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()))
     });
     let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
+    let web = tokio::spawn(web.run(stopped.clone()));
+    // Without [acme] the task only waits for a reload that adds it.
+    let acme_wake = Arc::new(Notify::new());
+    let acme = tokio::spawn(crate::acme::run(
+        crate::acme::Acme {
+            live: live.clone(),
+            certs: certs.clone(),
+            tokens,
+            wake: acme_wake.clone(),
+        },
+        stopped.clone(),
+    ));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
     if let Some(every) = systemd::watchdog_interval() {
@@ -143,7 +169,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => match &path {
-                Some(path) => reload(path, &live, &certs),
+                Some(path) => {
+                    reload(path, &live, &certs);
+                    // The names a certificate must cover may have changed.
+                    acme_wake.notify_one();
+                }
                 None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
             },
         }
@@ -151,6 +181,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     systemd::notify("STOPPING=1");
     let _ = stop.send(true);
     let _ = server.await;
+    let _ = web.await;
+    let _ = acme.await;
     let _ = scheduler.await;
     let _ = control.await;
     if let Some(local_submit) = local_submit {

@@ -72,6 +72,7 @@ pub struct Activity {
     minutes: Mutex<[(u64, Counts); WINDOW_MINUTES]>,
     listeners: Mutex<Vec<(SocketAddr, Role)>>,
     reload: Mutex<Option<Reload>>,
+    acme: Mutex<Option<Reload>>,
 }
 
 /// This process's counters (made, and the uptime started, at first use:
@@ -83,6 +84,7 @@ pub fn activity() -> &'static Activity {
         minutes: Mutex::new([(0, Counts::default()); WINDOW_MINUTES]),
         listeners: Mutex::default(),
         reload: Mutex::default(),
+        acme: Mutex::default(),
     })
 }
 
@@ -141,6 +143,16 @@ impl Activity {
             Err(m) => (false, m),
         };
         *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reload {
+            at: millis(SystemTime::now()),
+            ok,
+            message,
+        });
+    }
+
+    /// The ACME task's latest outcome (`ok`: a certificate issued or loaded;
+    /// otherwise why not).
+    pub fn acme(&self, ok: bool, message: String) {
+        *self.acme.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reload {
             at: millis(SystemTime::now()),
             ok,
             message,
@@ -227,6 +239,9 @@ pub struct StatusReport {
     pub disk_free: Option<u64>,
     pub disk_reserve: u64,
     pub last_reload: Option<Reload>,
+    /// The ACME task's latest outcome (`[acme]` on and the daemon running).
+    #[serde(default)]
+    pub acme: Option<Reload>,
 }
 
 /// What config, queue, certificate and disk say (both sides share it).
@@ -265,6 +280,7 @@ fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport {
         disk_free: crate::queue::free_space::available_now(&config.data_dir).ok(),
         disk_reserve: config.limits.free_space,
         last_reload: None,
+        acme: None,
     }
 }
 
@@ -294,6 +310,7 @@ pub fn snapshot(config: &Config, messages: &[MessageSummary]) -> StatusReport {
     }
     report.last_hour = Some(a.last_hour());
     report.last_reload = a.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    report.acme = a.acme.lock().unwrap_or_else(|e| e.into_inner()).clone();
     report
 }
 
@@ -441,6 +458,15 @@ pub fn format(r: &StatusReport, now: SystemTime) -> String {
         ),
     };
     let _ = writeln!(out, "last reload:  {reload}");
+    if let Some(acme) = &r.acme {
+        let _ = writeln!(
+            out,
+            "acme:         {} ago, {}: {}",
+            duration(now_ms.saturating_sub(acme.at) / 1000),
+            if acme.ok { "ok" } else { "FAILED" },
+            acme.message
+        );
+    }
     // Reload messages and paths are the owner's text; still, no escape
     // sequences reach the terminal.
     out.lines().map(|l| terminal_safe(l) + "\n").collect()
@@ -514,6 +540,7 @@ mod tests {
             disk_free: Some(3 << 30),
             disk_reserve: 1 << 30,
             last_reload: None,
+            acme: None,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
         let text = format(&report, now);
