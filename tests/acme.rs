@@ -139,7 +139,7 @@ fn tls_alpn_01_issues_serves_everywhere_adds_names_and_survives_a_refusal() {
         "mta-sts.example.net",
         "mta-sts.example.net",
         "/.well-known/mta-sts.txt",
-        &[root.clone()],
+        std::slice::from_ref(&root),
     )
     .unwrap();
     assert_eq!(
