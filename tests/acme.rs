@@ -49,7 +49,8 @@ struct Setup {
 
 /// DNS, pebble and a tern with mx, submission, submissions, https and http
 /// listeners and `[acme]` (`challenge`), `[mta_sts]` and `[autoconfig]`.
-fn setup(challenge: &str, validity: Option<u64>) -> Setup {
+/// `extra_acme`: more `[acme]` keys.
+fn setup(challenge: &str, validity: Option<u64>, extra_acme: &str) -> Setup {
     let dns = DnsServer::start();
     for name in NAMES {
         dns.a(name, "127.0.0.1");
@@ -63,7 +64,7 @@ fn setup(challenge: &str, validity: Option<u64>) -> Setup {
          [[listener]]\naddress = \"127.0.0.1:{https}\"\nrole = \"https\"\n\
          [[listener]]\naddress = \"127.0.0.1:{http}\"\nrole = \"http\"\n\
          [acme]\ndirectory = \"{}\"\nca_file = \"{}\"\nchallenge = \"{challenge}\"\n\
-         contact = \"postmaster@example.org\"\n\
+         contact = \"postmaster@example.org\"\n{extra_acme}\
          [mta_sts]\nmode = \"enforce\"\nmax_age = \"1d\"\n\
          [autoconfig]\nimap_port = 993\n",
         pebble.directory,
@@ -102,7 +103,7 @@ fn every_listener_presents_a_verified_chain(
 
 #[test]
 fn tls_alpn_01_issues_serves_everywhere_adds_names_and_survives_a_refusal() {
-    let mut s = setup("tls-alpn-01", None);
+    let mut s = setup("tls-alpn-01", None, "");
     wait_for_log_count(
         &s.server,
         "acme: certificate for",
@@ -198,12 +199,30 @@ fn tls_alpn_01_issues_serves_everywhere_adds_names_and_survives_a_refusal() {
 #[test]
 fn http_01_issues_and_renews_at_a_third_of_the_lifetime() {
     // 30-second certificates: due for renewal 20 s after issue.
-    let s = setup("http-01", Some(30));
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("reloaded");
+    // After each new certificate tern runs reload_command (here: a program
+    // that leaves a mark; on the appliance, systemctl reload dovecot).
+    let s = setup(
+        "http-01",
+        Some(30),
+        &format!(
+            "reload_command = [\"/usr/bin/touch\", \"{}\"]\n",
+            mark.display()
+        ),
+    );
     wait_for_log_count(&s.server, "issued, valid until", 1, Duration::from_secs(90));
     assert!(s.server.log().contains("answered an HTTP-01 validation"));
     let root = s.pebble.issuing_root();
     let first = every_listener_presents_a_verified_chain(&s.server, &root);
     let issued_at = Instant::now();
+    wait_for_log_count(
+        &s.server,
+        "acme: ran `/usr/bin/touch",
+        1,
+        Duration::from_secs(10),
+    );
+    assert!(mark.exists());
 
     // The http listener redirects the rest to https, and knows no other token.
     let http = s.server.addr("http");
