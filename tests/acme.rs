@@ -189,10 +189,39 @@ fn tls_alpn_01_issues_serves_everywhere_adds_names_and_survives_a_refusal() {
         "autoconfig.example.com",
         "autoconfig.example.com",
         "/mail/config-v1.1.xml",
-        &[root],
+        std::slice::from_ref(&root),
     )
     .unwrap();
     assert_eq!(status_of(&response), 200);
+
+    // A restart puts the stored certificate in force without a new order.
+    s.server.stop();
+    let orders = s
+        .server
+        .log()
+        .matches("acme: ordering a certificate")
+        .count();
+    s.server.spawn();
+    wait_for_log_count(
+        &s.server,
+        "/acme/cert.pem in force",
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        every_listener_presents_a_verified_chain(&s.server, &root),
+        second
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        s.server
+            .log()
+            .matches("acme: ordering a certificate")
+            .count(),
+        orders,
+        "{}",
+        s.server.log()
+    );
     s.server.stop();
 }
 

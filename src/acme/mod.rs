@@ -79,7 +79,15 @@ pub async fn run(acme: Acme, mut stopped: watch::Receiver<bool>) {
     loop {
         let config = acme.live.config();
         let wait = match &config.acme {
-            None => None,
+            None => {
+                if acme.certs.has_acme() {
+                    log::info!("acme: [acme] is off now; the configured certificate serves again");
+                    acme.certs.clear_acme();
+                    current = None;
+                    loaded_from_disk = false;
+                }
+                None
+            }
             Some(_) => {
                 let files = AcmeFiles::new(&config.data_dir);
                 if !loaded_from_disk {

@@ -57,6 +57,12 @@ impl CertStore {
         *self.acme.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
     }
 
+    /// Withdraws the ACME certificate (`[acme]` was turned off): the
+    /// configured one serves again.
+    pub fn clear_acme(&self) {
+        *self.acme.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Is an ACME certificate in force?
     pub fn has_acme(&self) -> bool {
         read(&self.acme).is_some()
@@ -199,9 +205,12 @@ mod tests {
         assert_eq!(presented(config.clone(), &[]), Some(acme_der.to_vec()));
 
         // A reload's new configured certificate waits behind the ACME one.
-        let (reloaded, _) = generated("mx.example.org");
+        let (reloaded, reloaded_der) = generated("mx.example.org");
         store.set_configured(reloaded);
-        assert_eq!(presented(config, &[]), Some(acme_der.to_vec()));
+        assert_eq!(presented(config.clone(), &[]), Some(acme_der.to_vec()));
+        // [acme] turned off: the configured certificate again.
+        store.clear_acme();
+        assert_eq!(presented(config, &[]), Some(reloaded_der.to_vec()));
     }
 
     #[test]
