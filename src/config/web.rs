@@ -17,8 +17,8 @@ pub struct Acme {
     /// Contact URLs for the account (`mailto:` the address given).
     pub contact: Vec<String>,
     pub challenge: Challenge,
-    /// A PEM bundle trusted for the directory's HTTPS instead of the
-    /// built-in web roots (a private or test CA).
+    /// A PEM CA certificate (the first in the file) trusted for the
+    /// directory's HTTPS instead of the platform's roots (a private or test CA).
     pub ca_file: Option<PathBuf>,
     /// Run (argv, no shell) after each new certificate, e.g. `systemctl
     /// reload dovecot`; empty: nothing.
