@@ -213,6 +213,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_client_for_a_public_ca_builds_with_ring_alone() {
+        // Let's Encrypt's path: the platform's roots, the ring provider (no
+        // network here; only that the HTTPS client can be made).
+        assert!(Account::builder().is_ok());
+    }
+
+    #[test]
     fn the_validation_certificate_carries_the_digest() {
         let digest = [7u8; 32];
         let key = validation_certificate("mx.example.org", &digest).unwrap();
