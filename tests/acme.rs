@@ -6,8 +6,8 @@
 //! lifetime left) and a reload that adds names are picked up without a
 //! restart; a refused validation leaves the old certificate serving with a
 //! clear log line. And the HTTPS listener itself: the MTA-STS policy, the
-//! autoconfig XML (read by Python's XML parser), 404s, and requests that
-//! are too big or too slow.
+//! autoconfig XML (read by Python's XML parser), 404s, requests that are
+//! too big or too slow, and the per-client connection limit.
 
 mod support;
 
@@ -466,4 +466,34 @@ fn python(code: &str, input: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// What one client can hold on the web listeners is bounded by `[limits]`:
+/// past `connections_per_ip`, a connection is closed at once.
+#[test]
+fn the_web_listeners_count_connections_per_client() {
+    let server = TestServer::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"http\"\n\
+         [limits]\nconnections = 10\nconnections_per_ip = 2\n",
+    );
+    let http = server.addr("http");
+    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(http).unwrap()).collect();
+    // Let the server accept both before the third arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(http).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed, not served");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(server
+        .log()
+        .contains("refused (http): too many connections"));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let response = raw_request(http, b"GET / HTTP/1.1\r\nHost: mx.example.org\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 301 "), "{response}");
 }
