@@ -497,3 +497,34 @@ fn the_web_listeners_count_connections_per_client() {
     let response = raw_request(http, b"GET / HTTP/1.1\r\nHost: mx.example.org\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 301 "), "{response}");
 }
+
+/// A CA that never answers holds neither the start nor the stop: tern
+/// serves with its own certificate meanwhile and stops at once on SIGTERM.
+#[test]
+fn a_silent_ca_delays_neither_start_nor_stop() {
+    // Accepts connections (the kernel's backlog) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut server = TestServer::start(&format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"https\"\n\
+         [acme]\ndirectory = \"https://{}/dir\"\n",
+        silent.local_addr().unwrap()
+    ));
+    wait_for_log_count(
+        &server,
+        "acme: ordering a certificate",
+        1,
+        Duration::from_secs(10),
+    );
+    // The self-signed certificate serves meanwhile.
+    let mut c = server.connect("mx");
+    assert!(c.command("EHLO client.example").contains("STARTTLS"));
+    let started = Instant::now();
+    let status = server.stop().expect("it was running");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}

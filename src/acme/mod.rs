@@ -94,7 +94,13 @@ pub async fn run(acme: Acme, mut stopped: watch::Receiver<bool>) {
                     loaded_from_disk = true;
                     current = load(&files, &acme.certs);
                 }
-                Some(step(&acme, &config, &files, &mut current, &mut failures).await)
+                // A stop does not wait for an order in progress (its
+                // answers are taken down as the order is dropped).
+                let attempt = step(&acme, &config, &files, &mut current, &mut failures);
+                tokio::select! {
+                    wait = attempt => Some(wait),
+                    _ = stopped.changed() => return,
+                }
             }
         };
         let sleep = async {
