@@ -86,6 +86,9 @@ pub struct StatusReport {
     pub disk_free: Option<u64>,
     pub disk_reserve: u64,
     pub last_reload: Option<Reload>,
+    /// The ACME task's latest outcome (`[acme]` on and the daemon running).
+    #[serde(default)]
+    pub acme: Option<Reload>,
 }
 
 /// What config, queue, certificate and disk say (both sides share it:
@@ -125,6 +128,7 @@ pub fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport
         disk_free: crate::queue::free_space::available_now(&config.data_dir).ok(),
         disk_reserve: config.limits.free_space,
         last_reload: None,
+        acme: None,
     }
 }
 
@@ -150,6 +154,7 @@ pub fn snapshot(config: &Config, messages: &[MessageSummary]) -> StatusReport {
     }
     report.last_hour = Some(a.last_hour());
     report.last_reload = a.last_reload();
+    report.acme = a.last_acme();
     report
 }
 
@@ -280,6 +285,15 @@ pub fn format(r: &StatusReport, now: SystemTime) -> String {
         ),
     };
     let _ = writeln!(out, "last reload:  {reload}");
+    if let Some(acme) = &r.acme {
+        let _ = writeln!(
+            out,
+            "acme:         {} ago, {}: {}",
+            duration(now_ms.saturating_sub(acme.at) / 1000),
+            if acme.ok { "ok" } else { "FAILED" },
+            acme.message
+        );
+    }
     // Reload messages and paths are the owner's text; still, no escape
     // sequences reach the terminal.
     out.lines().map(|l| terminal_safe(l) + "\n").collect()
@@ -318,6 +332,7 @@ mod tests {
             disk_free: Some(3 << 30),
             disk_reserve: 1 << 30,
             last_reload: None,
+            acme: None,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
         let text = format(&report, now);

@@ -82,7 +82,7 @@ pub async fn run(config: &Config, resolver: &TokioResolver) -> Vec<Check> {
         checks.push(dmarc(&dns, domain).await);
     }
     for domain in &config.domains {
-        checks.extend(mta_sts(&dns, domain).await);
+        checks.extend(mta_sts(&dns, domain, records::mta_sts(config, domain)).await);
     }
     for zone in &config.check.blocklists {
         for ip in public {
@@ -332,16 +332,27 @@ async fn dmarc(dns: &Dns, domain: &str) -> Check {
     }
 }
 
-/// MTA-STS and TLS-RPT: tern serves no MTA-STS policy yet, so these are
-/// "not configured" unless the owner publishes them (then the policy must
-/// be served from elsewhere).
-async fn mta_sts(dns: &Dns, domain: &str) -> Vec<Check> {
-    let not_served = "not configured: tern does not serve an MTA-STS policy yet";
-    let sts = match tagged(dns, &format!("_mta-sts.{domain}"), "v=STSv1").await {
-        Ok(found) if found.is_empty() => {
+/// MTA-STS and TLS-RPT. With `[mta_sts]`, tern serves the policy and the
+/// `_mta-sts` record must carry its id (`expected`); without, they are "not
+/// configured" unless the owner publishes them (then the policy must be
+/// served from elsewhere).
+async fn mta_sts(dns: &Dns, domain: &str, expected: Option<records::Record>) -> Vec<Check> {
+    let not_served = "not configured: tern does not serve an MTA-STS policy ([mta_sts] is off)";
+    let found = tagged(dns, &format!("_mta-sts.{domain}"), "v=STSv1").await;
+    let sts = match (found, expected) {
+        (Ok(found), Some(want)) if found.iter().any(|f| tag(f, "id") == tag(&want.value, "id")) => {
+            Check::new("mta-sts", domain, Status::Ok).found(format!("published ({})", want.value))
+        }
+        (Ok(found), Some(want)) => Check::new("mta-sts", domain, Status::Failed)
+            .found(match found.first() {
+                Some(f) => format!("\"{f}\" does not name the policy tern serves"),
+                None => "not published".into(),
+            })
+            .fix(want.to_string()),
+        (Ok(found), None) if found.is_empty() => {
             Check::new("mta-sts", domain, Status::Skipped).found(not_served)
         }
-        Ok(found) => Check::new("mta-sts", domain, Status::Warning)
+        (Ok(found), None) => Check::new("mta-sts", domain, Status::Warning)
             .found(format!(
                 "published ({}), but tern does not serve the policy",
                 tag(&found[0], "id").map_or("no id".into(), |id| format!("id={id}"))
@@ -350,7 +361,7 @@ async fn mta_sts(dns: &Dns, domain: &str) -> Vec<Check> {
                 "make sure https://mta-sts.{domain}/.well-known/mta-sts.txt is served elsewhere \
                  and lists mx: of this server, or remove _mta-sts.{domain}"
             )),
-        Err(e) => Check::new("mta-sts", domain, Status::Warning).found(e.to_string()),
+        (Err(e), _) => Check::new("mta-sts", domain, Status::Warning).found(e.to_string()),
     };
     let rpt = match tagged(dns, &format!("_smtp._tls.{domain}"), "v=TLSRPTv1").await {
         Ok(found) if found.is_empty() => Check::new("tls-rpt", domain, Status::Skipped)

@@ -68,7 +68,8 @@ struct Shared {
 }
 
 impl Server {
-    /// Binds every listener of the config in force; each connection takes
+    /// Binds every SMTP listener of the config in force (the https and http
+    /// ones are [`crate::web`]'s); each connection takes
     /// the snapshot in force when it arrives. `resolver` answers the checks
     /// on mail from other servers.
     pub async fn bind(
@@ -78,7 +79,7 @@ impl Server {
     ) -> io::Result<Server> {
         let config = live.config();
         let mut listeners = Vec::new();
-        for l in &config.listeners {
+        for l in config.listeners.iter().filter(|l| l.role.is_smtp()) {
             let listener = TcpListener::bind(l.address).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
             })?;

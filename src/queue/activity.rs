@@ -1,7 +1,7 @@
 //! What the daemon has done lately, for `tern status`: per-minute counts of
 //! the last hour (recipients delivered, deferred and bounced; messages
 //! received and sessions to other servers, with and without TLS), the
-//! listeners bound and the last reload. One [`Activity`] per process
+//! listeners bound, the last reload and the ACME task's last outcome. One [`Activity`] per process
 //! ([`activity`]), bounded whatever the traffic; the scheduler, the
 //! listeners, the SMTP client and reload each record into it with one call.
 
@@ -64,6 +64,7 @@ pub struct Activity {
     minutes: Mutex<[(u64, Counts); WINDOW_MINUTES]>,
     listeners: Mutex<Vec<(SocketAddr, Role)>>,
     reload: Mutex<Option<Reload>>,
+    acme: Mutex<Option<Reload>>,
 }
 
 /// This process's counters (made, and the uptime started, at first use:
@@ -75,6 +76,7 @@ pub fn activity() -> &'static Activity {
         minutes: Mutex::new([(0, Counts::default()); WINDOW_MINUTES]),
         listeners: Mutex::default(),
         reload: Mutex::default(),
+        acme: Mutex::default(),
     })
 }
 
@@ -132,6 +134,21 @@ impl Activity {
             ok,
             message,
         });
+    }
+
+    /// The ACME task's latest outcome (`ok`: a certificate issued or loaded;
+    /// otherwise why not).
+    pub fn acme(&self, ok: bool, message: String) {
+        *self.acme.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reload {
+            at: millis(SystemTime::now()),
+            ok,
+            message,
+        });
+    }
+
+    /// The ACME task's latest outcome, if it ran.
+    pub fn last_acme(&self) -> Option<Reload> {
+        self.acme.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// When this process's counters started (its uptime's start).
