@@ -54,6 +54,19 @@ pub(crate) struct RawConfig {
     /// `[check]`: settings of `tern check`.
     #[serde(default)]
     pub check: RawCheck,
+    /// `[spam]`: the rspamd filter; absent (or without `rspamd`) means off.
+    #[serde(default)]
+    pub spam: RawSpam,
+}
+
+/// The `[spam]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [spam] table")]
+pub(crate) struct RawSpam {
+    pub rspamd: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub scan_authenticated: Option<bool>,
 }
 
 /// The `[check]` table; every key is optional.

@@ -27,6 +27,7 @@ mod numbers;
 mod queue;
 mod relay;
 mod senders;
+mod spam;
 
 /// The default `recipient_delimiter`.
 const DEFAULT_DELIMITER: char = '+';
@@ -78,6 +79,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
     let (public_addresses, public_addresses_configured) =
         check.public_addresses(raw.public_addresses.as_ref(), &listeners)?;
     let check_settings = check.check_settings(&raw.check)?;
+    let spam = check.spam(&raw.spam)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -101,6 +103,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
         public_addresses,
         public_addresses_configured,
         check: check_settings,
+        spam,
     })
 }
 
