@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::dns::DnsServer;
@@ -204,8 +205,15 @@ fn rspamd_decides_reply_and_folder() {
 /// A stub rspamd on loopback: every connection gets `answer` (after
 /// reading the request head), or nothing at all for `None`, held open.
 fn stub(answer: Option<Vec<u8>>) -> u16 {
+    stub_recording(answer).0
+}
+
+/// [`stub`], keeping the start of each request it was sent.
+fn stub_recording(answer: Option<Vec<u8>>) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = requests.clone();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming().take(64) {
@@ -213,7 +221,10 @@ fn stub(answer: Option<Vec<u8>>) -> u16 {
             let answer = answer.clone();
             let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
             let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
+            let n = stream.read(&mut buf).unwrap_or(0);
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
             if let Some(answer) = answer {
                 let _ = stream.write_all(&answer);
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -222,7 +233,18 @@ fn stub(answer: Option<Vec<u8>>) -> u16 {
             }
         }
     });
-    port
+    (port, requests)
+}
+
+/// An answer of rspamd's with this action.
+fn verdict(action: &str, message: &str) -> Vec<u8> {
+    let body =
+        format!(r#"{{"action":"{action}","score":99,"messages":{{"smtp_message":"{message}"}}}}"#);
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 #[test]
@@ -294,14 +316,7 @@ fn garbage_and_oversized_answers_count_as_rspamd_down() {
 #[test]
 fn rspamds_message_becomes_one_safe_reply_line() {
     // A verdict whose message tries to add a reply line of its own.
-    let body = r#"{"action":"reject","score":99,"messages":{"smtp_message":"Spam\r\n250 2.0.0 Ok: queued"}}"#;
-    let refuse = stub(Some(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    ));
+    let refuse = stub(Some(verdict("reject", "Spam\\r\\n250 2.0.0 Ok: queued")));
     let server = TestServer::start(&spam_config(refuse, ""));
     let mut client = server.connect("mx");
     client.command("EHLO client.example.com");
@@ -310,4 +325,99 @@ fn rspamds_message_becomes_one_safe_reply_line() {
     // Nothing else is waiting: the next reply answers the next command.
     assert_eq!(client.command("NOOP"), "250 2.0.0 Ok");
     assert!(server.messages("me").is_empty());
+}
+
+#[test]
+fn soft_reject_and_greylist_get_451() {
+    for action in ["soft reject", "greylist"] {
+        let server = TestServer::start(&spam_config(stub(Some(verdict(action, ""))), ""));
+        let reply = send(&server, CLEAN);
+        assert!(reply.starts_with("451 4.7.1 "), "{action}: {reply}");
+    }
+}
+
+/// `tern user passwd` for `password`: the config line.
+fn password_line(password: &str) -> String {
+    let mut child = Command::new(tern_bin())
+        .args(["user", "passwd", "sub"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tern user passwd");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("tern user passwd");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .find(|l| l.starts_with("password = \"$argon2id$"))
+        .unwrap_or_else(|| panic!("no password line in {stdout:?}"))
+        .to_string()
+}
+
+/// Logs in as `sub` on the submissions port and sends CLEAN with Python's
+/// smtplib; what it printed.
+fn submit(server: &TestServer) -> support::peers::Run {
+    let file = support::peers::unique_file(server.dir.path(), "submit", CLEAN_FROM_SUB);
+    let mut cmd = Command::new(support::peers::PYTHON);
+    cmd.arg(support::peers::fixture("smtp_submit.py"))
+        .args(["--host", "localhost"])
+        .args(["--port", &server.addr("submissions").port().to_string()])
+        .args(["--tls", "implicit", "--helo", "client.example"])
+        .args(["--user", "sub", "--password", "secret"])
+        .arg("--cafile")
+        .arg(server.data().join("tls/cert.pem"))
+        .arg("--file")
+        .arg(&file)
+        .arg("--sent")
+        .arg(server.dir.path().join("sent.eml"));
+    support::peers::run(cmd, Duration::from_secs(60))
+}
+
+const CLEAN_FROM_SUB: &[u8] = b"From: <sub@example.org>\r\nTo: <me@example.org>\r\n\
+Subject: lunch\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n\
+Message-ID: <lunch.2@example.org>\r\n\r\nLunch at noon tomorrow?\r\n";
+
+#[test]
+fn logged_in_users_are_scanned_only_with_scan_authenticated() {
+    let password = password_line("secret");
+    for scan in [false, true] {
+        let (port, requests) = stub_recording(Some(verdict("reject", "Spam")));
+        let server = TestServer::start(&format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submissions\"\n\
+             [[user]]\nname = \"sub\"\n{password}\n{}",
+            spam_config(port, &format!("scan_authenticated = {scan}\n"))
+        ));
+        let run = submit(&server);
+        let transcript = run.transcript();
+        if scan {
+            assert!(
+                transcript.contains("550") && transcript.contains("Spam"),
+                "{transcript}"
+            );
+            let requests = requests.lock().unwrap();
+            assert_eq!(requests.len(), 1, "{requests:?}");
+            assert!(requests[0].contains("\r\nUser: sub\r\n"), "{}", requests[0]);
+            assert!(
+                requests[0].contains("\r\nRcpt: me@example.org\r\n"),
+                "{}",
+                requests[0]
+            );
+            assert!(
+                requests[0].contains("\r\nFrom: sub@example.org\r\n"),
+                "{}",
+                requests[0]
+            );
+        } else {
+            assert!(
+                transcript.contains("reply 250 2.0.0 Ok: queued as "),
+                "{transcript}"
+            );
+            assert!(requests.lock().unwrap().is_empty(), "not scanned");
+        }
+    }
 }
