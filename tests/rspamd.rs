@@ -421,3 +421,53 @@ fn logged_in_users_are_scanned_only_with_scan_authenticated() {
         }
     }
 }
+
+/// Local `sendmail` (as root, a privileged caller) of CLEAN to me; (exit
+/// code, stderr).
+fn local_sendmail(server: &TestServer) -> (i32, String) {
+    let mut child = Command::new(tern_bin())
+        .args(["sendmail", "-C", server.config_path.to_str().unwrap()])
+        .args(["-f", "sender@example.org", "me@example.org"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tern sendmail");
+    child.stdin.take().unwrap().write_all(CLEAN).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn local_sendmail_is_scanned_only_with_scan_authenticated() {
+    for (action, scan, code, says) in [
+        ("reject", false, 0, ""),
+        ("reject", true, 65, "refused by the spam filter: Spam"),
+        ("soft reject", true, 75, "deferred by the spam filter"),
+    ] {
+        let (port, requests) = stub_recording(Some(verdict(action, "Spam")));
+        let server = TestServer::start(&spam_config(
+            port,
+            &format!("scan_authenticated = {scan}\n"),
+        ));
+        let (got, stderr) = local_sendmail(&server);
+        assert_eq!(got, code, "{action} scan={scan}: {stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        let requests = requests.lock().unwrap();
+        if scan {
+            assert_eq!(requests.len(), 1, "{requests:?}");
+            assert!(
+                requests[0].contains("\r\nIP: 127.0.0.1\r\nHelo: localhost\r\n")
+                    && requests[0].contains("\r\nRcpt: me@example.org\r\n"),
+                "{}",
+                requests[0]
+            );
+        } else {
+            assert!(requests.is_empty(), "not scanned: {requests:?}");
+            server.wait_for_messages("me", 1, Duration::from_secs(10));
+        }
+    }
+}

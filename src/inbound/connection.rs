@@ -515,7 +515,9 @@ impl Driver {
         let config = &self.ctx.snapshot.config;
         if let Some(filter) = spam::applies(config.spam.as_ref(), self.ctx.role, login.as_deref()) {
             let id = self.ctx.spool.new_id();
-            let scanned = spam::scan(filter, &tx, &body, id, &config.hostname, self.peer).await?;
+            let request = spam::smtp_request(&tx, &config.hostname, id, self.peer);
+            let peer = self.peer.ip().to_string();
+            let scanned = spam::scan(filter, request, &body, id, &peer).await?;
             checked.id = Some(id);
             checked.header.insert_str(0, &scanned.header);
             if scanned.folder == crate::queue::Folder::Junk {

@@ -1,5 +1,6 @@
 //! The spam filter: after the data of a message from another server (and,
-//! with `[spam] scan_authenticated`, of a logged-in user's), before the
+//! with `[spam] scan_authenticated`, of a logged-in user's or one from
+//! local sendmail), before the
 //! reply, rspamd ([`super::rspamd`]) is asked about it and its action becomes
 //! the reply or the folder: `reject` → 550 5.7.1 with rspamd's message,
 //! `soft reject`/`greylist` → 451 4.7.1, `add header`/`rewrite subject` →
@@ -8,11 +9,11 @@
 //! cannot answer, `[spam] on_failure` decides: deliver (with a warning) or
 //! 451 4.7.1.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Role, SpamFailure, SpamFilter};
 use crate::queue::{Body, Folder, QueueId};
-use crate::smtp::{Reply, Transaction};
+use crate::smtp::{Envelope, Reply, Transaction};
 
 use super::rspamd::{self, Action, Verdict};
 
@@ -45,17 +46,15 @@ pub struct Scanned {
     pub folder: Folder,
 }
 
-/// Scans the message of `tx` (its body `body`, to be queued as `id`);
-/// `Err` is the refusal at the end of DATA. Logs the verdict.
-pub async fn scan(
-    filter: &SpamFilter,
+/// What rspamd is told about an SMTP transaction `tx` from `peer`, to be
+/// queued as `id`.
+pub fn smtp_request(
     tx: &Transaction,
-    body: &Body,
-    id: QueueId,
     hostname: &str,
+    id: QueueId,
     peer: SocketAddr,
-) -> Result<Scanned, Reply> {
-    let request = rspamd::Request {
+) -> rspamd::Request {
+    rspamd::Request {
         ip: peer.ip(),
         helo: tx.trace.helo.clone(),
         from: tx
@@ -73,21 +72,60 @@ pub async fn scan(
         hostname: hostname.to_string(),
         user: tx.trace.authenticated.clone(),
         queue_id: id.to_string(),
-    };
+    }
+}
+
+/// What rspamd is told about a local sendmail submission: it comes from
+/// this machine (127.0.0.1, HELO `localhost`), by the Unix login `user`.
+pub fn local_request(
+    envelope: &Envelope,
+    hostname: &str,
+    id: QueueId,
+    user: Option<&str>,
+) -> rspamd::Request {
+    rspamd::Request {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: "localhost".into(),
+        from: envelope
+            .sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        rcpts: envelope
+            .recipients
+            .iter()
+            .map(|r| r.original.clone())
+            .collect(),
+        hostname: hostname.to_string(),
+        user: user.map(str::to_owned),
+        queue_id: id.to_string(),
+    }
+}
+
+/// Scans `body` (to be queued as `id`, described by `request`; `peer` for
+/// the log: the client's address, or `local uid=N`); `Err` is the refusal.
+/// Logs the verdict.
+pub async fn scan(
+    filter: &SpamFilter,
+    request: rspamd::Request,
+    body: &Body,
+    id: QueueId,
+    peer: &str,
+) -> Result<Scanned, Reply> {
     let verdict = match rspamd::check(filter.rspamd, filter.timeout, &request, body).await {
         Ok(verdict) => verdict,
         Err(e) => {
             return match filter.on_failure {
                 SpamFailure::Accept => {
                     log::warn!(
-                        queue_id:% = id, peer:% = peer.ip(), action = "spam-unscanned";
+                        queue_id:% = id, peer = peer, action = "spam-unscanned";
                         "queue_id={id} peer={peer} spam filter failed: {e}; delivered unscanned (on_failure = accept)"
                     );
                     Ok(Scanned::default())
                 }
                 SpamFailure::Tempfail => {
                     log::warn!(
-                        queue_id:% = id, peer:% = peer.ip(), action = "spam-unscanned";
+                        queue_id:% = id, peer = peer, action = "spam-unscanned";
                         "queue_id={id} peer={peer} spam filter failed: {e}; answered 451 (on_failure = tempfail)"
                     );
                     Err(Reply::SPAM_FILTER_UNAVAILABLE)
@@ -102,7 +140,7 @@ pub async fn scan(
         Action::Junk | Action::NoAction => "spam-checked",
     };
     log::info!(
-        queue_id:% = id, peer:% = peer.ip(), action = event,
+        queue_id:% = id, peer = peer, action = event,
         spam_action = verdict.action.name(), spam_score = score.as_str();
         "queue_id={id} peer={peer} spam action={:?} score={score} symbols={symbols}",
         verdict.action_name
