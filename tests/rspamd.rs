@@ -157,10 +157,26 @@ fn rspamd_decides_reply_and_folder() {
     );
     assert!(message.ends_with("forgot to date.\r\n"));
 
-    let reply = send(&server, CLEAN);
+    // A clean message that brings X-Spam fields of its own: only ours stay.
+    let forged = [
+        &b"X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-100\r\n\ttests=[TRUST_ME]\r\n"[..],
+        CLEAN,
+    ]
+    .concat();
+    let reply = send(&server, &forged);
     assert!(reply.starts_with("250"), "clean: {reply}");
     let inbox = server.wait_for_messages("me", 1, Duration::from_secs(10));
     let message = String::from_utf8(inbox[0].clone()).unwrap();
+    assert!(
+        !message.contains("TRUST_ME") && !message.contains("X-Spam-Flag: NO"),
+        "{message}"
+    );
+    assert_eq!(message.matches("X-Spam-Status:").count(), 1, "{message}");
+    assert!(
+        server.log().contains("removed 2 X-Spam field(s)"),
+        "{}",
+        server.log()
+    );
     assert!(message.contains("\r\nX-Spam-Score: "), "{message}");
     assert!(
         message.contains("X-Spam-Status: No, score=") && !message.contains("X-Spam-Flag"),

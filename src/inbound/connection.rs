@@ -505,7 +505,7 @@ impl Driver {
                 return Err(Reply::from(&e));
             }
         }
-        let (body, mut checked, summary) = match self.checks.take() {
+        let (mut body, mut checked, summary) = match self.checks.take() {
             Some(pending) => {
                 let (body, checked, summary) = self.verify(pending, body).await?;
                 (body, checked, Some(summary))
@@ -517,7 +517,9 @@ impl Driver {
             let id = self.ctx.spool.new_id();
             let request = spam::smtp_request(&tx, &config.hostname, id, self.peer);
             let peer = self.peer.ip().to_string();
-            let scanned = spam::scan(filter, request, &body, id, &peer).await?;
+            let tmp_dir = self.ctx.spool.tmp_dir();
+            let scanned;
+            (body, scanned) = spam::scan(filter, request, body, id, &peer, &tmp_dir).await?;
             checked.id = Some(id);
             checked.header.insert_str(0, &scanned.header);
             if scanned.folder == crate::queue::Folder::Junk {

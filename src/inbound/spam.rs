@@ -10,11 +10,13 @@
 //! 451 4.7.1.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 
 use crate::config::{Role, SpamFailure, SpamFilter};
 use crate::queue::{Body, Folder, QueueId};
 use crate::smtp::{Envelope, Reply, Transaction};
 
+use super::auth_results;
 use super::rspamd::{self, Action, Verdict};
 
 /// At most this many symbols are listed in `X-Spam-Status` (the heaviest).
@@ -104,8 +106,40 @@ pub fn local_request(
 
 /// Scans `body` (to be queued as `id`, described by `request`; `peer` for
 /// the log: the client's address, or `local uid=N`); `Err` is the refusal.
-/// Logs the verdict.
+/// Logs the verdict. An accepted body comes back without `X-Spam-*` fields
+/// of its own (a copy in `tmp_dir` when it had some): only ours may speak
+/// for the filter.
 pub async fn scan(
+    filter: &SpamFilter,
+    request: rspamd::Request,
+    body: Body,
+    id: QueueId,
+    peer: &str,
+    tmp_dir: &Path,
+) -> Result<(Body, Scanned), Reply> {
+    let scanned = verdict(filter, request, &body, id, peer).await?;
+    let tmp_dir = tmp_dir.to_path_buf();
+    let stripped =
+        tokio::task::spawn_blocking(move || auth_results::strip_spam_fields(body, &tmp_dir)).await;
+    match stripped {
+        Ok(Ok((body, 0))) => Ok((body, scanned)),
+        Ok(Ok((body, n))) => {
+            log::info!("queue_id={id} peer={peer} removed {n} X-Spam field(s) the message brought");
+            Ok((body, scanned))
+        }
+        Ok(Err(e)) => {
+            log::error!("queue_id={id} peer={peer} cannot rewrite the message: {e}");
+            Err(Reply::QUEUE_FAILED)
+        }
+        Err(e) => {
+            log::error!("queue_id={id} peer={peer} the rewriting task failed: {e}");
+            Err(Reply::LOCAL_ERROR)
+        }
+    }
+}
+
+/// rspamd's verdict on `body`, or what `on_failure` makes of its absence.
+async fn verdict(
     filter: &SpamFilter,
     request: rspamd::Request,
     body: &Body,

@@ -162,7 +162,7 @@ impl Submitter {
         &self,
         sender: &str,
         recipients: &[String],
-        body: Body,
+        mut body: Body,
         caller: Caller,
     ) -> Result<QueueId, SubmitError> {
         let snapshot = self.live.get();
@@ -224,7 +224,10 @@ impl Submitter {
         if let Some(filter) = config.spam.as_ref().filter(|f| f.scan_authenticated) {
             let id = self.spool.new_id();
             let request = spam::local_request(&envelope, &config.hostname, id, user.as_deref());
-            let scanned = spam::scan(filter, request, &body, id, &format!("local uid={uid}"))
+            let peer = format!("local uid={uid}");
+            let tmp_dir = self.spool.tmp_dir();
+            let scanned;
+            (body, scanned) = spam::scan(filter, request, body, id, &peer, &tmp_dir)
                 .await
                 .map_err(|reply| match reply.code {
                     500.. => SubmitError::Spam(reply.text.into_owned()),
