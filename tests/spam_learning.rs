@@ -254,10 +254,24 @@ fn moving_mail_into_and_out_of_junk_teaches_rspamd() {
     let cafile = tls.join("cert.pem");
     let dovecot_log =
         || std::fs::read_to_string(dovecot_dir.path().join("dovecot.log")).unwrap_or_default();
+    let rspamd_log =
+        || std::fs::read_to_string(rspamd_dir.path().join("rspamd/rspamd.log")).unwrap_or_default();
     imap_move(imaps, &cafile, "INBOX", "Junk");
-    wait_until(Duration::from_secs(30), "rspamd learns spam", || {
-        learned(controller, "BAYES_SPAM") == 1
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while learned(controller, "BAYES_SPAM") != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rspamd learnt no spam; dovecot.log:\n{}\nrspamd.log (end):\n{}",
+            dovecot_log(),
+            rspamd_log()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(learned(controller, "BAYES_HAM"), 0, "{}", dovecot_log());
 
     imap_move(imaps, &cafile, "Junk", "INBOX");
