@@ -403,6 +403,8 @@ fn failure_of(e: &SubmitError) -> Failure {
         SubmitError::Author(_) => FailureKind::BadMessage,
         SubmitError::TooManyRecipients { .. } => FailureKind::TooManyRecipients,
         SubmitError::RateLimited { .. } => FailureKind::RateLimited,
+        SubmitError::Spam(_) => FailureKind::Spam,
+        SubmitError::SpamDeferred(_) => FailureKind::SpamDeferred,
     };
     Failure::new(kind, e.to_string())
 }

@@ -449,3 +449,27 @@ fn the_commented_out_acme_mta_sts_and_autoconfig_are_valid_when_uncommented() {
         ]
     );
 }
+
+#[test]
+fn the_commented_out_spam_table_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    assert_eq!(
+        Config::parse(&text, Path::new("tern.toml"))
+            .expect("valid")
+            .spam,
+        None,
+        "without [spam] nothing is scanned"
+    );
+    let uncommented = uncomment(&text, "[spam]");
+    assert!(
+        uncommented.contains("\n[spam]\nrspamd = "),
+        "the [spam] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let spam = config.spam.expect("[spam] is parsed");
+    assert_eq!(spam.rspamd, "127.0.0.1:11333".parse().unwrap());
+    assert_eq!(spam.timeout, Duration::from_secs(10));
+    assert_eq!(spam.on_failure, tern::config::SpamFailure::Accept);
+    assert!(!spam.scan_authenticated);
+}

@@ -91,6 +91,33 @@ pub struct Config {
     /// Mail-client autoconfiguration on the https listener (`[autoconfig]`);
     /// `None`: off.
     pub autoconfig: Option<Autoconfig>,
+    /// The spam filter (`[spam]`); `None`: no message is scanned.
+    pub spam: Option<SpamFilter>,
+}
+
+/// `[spam]`: messages are scanned by rspamd after the data, before the
+/// reply (see `crate::inbound::spam`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpamFilter {
+    /// rspamd's normal worker (HTTP `/checkv2`), e.g. 127.0.0.1:11333.
+    pub rspamd: SocketAddr,
+    /// The longest a scan may take, connection to answer. Default 10 s.
+    pub timeout: Duration,
+    /// What a message gets when rspamd is down, slow or answers nonsense.
+    pub on_failure: SpamFailure,
+    /// Scan mail from logged-in users and local sendmail too. Default off:
+    /// only anonymous mail on the mx listeners is scanned.
+    pub scan_authenticated: bool,
+}
+
+/// What to do when rspamd cannot give an answer (`[spam] on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamFailure {
+    /// Deliver as if it had said "no action", with a warning in the journal
+    /// (the default: a broken filter loses no mail).
+    Accept,
+    /// 451 4.7.1: the sender retries later.
+    Tempfail,
 }
 
 /// `[check]`: settings of `tern check`.

@@ -60,6 +60,9 @@ pub(crate) struct RawConfig {
     pub mta_sts: Option<Spanned<RawMtaSts>>,
     /// `[autoconfig]`; absent means no client autoconfiguration.
     pub autoconfig: Option<Spanned<RawAutoconfig>>,
+    /// `[spam]`: the rspamd filter; absent (or without `rspamd`) means off.
+    #[serde(default)]
+    pub spam: RawSpam,
 }
 
 /// The `[acme]` table.
@@ -93,6 +96,16 @@ pub(crate) struct RawMtaSts {
 )]
 pub(crate) struct RawAutoconfig {
     pub imap_port: Option<Spanned<RawCount>>,
+}
+
+/// The `[spam]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [spam] table")]
+pub(crate) struct RawSpam {
+    pub rspamd: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub scan_authenticated: Option<bool>,
 }
 
 /// The `[check]` table; every key is optional.

@@ -27,6 +27,7 @@ mod numbers;
 mod queue;
 mod relay;
 mod senders;
+mod spam;
 mod web;
 
 /// The default `recipient_delimiter`.
@@ -82,6 +83,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
     let acme = check.acme(raw.acme.as_ref(), &listeners)?;
     let mta_sts = check.mta_sts(raw.mta_sts.as_ref(), &listeners)?;
     let autoconfig = check.autoconfig(raw.autoconfig.as_ref(), &listeners)?;
+    let spam = check.spam(&raw.spam)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -109,6 +111,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
         acme,
         mta_sts,
         autoconfig,
+        spam,
     })
 }
 

@@ -15,6 +15,8 @@
 //! - [`verify`]: SPF, DKIM, DMARC and iprev of mail from other servers, the
 //!   Authentication-Results field and the `[mx]` policy;
 //!   [`auth_results`]: forged Authentication-Results fields removed.
+//! - [`spam`]: the spam filter's verdict on a message (rspamd, through
+//!   the small HTTP client [`rspamd`]): refused, Junk or inbox.
 //! - [`senders`]: the sender rules, who may send as which address (MAIL
 //!   FROM, From:, Sender:), for logins and local Unix users alike.
 
@@ -25,8 +27,10 @@ pub mod connection;
 pub mod limits;
 pub mod passwd;
 pub mod policy;
+pub mod rspamd;
 pub mod sender_domain;
 pub mod senders;
+pub mod spam;
 pub mod submit;
 pub mod throttle;
 pub mod verify;
