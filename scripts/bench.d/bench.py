@@ -46,8 +46,9 @@ checks.md.
 
 Modules: common.py (paths, logging), procfs.py (/proc readings), servers.py
 (the processes: Postfix, tern, cleanup by PID), report.py (results.md),
-dns.py (the loopback DNS server of --checks), idle.py (--idle: the memory of
-idle sessions), latency.c (the LD_PRELOAD shim).
+dns.py (the loopback DNS server of --checks and --outbound), idle.py (--idle:
+the memory of idle sessions), outbound.py (--outbound: delivery to other
+servers), latency.c (the LD_PRELOAD shim).
 """
 
 import argparse
@@ -73,6 +74,7 @@ from report import fmt, fmt_size, mib, parse_size, write_results
 from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_process
 import dns as bench_dns
 from idle import idle_sessions, write_idle
+from outbound import outbound, write_outbound
 
 TRASH = None
 
@@ -512,6 +514,9 @@ def main():
     ap.add_argument("--idle", type=int, metavar="N",
                     help="only measure N idle sessions (plain, then STARTTLS) held open on tern and on "
                     "Postfix: memory per session; writes idle.md")
+    ap.add_argument("--outbound", type=int, metavar="N",
+                    help="only measure delivery of N queued messages to smtp-sinks on loopback, tern "
+                    "beside Postfix, (a) one domain and (b) 100 domains; writes outbound.md")
     ap.add_argument("--checks", action="store_true",
                     help="only compare tern with the incoming-mail checks off and on (4 KiB, new "
                     "connections, --concurrency); writes checks.md")
@@ -570,6 +575,9 @@ def main():
         dns_port = dns.getsockname()[1]
         if args.idle:
             write_idle(args, idle_sessions(args, dns_port))
+            return 0
+        if args.outbound:
+            write_outbound(args, outbound(args))
             return 0
 
         pf = Postfix(args.workdir, free_port())

@@ -201,7 +201,7 @@ connections_per_ip = {connections}
 # A DNS server on loopback (scripts/bench.d/dns.py, or a socket that answers
 # nothing): tern never asks a real resolver.
 nameservers = ["127.0.0.1:{dns_port}"]
-
+{relay_extra}
 [mx]
 {mx}
 
@@ -227,7 +227,7 @@ class Tern:
     key = "tern"
 
     def __init__(self, binary, workdir, port, dns_port, sub="tern", stuck=False, checks=False,
-                 submission_port=None, connections=2000):
+                 submission_port=None, connections=2000, relay_port=None):
         """`checks`: the incoming-mail checks on (sender domain, SPF, iprev,
         DKIM, DMARC; they need the answers of scripts/bench.d/dns.py), else
         off (the main matrix: its DNS answers nothing)."""
@@ -236,6 +236,8 @@ class Tern:
         # A submission listener (STARTTLS, self-signed) too, and the
         # connection budget: for the idle-sessions measurement.
         self.submission_port, self.connections = submission_port, connections
+        # Where remote mail goes (the outbound measurement's sinks); else 25.
+        self.relay_port = relay_port
         self.dir = os.path.join(workdir, sub)
         self.data = os.path.join(self.dir, "data")
         self.config = os.path.join(self.dir, "tern.toml")
@@ -260,6 +262,7 @@ class Tern:
             f.write(TERN_CONFIG.format(domain=DOMAIN, data=self.data, port=self.port,
                                        dns_port=self.dns_port, extra_users=extra,
                                        connections=self.connections,
+                                       relay_extra=(f"port = {self.relay_port}\n" if self.relay_port else ""),
                                        extra_listeners=(f'\n[[listener]]\naddress = "127.0.0.1:'
                                                         f'{self.submission_port}"\nrole = "submission"\n'
                                                         if self.submission_port else ""),
