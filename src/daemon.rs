@@ -39,8 +39,10 @@ use crate::web::{Http01Tokens, WebServer};
 
 /// How long sessions in DATA and running deliveries get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// Messages delivered at the same time.
-const DELIVERY_CONCURRENCY: usize = 8;
+/// Messages in delivery at the same time (their contents together within
+/// the scheduler's `LOADED_BYTES`): a delivery to another server mostly
+/// waits on the network, so many destinations go at once.
+const DELIVERY_CONCURRENCY: usize = 32;
 
 /// `tern serve`: logging, the runtime, then [`run`] with the config from
 /// `source` until SIGTERM or SIGINT.

@@ -4,6 +4,11 @@
 //! the next attempt time. A message leaves the queue only when every recipient
 //! is final; a failed recipient always gets its bounce (the [`Notifier`] is
 //! part of the scheduler, not an option).
+//!
+//! A delivery holds its message in memory, so two budgets bound what runs
+//! at once: a number of messages (many, since a delivery to another server
+//! mostly waits on the network) and [`LOADED_BYTES`] of their contents (a
+//! message larger than the whole budget runs alone).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,6 +30,21 @@ use super::QueueId;
 /// delivering: messages that come together are delivered together.
 const GATHER: Duration = Duration::from_millis(20);
 
+/// The message contents that deliveries in progress may hold in memory
+/// together.
+pub const LOADED_BYTES: u64 = 64 << 20;
+
+/// The grain of [`LOADED_BYTES`]: a message takes one unit per started
+/// 64 KiB (trace fields included), at least one.
+const UNIT: u64 = 64 << 10;
+
+/// The units of a budget of `budget` octets that a message of `body_len`
+/// octets takes (never more than the whole budget).
+fn units(body_len: u64, budget: u64) -> u32 {
+    let all = (budget / UNIT).max(1);
+    (body_len / UNIT + 1).min(all) as u32
+}
+
 /// The delivery agents, one per kind of [`Route`].
 #[derive(Clone)]
 pub struct Agents {
@@ -42,6 +62,8 @@ pub struct Scheduler {
     agents: Agents,
     notifier: Arc<Notifier>,
     concurrency: usize,
+    /// [`LOADED_BYTES`], or less in tests.
+    loaded_bytes: u64,
 }
 
 impl Scheduler {
@@ -61,7 +83,15 @@ impl Scheduler {
             agents,
             notifier,
             concurrency: concurrency.max(1),
+            loaded_bytes: LOADED_BYTES,
         }
+    }
+
+    /// The same with another budget for message contents in memory.
+    #[cfg(test)]
+    fn with_loaded_bytes(mut self, bytes: u64) -> Scheduler {
+        self.loaded_bytes = bytes;
+        self
     }
 
     /// The retry schedule in force (read at each use, so a reload applies).
@@ -73,6 +103,7 @@ impl Scheduler {
     /// deliveries in progress.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let bytes = Arc::new(Semaphore::new((self.loaded_bytes / UNIT).max(1) as usize));
         'outer: loop {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -84,10 +115,19 @@ impl Scheduler {
                 }
                 let now = self.spool.clock().now();
                 if let Some(id) = self.spool.lease_due(now, 1).pop() {
+                    let size = self.spool.entry(id).map_or(0, |e| e.message.body_len);
+                    let room = tokio::select! {
+                        r = bytes.clone().acquire_many_owned(units(size, self.loaded_bytes)) => r.ok(),
+                        _ = shutdown.changed() => None,
+                    };
+                    let Some(room) = room else {
+                        self.spool.release(id);
+                        break 'outer;
+                    };
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.process(id).await;
-                        drop(permit);
+                        drop((permit, room));
                     });
                     break;
                 }
@@ -356,3 +396,7 @@ fn spool_trouble(e: &SpoolError) -> Diagnostic {
     // RFC 3463 X.3.0: other or undefined mail system status.
     Diagnostic::note(EnhancedCode(4, 3, 0), e.to_string())
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;
