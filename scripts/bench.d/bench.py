@@ -500,12 +500,14 @@ def main():
     ap.add_argument("--tern", help="tern binary to use (default: build with scripts/build)")
     ap.add_argument("--tern-source", help="with --tern: what it was built from, for the results (e.g. a commit)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 200 messages, 1 run each, scaling at 1,000 and 5,000")
-    ap.add_argument("--messages", "-n", type=int, help="messages per run (default 5000; quick 200)")
+                    help="a two-minute check of a change: c=10, 4 KiB, new connections, 1,000 messages, "
+                    "1 run each (accept and end to end), no scaling test, then outbound case (a) "
+                    "with 2,000 messages")
+    ap.add_argument("--messages", "-n", type=int, help="messages per run (default 5000; quick 1000)")
     ap.add_argument("--runs", type=int, help="runs per server and cell (default 3; quick 1)")
-    ap.add_argument("--concurrency", default="1,10,50", help="smtp-source sessions (default 1,10,50)")
-    ap.add_argument("--sizes", default="4k,100k", help="message payload sizes (default 4k,100k)")
-    ap.add_argument("--modes", default="new,reuse",
+    ap.add_argument("--concurrency", help="smtp-source sessions (default 1,10,50; quick 10)")
+    ap.add_argument("--sizes", help="message payload sizes (default 4k,100k; quick 4k)")
+    ap.add_argument("--modes",
                     help="new = one connection per message, reuse = smtp-source -d (default both)")
     ap.add_argument("--scale", help="queued levels for the scaling test (default 10000,100000; quick 1000,5000)")
     ap.add_argument("--scale-probe", type=int, help="messages per accept probe in the scaling test (default 2000)")
@@ -530,8 +532,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "target", "bench"), help="results directory")
     args = ap.parse_args()
 
-    args.messages = args.messages or (200 if args.quick else 5000)
+    args.messages = args.messages or (1000 if args.quick else 5000)
     args.runs = args.runs or (1 if args.quick else 3)
+    args.concurrency = args.concurrency or ("10" if args.quick else "1,10,50")
+    args.sizes = args.sizes or ("4k" if args.quick else "4k,100k")
+    args.modes = args.modes or ("new" if args.quick else "new,reuse")
+    if args.quick:
+        args.no_scaling = True
     args.conc = [int(c) for c in args.concurrency.split(",") if c]
     args.size_list = [parse_size(s) for s in args.sizes.split(",") if s]
     args.mode_list = [m.strip() for m in args.modes.split(",") if m]
@@ -618,6 +625,9 @@ def main():
             pf.stop()
         if args.perf:
             results["perf_report"] = perf_profile(args, dns_port)
+        if args.quick:
+            args.outbound = 2000
+            write_outbound(args, outbound(args, cases=("a",)))
         if not args.no_scaling:
             rows, spool_bytes = scaling(args, args.workdir, dns_port)
             results["scaling"] = rows
