@@ -107,6 +107,39 @@ fn invoked_as_sendmail_with_recipients_as_arguments() {
 }
 
 #[test]
+fn cron_output_to_root_reaches_the_owner() {
+    // Debian's cron runs `sendmail -FCronDaemon -i -B8BITMIME -oem <user>`
+    // with a bare login; root's mail and a system login's are system mail
+    // at the hostname, for the postmaster (here the first user, me).
+    let server = TestServer::start("");
+    let input =
+        b"From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@mx> run-parts\n\nbackup done\n";
+    let cron = ["-FCronDaemon", "-i", "-B8BITMIME", "-oem"];
+    let (code, err) = tern_sendmail(&server, &[&cron[..], &["root"]].concat(), input);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = tern_sendmail(&server, &[&cron[..], &["daemon"]].concat(), input);
+    assert_eq!(code, 0, "daemon is a login in /etc/passwd: {err}");
+    let got = server.wait_for_messages("me", 2, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.starts_with(
+            "Return-Path: <root@mx.example.org>\r\nDelivered-To: root@mx.example.org\r\n"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nbackup done\r\n"), "{text}");
+    let text = String::from_utf8_lossy(&got[1]);
+    assert!(
+        text.contains("Delivered-To: daemon@mx.example.org\r\n"),
+        "{text}"
+    );
+    // A bare name that is a user is still that user at the first domain,
+    // and one that is neither a user nor a login is refused.
+    let (code, err) = tern_sendmail(&server, &["no-such-login-here"], input);
+    assert_eq!(code, 67, "EX_NOUSER: {err}");
+}
+
+#[test]
 fn failures_are_loud_with_sysexits_codes() {
     let mut server = TestServer::start("");
     let (code, err) = tern_sendmail(&server, &["nobody@example.org"], b"Subject: x\n\nx\n");

@@ -20,7 +20,7 @@ pub(crate) use names::{dns_name_problem, selector_problem};
 pub use source::{Source, CONFIG_ENV, SYSTEM_CONFIG};
 pub use units::{parse_duration, parse_size};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +76,10 @@ pub struct Config {
     pub public_addresses_configured: bool,
     /// What `tern check` looks at besides the DNS records (`[check]`).
     pub check: CheckSettings,
+    /// The logins of this host (from /etc/passwd, read by [`Config::load`];
+    /// empty after [`Config::parse`]), lowercased: mail to them at the
+    /// hostname is system mail for the postmaster (see `routing::directory`).
+    pub system_accounts: BTreeSet<String>,
 }
 
 /// `[check]`: settings of `tern check`.
@@ -486,7 +490,9 @@ impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, e))?;
-        Config::parse_bytes(&bytes, path)
+        let mut config = Config::parse_bytes(&bytes, path)?;
+        config.system_accounts = system_accounts(Path::new("/etc/passwd"));
+        Ok(config)
     }
 
     /// [`Config::parse`] for the bytes of a file: one that is not UTF-8 is a
@@ -518,6 +524,11 @@ impl Config {
     pub fn default_config() -> Config {
         Config::parse(DEFAULT_TOML, Path::new("<embedded default>"))
             .expect("the embedded default config is valid")
+    }
+
+    /// Is `domain` (any case) the hostname, where system mail arrives?
+    pub fn is_hostname(&self, domain: &str) -> bool {
+        self.hostname.eq_ignore_ascii_case(domain)
     }
 
     /// Is `domain` (any case) one of ours?
@@ -581,4 +592,18 @@ impl Role {
             Role::Submissions => "submissions",
         }
     }
+}
+
+/// The login names in the passwd file at `path`, lowercased; none when it
+/// cannot be read (the file is read by hand: the static binary's NSS
+/// lookups are not to be trusted for a whole listing).
+pub fn system_accounts(path: &Path) -> BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .filter_map(|line| line.split(':').next())
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && !name.starts_with('#') && !name.starts_with('+'))
+        .collect()
 }

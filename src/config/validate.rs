@@ -101,6 +101,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
         public_addresses,
         public_addresses_configured,
         check: check_settings,
+        system_accounts: Default::default(),
     })
 }
 

@@ -109,8 +109,8 @@ pub struct Submitter {
 }
 
 /// An address as sendmail users write it: `<a@b>` or `a@b`; a bare name is
-/// a local user at our first domain.
-fn address(text: &str, first_domain: &str) -> Result<Address, SubmitError> {
+/// put at `domain`.
+fn address(text: &str, domain: &str) -> Result<Address, SubmitError> {
     let t = text.trim();
     let t = t
         .strip_prefix('<')
@@ -119,7 +119,7 @@ fn address(text: &str, first_domain: &str) -> Result<Address, SubmitError> {
     let full = if t.contains('@') {
         t.to_string()
     } else {
-        format!("{t}@{first_domain}")
+        format!("{t}@{domain}")
     };
     Address::parse(&full).map_err(|_| SubmitError::BadAddress(text.to_string()))
 }
@@ -178,10 +178,10 @@ impl Submitter {
                 limit,
             });
         }
-        let first = config.domains[0].as_str();
+        // A bare sender is a login here, as the default `<login>@<hostname>`.
         let sender = match sender.trim() {
             "" | "<>" => None,
-            s => Some(address(s, first)?),
+            s => Some(address(s, &config.hostname)?),
         };
         if let Some(login) = restricted {
             if !senders::may_use(config, Sender::Local(login), sender.as_ref()) {
@@ -241,7 +241,8 @@ impl Submitter {
 }
 
 /// The routes of `recipients`, deduplicated; every one at our domains must
-/// exist.
+/// exist. A bare name is a user or alias at our first domain, or else
+/// system mail at the hostname (`root`, a login: cron writes to them).
 fn route(config: &Config, recipients: &[String]) -> Result<Vec<Recipient>, SubmitError> {
     let first = config.domains[0].as_str();
     let mut routed: Vec<Recipient> = Vec::new();
@@ -249,7 +250,12 @@ fn route(config: &Config, recipients: &[String]) -> Result<Vec<Recipient>, Submi
     for text in recipients {
         let to = address(text, first)?;
         // Programs on this machine may relay: the sender rules hold them.
-        match routing::route(config, Some(&to), Relay::Allowed) {
+        let mut found = routing::route(config, Some(&to), Relay::Allowed);
+        if found.is_err() && !text.contains('@') {
+            let system = address(text, &config.hostname)?;
+            found = routing::route(config, Some(&system), Relay::Allowed);
+        }
+        match found {
             Ok(found) => routing::add(&mut routed, found),
             Err(_) => unknown.push(to.to_string()),
         }

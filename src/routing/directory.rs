@@ -7,6 +7,14 @@
 //! recipient delimiter (`me+tag` → `me`); `postmaster` (RFC 5321 §4.5.1: it
 //! always exists); the domain's catch-all alias. Anything else is unknown.
 //! Alias targets are not expanded further.
+//!
+//! System mail: the hostname is ours too when it is not one of the domains
+//! (as Postfix's `myhostname` is in `mydestination`), for what programs on
+//! this host send as `<login>@<hostname>` and for the bounces that come
+//! back to them. There an alias for the local part or a user name is looked
+//! up as above; `postmaster`, `root`, `mailer-daemon` and the host's logins
+//! (/etc/passwd) go to the postmaster, the owner; anything else is unknown,
+//! so the hostname is no catch-all for strangers.
 
 use crate::config::{AliasSource, AliasTarget, Config};
 use crate::smtp::{Address, Recipient, Route};
@@ -35,11 +43,15 @@ pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
         // An address literal is never one of our domain names.
         return Resolution::NotLocal;
     };
-    if !config.is_local_domain(domain) {
-        return Resolution::NotLocal;
-    }
     let original = addr.to_string();
     let local = addr.local.to_lowercase();
+    if !config.is_local_domain(domain) {
+        return if config.is_hostname(domain) {
+            system_mail(config, &original, &local)
+        } else {
+            Resolution::NotLocal
+        };
+    }
     if let Some(routes) = lookup(config, &local, domain) {
         return Resolution::Local(recipients(&original, routes));
     }
@@ -60,6 +72,25 @@ pub fn resolve(config: &Config, to: Option<&Address>) -> Resolution {
         if matches!(&alias.source, AliasSource::CatchAll(d) if d == domain) {
             return Resolution::Local(recipients(&original, routes_of(&alias.targets)));
         }
+    }
+    Resolution::Unknown
+}
+
+/// Mail to `local` at the hostname (see the module documentation).
+fn system_mail(config: &Config, original: &str, local: &str) -> Resolution {
+    let hostname = config.hostname.as_str();
+    let base = match config.recipient_delimiter {
+        Some(d) => local.split_once(d).map_or(local, |(b, _)| b),
+        None => local,
+    };
+    if let Some(routes) = lookup(config, local, hostname).or_else(|| lookup(config, base, hostname))
+    {
+        return Resolution::Local(recipients(original, routes));
+    }
+    let system = ["postmaster", "root", "mailer-daemon"].contains(&base)
+        || config.system_accounts.contains(base);
+    if system {
+        return Resolution::Local(recipients(original, postmaster_routes(config, None)));
     }
     Resolution::Unknown
 }
@@ -158,9 +189,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn config() -> Config {
-        Config::parse(
-            r#"
+    const CONFIG_TEXT: &str = r#"
 hostname = "mx.example.org"
 data_dir = "/tmp/tern-test"
 domains = ["example.org", "example.net"]
@@ -176,10 +205,10 @@ name = "bob"
 "sales" = ["me", "bob"]
 "@example.net" = "me"
 "friends@example.org" = ["me", "pal@elsewhere.example"]
-"#,
-            Path::new("test.toml"),
-        )
-        .unwrap()
+"#;
+
+    fn config() -> Config {
+        Config::parse(CONFIG_TEXT, Path::new("test.toml")).unwrap()
     }
 
     fn routes(s: &str) -> Resolution {
@@ -229,6 +258,39 @@ name = "bob"
             friends[1],
             Route::Remote(Address::parse("pal@elsewhere.example").unwrap())
         );
+    }
+
+    #[test]
+    fn system_mail_at_the_hostname_goes_to_the_owner() {
+        let mut config = config();
+        config.system_accounts = ["daemon".to_string(), "www-data".to_string()].into();
+        let at = |s: &str| resolve(&config, Some(&Address::parse(s).unwrap()));
+        // root, postmaster and the host's logins: the postmaster (the first
+        // user, "me"), whatever the case, with or without a +tag.
+        for to in [
+            "root@mx.example.org",
+            "ROOT@MX.EXAMPLE.ORG",
+            "postmaster@mx.example.org",
+            "MAILER-DAEMON@mx.example.org",
+            "www-data@mx.example.org",
+            "daemon+cron@mx.example.org",
+        ] {
+            assert_eq!(route_list(at(to)), local(&["me"]), "{to}");
+        }
+        // Users and local-part aliases as at every domain.
+        assert_eq!(route_list(at("bob@mx.example.org")), local(&["bob"]));
+        assert_eq!(
+            route_list(at("sales@mx.example.org")),
+            local(&["me", "bob"])
+        );
+        // The hostname is no catch-all, and a subdomain of it is not ours.
+        assert_eq!(at("nosuch@mx.example.org"), Resolution::Unknown);
+        assert_eq!(at("root@sub.mx.example.org"), Resolution::NotLocal);
+        // An alias for root sends system mail elsewhere.
+        let text = format!("{CONFIG_TEXT}\"root\" = \"bob\"\n");
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let at = |s: &str| resolve(&config, Some(&Address::parse(s).unwrap()));
+        assert_eq!(route_list(at("root@mx.example.org")), local(&["bob"]));
     }
 
     #[test]
