@@ -2,15 +2,16 @@
 //! the control socket (so a second daemon stops before it touches the spool),
 //! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners,
 //! starts the scheduler and the control server, tells systemd it is ready
-//! (READY=1 only after all that), pings the watchdog; on SIGHUP re-reads
-//! tern.toml and the certificates (a bad new config is refused and the old one
-//! keeps serving); on SIGTERM/SIGINT stops accepting, lets sessions in DATA and
+//! (READY=1 only after all that), pings the watchdog; on SIGHUP or `tern
+//! reload` re-reads tern.toml, the certificates and the DKIM keys (a bad new
+//! config is refused and the old one keeps serving); on SIGTERM/SIGINT stops accepting, lets sessions in DATA and
 //! deliveries in progress finish (bounded), and exits with nothing lost.
 
+use std::future::Future;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,9 +20,10 @@ use tokio::sync::watch;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Source};
-use crate::control::{self, ControlListener};
+use crate::control::{self, ControlListener, Failure, FailureKind, Peer};
 use crate::dkim::{self, Signer};
-use crate::inbound::submit::Submitter;
+use crate::inbound::senders::AuthorError;
+use crate::inbound::submit::{Caller, SubmitError, Submitter};
 use crate::inbound::Server;
 use crate::live::{Live, Snapshot};
 use crate::local::Maildirs;
@@ -30,7 +32,7 @@ use crate::outbound::Outbound;
 use crate::queue::admin::Admin;
 use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::{Agents, Scheduler};
-use crate::queue::{Spool, SpoolOptions};
+use crate::queue::{Body, QueueId, Spool, SpoolOptions};
 use crate::systemd;
 
 /// How long sessions in DATA and running deliveries get at shutdown.
@@ -112,15 +114,19 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
-    let submitter = Arc::new(Submitter::new(live.clone(), spool.clone()));
+    let wired = Arc::new(Wired {
+        submitter: Submitter::new(live.clone(), spool.clone()),
+        live: live.clone(),
+        path: path.clone(),
+    });
     let local_submit = submit_listener()?.map(|listener| {
         log::info!(
             "submission socket for local users on {}",
             listener.path().display()
         );
-        tokio::spawn(listener.serve(admin.clone(), submitter.clone(), stopped.clone()))
+        tokio::spawn(listener.serve(admin.clone(), wired.clone(), stopped.clone()))
     });
-    let control = tokio::spawn(control.serve(admin, submitter, stopped.clone()));
+    let control = tokio::spawn(control.serve(admin, wired, stopped.clone()));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
     if let Some(every) = systemd::watchdog_interval() {
@@ -147,10 +153,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
-            _ = hup.recv() => match &path {
-                Some(path) => reload(path, &live),
-                None => log::warn!("SIGHUP: running on the embedded default config; nothing to reload"),
-            },
+            _ = hup.recv() => {
+                let (path, live) = (path.clone(), live.clone());
+                tokio::task::spawn_blocking(move || reload(path.as_deref(), &live));
+            }
         }
     }
     systemd::notify("STOPPING=1");
@@ -230,12 +236,21 @@ fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
     Ok(Some(listener))
 }
 
-/// SIGHUP: re-reads the config file, the certificates and the DKIM keys, and
-/// puts them in force together as one [`Snapshot`]. Sessions already open
-/// keep the snapshot they started with; new ones get the new one. A config
-/// that does not validate (or certificates or keys that do not load) changes
-/// nothing.
-fn reload(path: &Path, live: &Live) {
+/// SIGHUP and `tern reload`: re-reads the config file at `path`, the
+/// certificates and the DKIM keys, and puts them in force together as one
+/// [`Snapshot`]; the new config's summary, or the mistake. Sessions already
+/// open keep the snapshot they started with; new ones get the new one. A
+/// config that does not validate (or certificates or keys that do not load)
+/// changes nothing, and its mistake becomes the unit's status line
+/// (`systemctl status tern`). One reload at a time.
+fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = path else {
+        let why = "running on the embedded default config; there is no file to reload";
+        log::warn!("reload: {why}");
+        return Err(why.to_string());
+    };
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
@@ -268,15 +283,88 @@ fn reload(path: &Path, live: &Live) {
             write_dovecot_users(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
-            crate::status::activity().reloaded(Ok(summary));
+            crate::status::activity().reloaded(Ok(summary.clone()));
             systemd::notify(&format!("READY=1\nSTATUS={status}"));
+            Ok(summary)
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
-            crate::status::activity().reloaded(Err(e));
-            systemd::notify("READY=1\nSTATUS=reload refused: see the journal");
+            crate::status::activity().reloaded(Err(e.clone()));
+            // The status line systemctl shows: one line, whatever the text.
+            let line: String = e
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            systemd::notify(&format!(
+                "READY=1\nSTATUS=reload refused, the previous configuration stays in force: {line}"
+            ));
+            Err(e)
         }
     }
+}
+
+/// The running daemon as the control sockets see it ([`control::Daemon`]):
+/// the inbound side's [`Submitter`] for `sendmail`, and [`reload`].
+struct Wired {
+    submitter: Submitter,
+    live: Arc<Live>,
+    /// The config file in force (`None`: the embedded default).
+    path: Option<PathBuf>,
+}
+
+impl control::Daemon for Wired {
+    fn config(&self) -> Arc<Config> {
+        self.live.config()
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.submitter.tmp_dir()
+    }
+
+    fn submit(
+        &self,
+        sender: String,
+        recipients: Vec<String>,
+        body: Body,
+        peer: Peer,
+    ) -> impl Future<Output = Result<QueueId, Failure>> + Send {
+        let caller = Caller {
+            uid: peer.uid,
+            privileged: peer.privileged,
+        };
+        async move {
+            self.submitter
+                .submit(&sender, &recipients, body, caller)
+                .await
+                .map_err(|e| failure_of(&e))
+        }
+    }
+
+    fn reload(&self) -> impl Future<Output = Result<String, String>> + Send {
+        let (path, live) = (self.path.clone(), self.live.clone());
+        async move {
+            tokio::task::spawn_blocking(move || reload(path.as_deref(), &live))
+                .await
+                .unwrap_or_else(|e| Err(format!("the reload failed inside the daemon: {e}")))
+        }
+    }
+}
+
+/// Which answer on the control socket each refusal of a submission earns
+/// (`sendmail` turns the kind into its exit code).
+fn failure_of(e: &SubmitError) -> Failure {
+    let kind = match e {
+        SubmitError::NoSuchUser(_) => FailureKind::NoSuchUser,
+        SubmitError::BadAddress(_) => FailureKind::BadAddress,
+        SubmitError::SenderRefused { .. }
+        | SubmitError::UnknownUid(_)
+        | SubmitError::Author(AuthorError::NotAllowed { .. }) => FailureKind::SenderRefused,
+        SubmitError::Author(AuthorError::Io(_)) | SubmitError::Spool(_) => FailureKind::Io,
+        SubmitError::Author(_) => FailureKind::BadMessage,
+        SubmitError::TooManyRecipients { .. } => FailureKind::TooManyRecipients,
+        SubmitError::RateLimited { .. } => FailureKind::RateLimited,
+    };
+    Failure::new(kind, e.to_string())
 }
 
 /// Writes Dovecot's user database (`[dovecot]`); a failure is logged, and

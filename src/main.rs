@@ -43,6 +43,10 @@ enum Command {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Re-read the configuration, certificates and DKIM keys in the running
+    /// daemon (as `systemctl reload tern`): prints the file's mistake, or
+    /// the daemon's answer; exit 1 when the old configuration stays.
+    Reload,
     /// Inspect the configuration file.
     Config {
         #[command(subcommand)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
             cmd: ConfigCmd::Check { path: None },
         } => tern::live::check(&source(), true),
         Command::Queue { cmd } => tern::control::command::run(&source(), cmd),
+        Command::Reload => tern::control::command::reload(&source()),
         Command::Dkim { cmd } => tern::dkim::command::run(&source(), cmd),
         Command::Sendmail { args } => tern::sendmail::run(&args),
         Command::Dns => ExitCode::from(tern::check::dns_cli(&source())),

@@ -374,7 +374,8 @@ impl LocalUsers {
     /// (exit code, stderr).
     fn nobody(&self, args: &[&str], input: &[u8]) -> (i32, String) {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .arg("sendmail")
             .arg("-C")
             .arg(&self.server.config_path)
@@ -384,9 +385,20 @@ impl LocalUsers {
             .gid(65534)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        // The copied binary is briefly "busy" (ETXTBSY) while a process
+        // forked by another test thread still holds the copy's write
+        // descriptor, until that process execs.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                spawned => break spawned.unwrap(),
+            }
+        };
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
         (

@@ -136,9 +136,11 @@ class Postfix:
     name = "Postfix"
     key = "postfix"
 
-    def __init__(self, workdir, port):
-        self.dir = os.path.join(workdir, "postfix")
+    def __init__(self, workdir, port, sub="postfix", extra=()):
+        """`extra`: more postfix-instance options (e.g. --tls, --set K=V)."""
+        self.dir = os.path.join(workdir, sub)
         self.port = port
+        self.extra = list(extra)
         self.pid = None
 
     def start(self):
@@ -146,7 +148,7 @@ class Postfix:
         REG.postfix_dirs.append(self.dir)
         r = subprocess.run(
             [POSTFIX_INSTANCE, "start", self.dir, "--port", str(self.port), "--domain", DOMAIN,
-             "--hostname", f"postfix.{DOMAIN}", "--user", "bench"],
+             "--hostname", f"postfix.{DOMAIN}", "--user", "bench"] + self.extra,
             capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"postfix-instance start failed:\n{r.stderr}")
@@ -186,24 +188,22 @@ postmaster = "bench"
 [[listener]]
 address = "127.0.0.1:{port}"
 role = "mx"
-
+{extra_listeners}
 [[user]]
 name = "bench"
 {extra_users}
 [limits]
 message_size = "50M"
-connections = 2000
-connections_per_ip = 2000
+connections = {connections}
+connections_per_ip = {connections}
 
 [relay]
-# A loopback UDP socket that answers nothing: tern never asks a real resolver.
+# A DNS server on loopback (scripts/bench.d/dns.py, or a socket that answers
+# nothing): tern never asks a real resolver.
 nameservers = ["127.0.0.1:{dns_port}"]
 
 [mx]
-# The checks on incoming mail need DNS answers this bench does not give
-# (a sender-domain, SPF and DMARC run with them is a separate measurement).
-verify_sender_domain = false
-authenticate = false
+{mx}
 
 [queue]
 # Deferred messages (the scaling test's) stay put during the benchmark.
@@ -212,12 +212,30 @@ retry_max = "4h"
 """
 
 
+MX_CHECKS_OFF = """# The checks on incoming mail need DNS answers this run does not give
+# (scripts/bench --checks measures them).
+verify_sender_domain = false
+authenticate = false"""
+
+MX_CHECKS_ON = """# Every check on incoming mail, against the bench's loopback DNS.
+verify_sender_domain = true
+authenticate = true"""
+
+
 class Tern:
     name = "tern"
     key = "tern"
 
-    def __init__(self, binary, workdir, port, dns_port, sub="tern", stuck=False):
+    def __init__(self, binary, workdir, port, dns_port, sub="tern", stuck=False, checks=False,
+                 submission_port=None, connections=2000):
+        """`checks`: the incoming-mail checks on (sender domain, SPF, iprev,
+        DKIM, DMARC; they need the answers of scripts/bench.d/dns.py), else
+        off (the main matrix: its DNS answers nothing)."""
         self.binary, self.port, self.dns_port = binary, port, dns_port
+        self.checks = checks
+        # A submission listener (STARTTLS, self-signed) too, and the
+        # connection budget: for the idle-sessions measurement.
+        self.submission_port, self.connections = submission_port, connections
         self.dir = os.path.join(workdir, sub)
         self.data = os.path.join(self.dir, "data")
         self.config = os.path.join(self.dir, "tern.toml")
@@ -240,7 +258,12 @@ class Tern:
             extra = f'\n[[user]]\nname = "stuck"\nmaildir = "{blocked}/stuck"\n'
         with open(self.config, "w") as f:
             f.write(TERN_CONFIG.format(domain=DOMAIN, data=self.data, port=self.port,
-                                       dns_port=self.dns_port, extra_users=extra))
+                                       dns_port=self.dns_port, extra_users=extra,
+                                       connections=self.connections,
+                                       extra_listeners=(f'\n[[listener]]\naddress = "127.0.0.1:'
+                                                        f'{self.submission_port}"\nrole = "submission"\n'
+                                                        if self.submission_port else ""),
+                                       mx=MX_CHECKS_ON if self.checks else MX_CHECKS_OFF))
 
     def start(self, timeout=600):
         """Starts tern; returns (seconds to the "ready:" log line, seconds to

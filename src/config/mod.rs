@@ -12,6 +12,7 @@ mod names;
 mod placeholder;
 mod raw;
 mod source;
+mod syntax;
 mod units;
 mod validate;
 

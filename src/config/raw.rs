@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ConfigError;
+use super::{syntax, ConfigError};
 
 /// The whole file. Field names are the TOML keys.
 #[derive(Debug, Deserialize)]
@@ -270,15 +270,34 @@ impl RawConfig {
     pub(crate) fn from_toml(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().trim_end();
+            // A string left open makes the parser stumble later (inside an
+            // array, lines later): the open quote is the place to show.
+            if let Some((open, quote)) = syntax::unclosed_string(text) {
+                if e.span().is_none_or(|s| s.start >= open.start) {
+                    let message = format!(
+                        "string is not closed: expected `{quote}` before the end of the line"
+                    );
+                    return ConfigError::at(origin, text, open, message);
+                }
+            }
             match e.span() {
                 Some(span) => {
                     let found = text.get(span.clone()).unwrap_or("");
-                    ConfigError::at(origin, text, span, house_style(message, found))
+                    let message = syntax::bare_word(text, span.start)
+                        .filter(|_| is_value_error(message))
+                        .unwrap_or_else(|| house_style(message, found));
+                    ConfigError::at(origin, text, span, message)
                 }
                 None => ConfigError::whole_file(origin, house_style(message, "")),
             }
         })
     }
+}
+
+/// Is `message` the parser's complaint about a value it could not read
+/// (where a bare word reads as a boolean or a string gone wrong)?
+fn is_value_error(message: &str) -> bool {
+    message.starts_with("invalid boolean") || message.starts_with("string values must be quoted")
 }
 
 /// Rewrites the few toml/serde messages that name things in Rust terms or leave
@@ -448,11 +467,11 @@ mod tests {
     fn unclosed_strings_say_so() {
         assert_eq!(
             error("hostname = \"x\ndata_dir = 'y\n"),
-            "tern.toml:1:14: string is not closed: expected `\"` before the end of the line"
+            "tern.toml:1:12: string is not closed: expected `\"` before the end of the line"
         );
         assert_eq!(
             error("data_dir = 'y\n"),
-            "tern.toml:1:14: string is not closed: expected `'` before the end of the line"
+            "tern.toml:1:12: string is not closed: expected `'` before the end of the line"
         );
     }
 

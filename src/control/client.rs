@@ -171,6 +171,15 @@ impl Client {
         }
     }
 
+    /// Asks the daemon to re-read its configuration: the summary of the
+    /// new one, or [`ControlError::Refused`] with the mistake.
+    pub fn reload(&mut self) -> Result<String, ControlError> {
+        match self.request(&Request::Reload)? {
+            Reply::Reloaded { summary } => Ok(summary),
+            other => Err(unexpected("reload", &other)),
+        }
+    }
+
     fn done(&mut self, name: &str, request: &Request) -> Result<(), ControlError> {
         match self.request(request)? {
             Reply::Done => Ok(()),
@@ -188,6 +197,7 @@ fn unexpected(request: &str, reply: &Reply) -> ControlError {
         Reply::Queued { .. } => "queued",
         Reply::Done => "done",
         Reply::Status { .. } => "status",
+        Reply::Reloaded { .. } => "reloaded",
     };
     ControlError::Protocol(format!("the daemon answered {request} with {kind}"))
 }

@@ -1,7 +1,8 @@
 //! `tern queue …` (and `mailq`): manage queued mail through the daemon's
 //! control socket; `list` and `show` fall back to reading the spool when no
 //! daemon answers. Changes need the daemon: it alone writes the spool (two
-//! writers would corrupt its log).
+//! writers would corrupt its log). Also `tern reload`, which asks the
+//! daemon to re-read its configuration and prints its answer.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -56,6 +57,49 @@ pub fn run(source: &Source, cmd: QueueCmd) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tern reload` (and systemd's ExecReload): checks the file from `source`
+/// and prints its mistake without disturbing the daemon, or asks the
+/// daemon to reload and prints what it says: `reloaded: <file>: <summary>` (exit
+/// 0) or why it kept the configuration in force (exit 1). The daemon reads
+/// the file it was started with, and also loads the certificates and DKIM
+/// keys, which a check of the file alone does not.
+pub fn reload(source: &Source) -> ExitCode {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("tern: not reloaded; the daemon keeps the configuration in force");
+            // The file names no data directory now, but a daemon under
+            // systemd also listens on the submission socket: asked there,
+            // it reads the file, refuses it too, and keeps the reason on
+            // its status line (`systemctl status tern`, `tern status`).
+            if let Ok(mut client) = Client::connect(&super::submit_socket_path()) {
+                let _ = client.reload();
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = Client::connect(&socket_path(&config.data_dir)).and_then(|mut c| c.reload());
+    match answer {
+        Ok(summary) => {
+            println!(
+                "reloaded: {}",
+                summary.strip_prefix("ok: ").unwrap_or(&summary)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ControlError::Refused(failure)) => {
+            eprintln!("{failure}");
+            eprintln!("tern: reload refused; the daemon keeps the configuration in force");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tern: {e}");
             ExitCode::FAILURE
         }
     }

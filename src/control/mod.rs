@@ -11,9 +11,9 @@
 //! (a web application, a user's cron job), who cannot read tern.toml nor
 //! enter the data directory, queues mail there. The daemon learns each
 //! client's uid from the socket (SO_PEERCRED): a caller other than root and
-//! the daemon's user or group is held to the sender rules
-//! ([`crate::inbound::submit`]). On both sockets a submitted message must
-//! have CRLF line ends, as on port 25.
+//! the daemon's user or group is held to the sender rules (the daemon's
+//! [`Daemon::submit`], which src/daemon.rs wires to the inbound side). On
+//! both sockets a submitted message must have CRLF line ends, as on port 25.
 //!
 //! # Protocol
 //!
@@ -35,8 +35,10 @@
 //! ```
 //!
 //! Requests: `ping`, `list`, `show {id}`, `flush {id?}`, `hold {id}`,
-//! `release {id}`, `delete {id, bounce}`, `submit` and `status` (`tern
-//! status`). Fields a side does not know are ignored, so either side can
+//! `release {id}`, `delete {id, bounce}`, `submit`, `status` (`tern
+//! status`) and `reload` (`tern reload`: the daemon re-reads its file and
+//! answers `reloaded` with the summary, or `reload_refused` with the
+//! mistake). Fields a side does not know are ignored, so either side can
 //! grow optional fields.
 //!
 //! **`submit`** (sendmail): the request line announces a raw payload that
@@ -60,6 +62,7 @@
 
 pub mod client;
 pub mod command;
+pub mod daemon;
 pub mod display;
 pub mod protocol;
 pub mod server;
@@ -68,6 +71,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use client::Client;
+pub use daemon::{Daemon, Peer};
 pub use protocol::{Failure, FailureKind, Reply, Request};
 pub use server::ControlListener;
 

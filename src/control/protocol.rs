@@ -50,11 +50,15 @@ pub enum Request {
     },
     /// The one screen of `tern status`: [`Reply::Status`].
     Status,
+    /// Re-read the configuration file, the certificates and the DKIM keys
+    /// (as SIGHUP does) and say how it went: [`Reply::Reloaded`], or
+    /// [`FailureKind::ReloadRefused`] with the mistake.
+    Reload,
 }
 
 /// Every `op` this daemon knows; any other is [`FailureKind::Unsupported`].
 const KNOWN_OPS: &[&str] = &[
-    "ping", "list", "show", "flush", "hold", "release", "delete", "submit", "status",
+    "ping", "list", "show", "flush", "hold", "release", "delete", "submit", "status", "reload",
 ];
 
 /// A successful answer.
@@ -89,6 +93,11 @@ pub enum Reply {
     },
     Status {
         status: Box<crate::status::StatusReport>,
+    },
+    /// The new configuration is in force.
+    Reloaded {
+        /// `tern config check`'s one line about it.
+        summary: String,
     },
 }
 
@@ -128,6 +137,9 @@ pub enum FailureKind {
     /// This socket does not serve that request (the submission socket
     /// only takes `ping` and `submit`).
     NotAllowed,
+    /// The new configuration (or a certificate or key it names) did not
+    /// load; the one in force stays.
+    ReloadRefused,
     /// Anything else (a bug).
     Internal,
     /// A kind a newer daemon sends that this client does not know.
@@ -281,6 +293,7 @@ mod tests {
             ),
             (Request::Flush { id: None }, r#"{"op":"flush"}"#),
             (Request::Status, r#"{"op":"status"}"#),
+            (Request::Reload, r#"{"op":"reload"}"#),
             (
                 Request::Flush { id: Some(id()) },
                 r#"{"op":"flush","id":"18C4F0A2B3D41"}"#,

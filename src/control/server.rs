@@ -2,7 +2,8 @@
 //! `<data_dir>/control.sock` at start-up (a stale file left by a crash is
 //! removed; a daemon that still answers there stops us), and
 //! [`ControlListener::serve`] answers requests with the queue's [`Admin`]
-//! until shutdown, one task per connection, each bounded in time.
+//! and the running [`Daemon`] until shutdown, one task per connection, each
+//! bounded in time.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -16,14 +17,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::inbound::senders::AuthorError;
-use crate::inbound::submit::{Caller, SubmitError, Submitter};
 use crate::queue::admin::Admin;
 use crate::queue::listing::{MessageDetails, MessageSummary};
 use crate::queue::SpoolError;
 use crate::queue::{BodyBuffer, BODY_MEMORY_LIMIT};
 use crate::smtp::data::ChunkChecker;
 
+use super::daemon::{Daemon, Peer};
 use super::protocol::{
     decode_request, encode_response, Failure, FailureKind, Reply, Request, Response,
     MAX_REQUEST_LINE,
@@ -48,7 +48,8 @@ pub enum Scope {
     /// (`<data_dir>/control.sock`, mode 0660: root and group tern).
     Admin,
     /// `ping` and `submit` only, for every local user: `sendmail` run by
-    /// a web application or a user's cron job (mode 0666).
+    /// a web application or a user's cron job (mode 0666); and `reload` for
+    /// root and the daemon's own user or group.
     Submit,
 }
 
@@ -107,10 +108,10 @@ impl ControlListener {
 
     /// Answers requests until `shutdown` turns true; then closes the socket,
     /// removes its file, and gives connections in progress a moment.
-    pub async fn serve(
+    pub async fn serve<D: Daemon>(
         self,
         admin: Arc<Admin>,
-        submitter: Arc<Submitter>,
+        daemon: Arc<D>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -132,10 +133,10 @@ impl ControlListener {
             match accepted {
                 Ok((stream, _)) => {
                     let admin = admin.clone();
-                    let submitter = submitter.clone();
+                    let daemon = daemon.clone();
                     let scope = self.scope;
                     connections.spawn(async move {
-                        connection(stream, admin, submitter, scope).await;
+                        connection(stream, admin, daemon, scope).await;
                         drop(permit);
                     });
                 }
@@ -229,15 +230,15 @@ async fn read_line(
 
 /// Serves one client: requests in sequence until it closes, stalls, or sends
 /// something that is not a request we know.
-async fn connection(
+async fn connection<D: Daemon>(
     stream: UnixStream,
     admin: Arc<Admin>,
-    submitter: Arc<Submitter>,
+    daemon: Arc<D>,
     scope: Scope,
 ) {
     let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
-    let caller = caller(scope, cred);
+    let peer = peer(scope, cred);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -266,7 +267,14 @@ async fn connection(
                 return;
             }
         };
-        if scope == Scope::Submit && !matches!(request, Request::Ping | Request::Submit { .. }) {
+        let allowed = match request {
+            Request::Ping | Request::Submit { .. } => true,
+            // `tern reload` by root or the daemon's user when tern.toml
+            // does not parse (so it cannot name the data directory).
+            Request::Reload => peer.privileged,
+            _ => scope == Scope::Admin,
+        };
+        if !allowed {
             log::warn!(
                 "control: uid {uid:?} asked the submission socket for more than ping/submit"
             );
@@ -285,14 +293,14 @@ async fn connection(
         {
             // The payload follows the line; after a refusal the connection
             // closes, since what follows cannot be read as requests.
-            let result = submit(&mut reader, &submitter, sender, recipients, size, caller).await;
+            let result = submit(&mut reader, &*daemon, sender, recipients, size, peer).await;
             let refused = result.is_err();
             if !answer(&mut write, &Response::from(result)).await || refused {
                 return;
             }
             continue;
         }
-        let response = Response::from(run(request, admin.clone(), submitter.config()).await);
+        let response = Response::from(run(request, admin.clone(), daemon.clone()).await);
         if !answer(&mut write, &response).await {
             return;
         }
@@ -303,7 +311,7 @@ async fn connection(
 /// and group tern (its mode); on the submission socket, root and the
 /// daemon's own user and group are too, and everyone else is held to the
 /// sender rules.
-fn caller(scope: Scope, cred: Option<tokio::net::unix::UCred>) -> Caller {
+fn peer(scope: Scope, cred: Option<tokio::net::unix::UCred>) -> Peer {
     let privileged = match scope {
         Scope::Admin => true,
         Scope::Submit => cred.is_some_and(|c| {
@@ -312,7 +320,7 @@ fn caller(scope: Scope, cred: Option<tokio::net::unix::UCred>) -> Caller {
                 || c.gid() == nix::unistd::getegid().as_raw()
         }),
     };
-    Caller {
+    Peer {
         uid: cred.map(|c| c.uid()),
         privileged,
     }
@@ -321,23 +329,23 @@ fn caller(scope: Scope, cred: Option<tokio::net::unix::UCred>) -> Caller {
 /// Reads a submitted message (`size` octets) and queues it. Its lines obey
 /// the rules of SMTP (RFC 5321 §2.3.8): a bare CR or LF is refused, as on
 /// port 25 (`sendmail` sends CRLF line ends).
-async fn submit(
+async fn submit<D: Daemon>(
     reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
-    submitter: &Submitter,
+    daemon: &D,
     sender: String,
     recipients: Vec<String>,
     size: u64,
-    caller: Caller,
+    peer: Peer,
 ) -> Result<Reply, Failure> {
-    let uid = caller.uid;
-    let limit = submitter.size_limit();
+    let uid = peer.uid;
+    let limit = daemon.config().limits.message_size;
     if size > limit {
         return Err(Failure::new(
             FailureKind::TooBig,
             format!("the message has {size} octets; the limit is {limit} (limits.message_size)"),
         ));
     }
-    let mut buffer = BodyBuffer::new(&submitter.tmp_dir(), BODY_MEMORY_LIMIT);
+    let mut buffer = BodyBuffer::new(&daemon.tmp_dir(), BODY_MEMORY_LIMIT);
     let mut left = size;
     let mut chunk = vec![0u8; 64 << 10];
     let mut lines = ChunkChecker::default();
@@ -365,30 +373,12 @@ async fn submit(
     }
     buffer.ensure_final_crlf().map_err(|e| io(&e))?;
     let body = buffer.take().map_err(|e| io(&e))?;
-    match submitter.submit(&sender, &recipients, body, caller).await {
+    match daemon.submit(sender, recipients, body, peer).await {
         Ok(id) => Ok(Reply::Queued { id }),
-        Err(e) => {
-            log::warn!("control: sendmail submission from uid {uid:?} refused: {e}");
-            Err(Failure::from(&e))
+        Err(failure) => {
+            log::warn!("control: sendmail submission from uid {uid:?} refused: {failure}");
+            Err(failure)
         }
-    }
-}
-
-/// Which answer each refusal of a submission earns.
-impl From<&SubmitError> for Failure {
-    fn from(e: &SubmitError) -> Failure {
-        let kind = match e {
-            SubmitError::NoSuchUser(_) => FailureKind::NoSuchUser,
-            SubmitError::BadAddress(_) => FailureKind::BadAddress,
-            SubmitError::SenderRefused { .. }
-            | SubmitError::UnknownUid(_)
-            | SubmitError::Author(AuthorError::NotAllowed { .. }) => FailureKind::SenderRefused,
-            SubmitError::Author(AuthorError::Io(_)) | SubmitError::Spool(_) => FailureKind::Io,
-            SubmitError::Author(_) => FailureKind::BadMessage,
-            SubmitError::TooManyRecipients { .. } => FailureKind::TooManyRecipients,
-            SubmitError::RateLimited { .. } => FailureKind::RateLimited,
-        };
-        Failure::new(kind, e.to_string())
     }
 }
 
@@ -403,9 +393,13 @@ async fn answer(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Respons
 
 /// Runs `request` in its own task (so a timeout never cuts a spool write in
 /// half) and waits for it at most [`OPERATION_TIMEOUT`].
-async fn run(request: Request, admin: Arc<Admin>, config: Arc<Config>) -> Result<Reply, Failure> {
+async fn run<D: Daemon>(
+    request: Request,
+    admin: Arc<Admin>,
+    daemon: Arc<D>,
+) -> Result<Reply, Failure> {
     let name = format!("{request:?}");
-    let task = tokio::spawn(handle(request, admin, config));
+    let task = tokio::spawn(handle(request, admin, daemon));
     match tokio::time::timeout(OPERATION_TIMEOUT, task).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => {
@@ -426,11 +420,12 @@ async fn run(request: Request, admin: Arc<Admin>, config: Arc<Config>) -> Result
 }
 
 /// Does what `request` asks, under the configuration in force.
-async fn handle(
+async fn handle<D: Daemon>(
     request: Request,
     admin: Arc<Admin>,
-    config: Arc<Config>,
+    daemon: Arc<D>,
 ) -> Result<Reply, Failure> {
+    let config: Arc<Config> = daemon.config();
     let spool = admin.spool();
     let failed = |e: SpoolError| Failure::from(&e);
     match request {
@@ -507,6 +502,10 @@ async fn handle(
                 status: Box::new(status),
             })
         }
+        Request::Reload => match daemon.reload().await {
+            Ok(summary) => Ok(Reply::Reloaded { summary }),
+            Err(mistake) => Err(Failure::new(FailureKind::ReloadRefused, mistake)),
+        },
     }
 }
 

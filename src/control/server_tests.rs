@@ -1,6 +1,9 @@
 //! Unit tests of the daemon's end of the control socket: claiming the socket
 //! file (stale, live, in the way), and real conversations with a spool behind
-//! it, through the blocking client and through raw bytes.
+//! it, through the blocking client and through raw bytes. The daemon behind
+//! the socket is [`TestDaemon`]: submissions are the inbound side's business
+//! (tested in tests/sendmail.rs); here it queues what it is given and
+//! reloads as it is told.
 
 use super::*;
 use crate::clock::SystemClock;
@@ -13,8 +16,59 @@ use crate::queue::{Body, QueueId, Spool, SpoolOptions};
 use crate::smtp::{Address, Envelope, Recipient, Route};
 use std::io::{BufRead, Write};
 
+/// The rest of the daemon, as the control server sees it: the default
+/// config, a submission queued as it comes, a reload that says what
+/// `reload_answer` holds.
+struct TestDaemon {
+    config: Arc<Config>,
+    spool: Spool,
+    reload_answer: std::sync::Mutex<Result<String, String>>,
+}
+
+impl crate::control::Daemon for TestDaemon {
+    fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.spool.tmp_dir()
+    }
+
+    async fn submit(
+        &self,
+        _sender: String,
+        recipients: Vec<String>,
+        body: Body,
+        _peer: Peer,
+    ) -> Result<QueueId, Failure> {
+        let id = self.spool.new_id();
+        let envelope = Envelope {
+            sender: None,
+            recipients: recipients
+                .iter()
+                .map(|r| Recipient {
+                    original: r.clone(),
+                    route: Route::Remote(Address::parse(r).unwrap()),
+                })
+                .collect(),
+            eight_bit: false,
+            smtputf8: false,
+        };
+        self.spool
+            .enqueue(id, envelope, Vec::new(), body)
+            .await
+            .map_err(|e| Failure::new(FailureKind::Io, e.to_string()))?;
+        Ok(id)
+    }
+
+    async fn reload(&self) -> Result<String, String> {
+        self.reload_answer.lock().unwrap().clone()
+    }
+}
+
 struct Daemon {
     _dir: tempfile::TempDir,
+    daemon: Arc<TestDaemon>,
     socket: PathBuf,
     spool: Spool,
     stop: watch::Sender<bool>,
@@ -39,13 +93,18 @@ async fn daemon() -> Daemon {
             Arc::new(|_: &Config, _: &Address| None),
         )),
     ));
-    let submitter = Arc::new(crate::inbound::submit::Submitter::new(live, spool.clone()));
+    let daemon = Arc::new(TestDaemon {
+        config: live.config(),
+        spool: spool.clone(),
+        reload_answer: std::sync::Mutex::new(Ok("ok: summary".into())),
+    });
     let socket = dir.path().join("control.sock");
     let listener = ControlListener::bind(&socket).unwrap();
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(listener.serve(admin, submitter, stopped));
+    let task = tokio::spawn(listener.serve(admin, daemon.clone(), stopped));
     Daemon {
         _dir: dir,
+        daemon,
         socket,
         spool,
         stop,
@@ -184,6 +243,35 @@ async fn every_request_is_answered_with_typed_results() {
         assert!(matches!(c.flush(Some(id)), Err(ControlError::Refused(_))));
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_and_a_reload_are_the_daemons_answers() {
+    let d = daemon().await;
+    let socket = d.socket.clone();
+    let content = b"Subject: s\r\n\r\nbody\r\n";
+    let id = blocking(move || {
+        let mut c = Client::connect(&socket).unwrap();
+        c.submit("", &["a@remote.example".into()], content).unwrap()
+    })
+    .await;
+    assert!(
+        d.spool.entry(id).is_some(),
+        "queued under the id it answered"
+    );
+
+    let socket = d.socket.clone();
+    let summary = blocking(move || Client::connect(&socket).unwrap().reload()).await;
+    assert_eq!(summary.unwrap(), "ok: summary");
+    *d.daemon.reload_answer.lock().unwrap() = Err("tern.toml:3:1: the mistake".into());
+    let socket = d.socket.clone();
+    match blocking(move || Client::connect(&socket).unwrap().reload()).await {
+        Err(ControlError::Refused(f)) => {
+            assert_eq!(f.kind, FailureKind::ReloadRefused);
+            assert_eq!(f.message, "tern.toml:3:1: the mistake");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
