@@ -1,7 +1,7 @@
 //! `tern serve`: start-up, reload and shutdown of the whole server. Claims
 //! the control socket (so a second daemon stops before it touches the spool),
-//! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners,
-//! starts the scheduler and the control server, tells systemd it is ready
+//! opens (and recovers) the spool, loads certificates and DKIM keys, binds the listeners
+//! (SMTP, and https/http), starts the scheduler, the ACME task and the control server, tells systemd it is ready
 //! (READY=1 only after all that), pings the watchdog; on SIGHUP or `tern
 //! reload` re-reads tern.toml, the certificates and the DKIM keys (a bad new
 //! config is refused and the old one keeps serving); on SIGTERM/SIGINT stops accepting, lets sessions in DATA and
@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::clock::SystemClock;
-use crate::config::{Config, Source};
+use crate::config::{Config, Role, Source};
 use crate::control::{self, ControlListener, Failure, FailureKind, Peer};
 use crate::dkim::{self, Signer};
 use crate::inbound::senders::AuthorError;
@@ -34,6 +34,8 @@ use crate::queue::dsn::Notifier;
 use crate::queue::scheduler::{Agents, Scheduler};
 use crate::queue::{Body, QueueId, Spool, SpoolOptions};
 use crate::systemd;
+use crate::tls::store::CertStore;
+use crate::web::{Http01Tokens, WebServer};
 
 /// How long sessions in DATA and running deliveries get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -71,7 +73,7 @@ pub fn serve(source: &Source) -> ExitCode {
 /// (re-read on SIGHUP); `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Starts the uptime of `tern status`.
-    let activity = crate::status::activity();
+    let activity = crate::queue::activity::activity();
     // A missing or broken DKIM key stops the start, as a config error.
     let signer = Signer::from_config(&config)?;
     std::fs::DirBuilder::new()
@@ -86,7 +88,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let spool_dir = config.spool_dir();
     let spool = Spool::open(&spool_dir, Arc::new(SystemClock), SpoolOptions::default())
         .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
-    let tls = crate::tls::server_config(&config).context("TLS setup failed")?;
+    // One certificate store for every listener: a reload or an ACME
+    // renewal swaps what it holds, and new TLS sessions present that.
+    let certs = Arc::new(CertStore::new(
+        crate::tls::configured_key(&config).context("TLS setup failed")?,
+    ));
+    let tls = crate::tls::store::server_config(&certs, &[]).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
     write_dovecot_users(&config);
     let srs = crate::routing::srs::Srs::load_or_create(&config.data_dir)
@@ -99,9 +106,22 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         HickoryResolver::new(&live.config().relay.nameservers).map_err(anyhow::Error::msg)?,
     );
     let server = Server::bind(live.clone(), spool.clone(), resolver.clone()).await?;
-    activity.listening(server.local_addrs());
-    let journal = systemd::logging_to_journal();
+    // The https/http listeners name the submission ports as bound.
+    let mut ports = crate::web::MailPorts::default();
     for (addr, role) in server.local_addrs() {
+        match role {
+            Role::Submission => ports.submission = ports.submission.or(Some(addr.port())),
+            Role::Submissions => ports.submissions = ports.submissions.or(Some(addr.port())),
+            _ => {}
+        }
+    }
+    let tokens = Arc::new(Http01Tokens::default());
+    let web = WebServer::bind(live.clone(), &certs, tokens.clone(), ports).await?;
+    let mut bound = server.local_addrs();
+    bound.extend(web.local_addrs());
+    activity.listening(bound.clone());
+    let journal = systemd::logging_to_journal();
+    for (addr, role) in bound {
         // Tests and scripts read this line to find ports bound as 0; under
         // systemd stdout is the journal too, so it would only repeat the log.
         if !journal {
@@ -114,10 +134,17 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler.run(stopped.clone(), SHUTDOWN_GRACE));
     log::info!("control socket on {}", control.path().display());
     let admin = Arc::new(Admin::new(spool.clone(), notifier));
+    // Without [acme] the ACME task only waits for a reload that adds it.
+    let acme_wake = Arc::new(Notify::new());
+    let reloader = Arc::new(Reloader {
+        path: path.clone(),
+        live: live.clone(),
+        certs: certs.clone(),
+        acme_wake: acme_wake.clone(),
+    });
     let wired = Arc::new(Wired {
         submitter: Submitter::new(live.clone(), spool.clone()),
-        live: live.clone(),
-        path: path.clone(),
+        reloader: reloader.clone(),
     });
     let local_submit = submit_listener()?.map(|listener| {
         log::info!(
@@ -127,6 +154,16 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(listener.serve(admin.clone(), wired.clone(), stopped.clone()))
     });
     let control = tokio::spawn(control.serve(admin, wired, stopped.clone()));
+    let web = tokio::spawn(web.run(stopped.clone()));
+    let acme = tokio::spawn(crate::acme::run(
+        crate::acme::Acme {
+            live: live.clone(),
+            certs: certs.clone(),
+            tokens,
+            wake: acme_wake.clone(),
+        },
+        stopped.clone(),
+    ));
     let server = tokio::spawn(server.run(stopped, SHUTDOWN_GRACE));
     tokio::spawn(housekeeping(spool.clone()));
     if let Some(every) = systemd::watchdog_interval() {
@@ -154,14 +191,16 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => {
-                let (path, live) = (path.clone(), live.clone());
-                tokio::task::spawn_blocking(move || reload(path.as_deref(), &live));
+                let reloader = reloader.clone();
+                tokio::task::spawn_blocking(move || reloader.reload());
             }
         }
     }
     systemd::notify("STOPPING=1");
     let _ = stop.send(true);
     let _ = server.await;
+    let _ = web.await;
+    let _ = acme.await;
     let _ = scheduler.await;
     let _ = control.await;
     if let Some(local_submit) = local_submit {
@@ -243,7 +282,7 @@ fn submit_listener() -> anyhow::Result<Option<ControlListener>> {
 /// config that does not validate (or certificates or keys that do not load)
 /// changes nothing, and its mistake becomes the unit's status line
 /// (`systemctl status tern`). One reload at a time.
-fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
+fn reload(path: Option<&Path>, live: &Live, certs: &Arc<CertStore>) -> Result<String, String> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(path) = path else {
@@ -254,7 +293,7 @@ fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
     systemd::notify_reloading();
     let outcome = Config::load(path)
         .map_err(|e| e.to_string())
-        .and_then(|config| Snapshot::load(config).map_err(|e| e.to_string()));
+        .and_then(|config| Snapshot::load(config, certs).map_err(|e| e.to_string()));
     match outcome {
         Ok(snapshot) => {
             let (old, config) = (live.config(), &snapshot.config);
@@ -283,13 +322,13 @@ fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
             write_dovecot_users(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
-            crate::status::activity().reloaded(Ok(summary.clone()));
+            crate::queue::activity::activity().reloaded(Ok(summary.clone()));
             systemd::notify(&format!("READY=1\nSTATUS={status}"));
             Ok(summary)
         }
         Err(e) => {
             log::error!("reload refused, the running configuration stays in force: {e}");
-            crate::status::activity().reloaded(Err(e.clone()));
+            crate::queue::activity::activity().reloaded(Err(e.clone()));
             // The status line systemctl shows: one line, whatever the text.
             let line: String = e
                 .chars()
@@ -307,14 +346,33 @@ fn reload(path: Option<&Path>, live: &Live) -> Result<String, String> {
 /// the inbound side's [`Submitter`] for `sendmail`, and [`reload`].
 struct Wired {
     submitter: Submitter,
-    live: Arc<Live>,
+    reloader: Arc<Reloader>,
+}
+
+/// What a reload needs, for SIGHUP and `tern reload` alike.
+struct Reloader {
     /// The config file in force (`None`: the embedded default).
     path: Option<PathBuf>,
+    live: Arc<Live>,
+    certs: Arc<CertStore>,
+    /// Told after every reload: the names a certificate must cover may
+    /// have changed.
+    acme_wake: Arc<Notify>,
+}
+
+impl Reloader {
+    /// [`reload`], then a word to the ACME task. Blocking: file reads and
+    /// key parsing.
+    fn reload(&self) -> Result<String, String> {
+        let outcome = reload(self.path.as_deref(), &self.live, &self.certs);
+        self.acme_wake.notify_one();
+        outcome
+    }
 }
 
 impl control::Daemon for Wired {
     fn config(&self) -> Arc<Config> {
-        self.live.config()
+        self.reloader.live.config()
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -341,9 +399,9 @@ impl control::Daemon for Wired {
     }
 
     fn reload(&self) -> impl Future<Output = Result<String, String>> + Send {
-        let (path, live) = (self.path.clone(), self.live.clone());
+        let reloader = self.reloader.clone();
         async move {
-            tokio::task::spawn_blocking(move || reload(path.as_deref(), &live))
+            tokio::task::spawn_blocking(move || reloader.reload())
                 .await
                 .unwrap_or_else(|e| Err(format!("the reload failed inside the daemon: {e}")))
         }
@@ -363,6 +421,8 @@ fn failure_of(e: &SubmitError) -> Failure {
         SubmitError::Author(_) => FailureKind::BadMessage,
         SubmitError::TooManyRecipients { .. } => FailureKind::TooManyRecipients,
         SubmitError::RateLimited { .. } => FailureKind::RateLimited,
+        SubmitError::Spam(_) => FailureKind::Spam,
+        SubmitError::SpamDeferred(_) => FailureKind::SpamDeferred,
     };
     Failure::new(kind, e.to_string())
 }

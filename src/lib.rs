@@ -18,7 +18,10 @@
 //! - [`sendmail`]: the classic `sendmail` command line.
 //! - [`control`]: the unix socket `tern queue` and `sendmail` talk over.
 //! - [`config`]: tern.toml → validated [`config::Config`] (file:line:col errors).
-//! - [`tls`]: certificates and rustls configurations.
+//! - [`tls`]: certificates and rustls configurations; [`tls::store`], the
+//!   one swappable certificate every listener presents.
+//! - [`acme`]: certificates from an ACME CA (Let's Encrypt), renewed in place.
+//! - [`web`]: the https/http listeners: ACME challenges, MTA-STS, autoconfig.
 //! - [`live`]: what a reload swaps, as one value: config, TLS, DKIM signer.
 //! - [`daemon`], [`systemd`]: start-up, reload, shutdown; sd_notify, journald.
 //! - [`clock`]: the injected clock; [`date`]: RFC 5322 and ISO 8601 dates
@@ -29,6 +32,7 @@
 //! - [`check`]: `tern dns` (the records to publish) and `tern check` (are
 //!   they published, is the certificate good, is mail stuck); [`status`]:
 //!   `tern status`, and the daemon's counters behind it.
+pub mod acme;
 pub mod check;
 pub mod clock;
 pub mod config;
@@ -48,7 +52,9 @@ pub mod sendmail;
 pub mod smtp;
 pub mod status;
 pub mod systemd;
+pub mod terminal;
 pub mod tls;
+pub mod web;
 
 /// A boxed, sendable future: the return type of the async methods of traits
 /// used as objects (`dyn queue::Agent`, `dyn outbound::resolver::Resolver`).

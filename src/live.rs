@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, ConfigError, Source};
 use crate::dkim::Signer;
 use crate::routing::srs::Srs;
+use crate::tls::store::CertStore;
 use crate::tls::TlsError;
 
 /// The settings in force, all from one reading of tern.toml.
@@ -43,11 +44,16 @@ pub enum SnapshotError {
 
 impl Snapshot {
     /// Loads what `config` names: the certificate (made self-signed in the
-    /// data directory when none is configured), then the DKIM keys.
-    pub fn load(config: Config) -> Result<Snapshot, SnapshotError> {
-        let tls = crate::tls::server_config(&config)?;
+    /// data directory when none is configured), then the DKIM keys. Only
+    /// when all of them load is the certificate put into `certs`, the store
+    /// every listener presents from (where an ACME certificate, when there
+    /// is one, still outranks it).
+    pub fn load(config: Config, certs: &Arc<CertStore>) -> Result<Snapshot, SnapshotError> {
+        let key = crate::tls::configured_key(&config)?;
+        let tls = crate::tls::store::server_config(certs, &[])?;
         let signer = Signer::from_config(&config)?;
         let srs = Srs::load_or_create(&config.data_dir)?;
+        certs.set_configured(key);
         Ok(Snapshot::new(config, Some(tls), signer).with_srs(srs))
     }
 

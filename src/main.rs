@@ -146,8 +146,12 @@ fn main() -> ExitCode {
         Command::Dkim { cmd } => tern::dkim::command::run(&source(), cmd),
         Command::Sendmail { args } => tern::sendmail::run(&args),
         Command::Dns => ExitCode::from(tern::check::dns_cli(&source())),
-        Command::Check { json } => ExitCode::from(tern::check::check_cli(&source(), json)),
-        Command::Status { json } => ExitCode::from(tern::status::cli(&source(), json)),
+        Command::Check { json } => ExitCode::from(tern::check::check_cli(
+            &source(),
+            json,
+            tern::control::command::queued_messages,
+        )),
+        Command::Status { json } => ExitCode::from(tern::control::command::status(&source(), json)),
     }
 }
 

@@ -1,165 +1,24 @@
-//! `tern status`: one screen about the server. The running daemon answers
-//! the control socket's `status` request with a [`StatusReport`] (version,
-//! uptime, listeners, queue counts, deliveries and TLS share in the last
-//! hour, certificate expiry, free disk against the reserve, last reload);
-//! with the daemon down, the command builds what it can from disk (config,
-//! spool, certificate, disk) and says so.
-//!
-//! The daemon's counters live in [`Activity`], one per process
-//! ([`activity`]): per-minute buckets of the last hour, bounded whatever
-//! the traffic. The scheduler, the listeners, the SMTP client and reload
-//! each record into it with one call.
+//! What `tern status` shows: one screen about the server. The running
+//! daemon answers the control socket's `status` request with a
+//! [`StatusReport`] ([`snapshot`]: version, uptime, listeners, queue counts,
+//! deliveries and TLS share in the last hour, certificate expiry, free disk
+//! against the reserve, last reload); with the daemon down, the command
+//! (`control::command::status`) builds what it can from disk
+//! ([`from_config`]: config, spool, certificate, disk) and says so.
+//! [`format`] is the screen. The daemon's counters are the queue's
+//! [`crate::queue::activity`].
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::check::certs;
-use crate::config::{Config, Role, Source};
-use crate::control::display::terminal_safe;
-use crate::control::{self, Client, ControlError, Reply, Request};
-use crate::queue::listing::{self, MessageSummary};
-use crate::queue::Outcome;
-
-/// Minutes the counters cover.
-const WINDOW_MINUTES: usize = 60;
-
-/// The counts of one minute (or, summed, of the last hour).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Recipients delivered, deferred, bounced (failed or expired).
-    pub delivered: u64,
-    pub deferred: u64,
-    pub bounced: u64,
-    /// Messages accepted from SMTP clients, with and without TLS.
-    pub inbound_tls: u64,
-    pub inbound_plain: u64,
-    /// SMTP sessions to other servers, with and without TLS.
-    pub outbound_tls: u64,
-    pub outbound_plain: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.delivered += o.delivered;
-        self.deferred += o.deferred;
-        self.bounced += o.bounced;
-        self.inbound_tls += o.inbound_tls;
-        self.inbound_plain += o.inbound_plain;
-        self.outbound_tls += o.outbound_tls;
-        self.outbound_plain += o.outbound_plain;
-    }
-}
-
-/// The last reload: when, and what came of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reload {
-    /// Milliseconds since the epoch.
-    pub at: u64,
-    pub ok: bool,
-    /// The summary of the new config, or why it was refused.
-    pub message: String,
-}
-
-/// What the daemon counts for `tern status`.
-#[derive(Debug)]
-pub struct Activity {
-    started: SystemTime,
-    /// (minute since the epoch, its counts), indexed by minute % 60.
-    minutes: Mutex<[(u64, Counts); WINDOW_MINUTES]>,
-    listeners: Mutex<Vec<(SocketAddr, Role)>>,
-    reload: Mutex<Option<Reload>>,
-}
-
-/// This process's counters (made, and the uptime started, at first use:
-/// the daemon calls this first thing).
-pub fn activity() -> &'static Activity {
-    static ACTIVITY: OnceLock<Activity> = OnceLock::new();
-    ACTIVITY.get_or_init(|| Activity {
-        started: SystemTime::now(),
-        minutes: Mutex::new([(0, Counts::default()); WINDOW_MINUTES]),
-        listeners: Mutex::default(),
-        reload: Mutex::default(),
-    })
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Activity {
-    fn count(&self, f: impl FnOnce(&mut Counts)) {
-        let minute = millis(SystemTime::now()) / 60_000;
-        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = &mut minutes[(minute % WINDOW_MINUTES as u64) as usize];
-        if slot.0 != minute {
-            *slot = (minute, Counts::default());
-        }
-        f(&mut slot.1);
-    }
-
-    /// One recipient's delivery attempt came out as `outcome` (`expired`:
-    /// a deferral past the queue lifetime, which bounces).
-    pub fn delivery(&self, outcome: &Outcome, expired: bool) {
-        self.count(|c| match outcome {
-            Outcome::Delivered(_) => c.delivered += 1,
-            Outcome::Failed(_) => c.bounced += 1,
-            Outcome::Deferred(_) if expired => c.bounced += 1,
-            Outcome::Deferred(_) => c.deferred += 1,
-        });
-    }
-
-    /// A message was accepted from an SMTP client, over TLS or not.
-    pub fn received(&self, tls: bool) {
-        self.count(|c| match tls {
-            true => c.inbound_tls += 1,
-            false => c.inbound_plain += 1,
-        });
-    }
-
-    /// A session with another server is ready to send, over TLS or not.
-    pub fn sent_over(&self, tls: bool) {
-        self.count(|c| match tls {
-            true => c.outbound_tls += 1,
-            false => c.outbound_plain += 1,
-        });
-    }
-
-    /// The listeners bound at start.
-    pub fn listening(&self, listeners: Vec<(SocketAddr, Role)>) {
-        *self.listeners.lock().unwrap_or_else(|e| e.into_inner()) = listeners;
-    }
-
-    /// A reload (SIGHUP) was applied (`Ok` with the summary) or refused.
-    pub fn reloaded(&self, result: Result<String, String>) {
-        let (ok, message) = match result {
-            Ok(m) => (true, m),
-            Err(m) => (false, m),
-        };
-        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reload {
-            at: millis(SystemTime::now()),
-            ok,
-            message,
-        });
-    }
-
-    /// The sum of the last hour's minutes.
-    pub fn last_hour(&self) -> Counts {
-        let now = millis(SystemTime::now()) / 60_000;
-        let minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sum = Counts::default();
-        for (minute, counts) in minutes.iter() {
-            if now.saturating_sub(*minute) < WINDOW_MINUTES as u64 {
-                sum.add(counts);
-            }
-        }
-        sum
-    }
-}
+use crate::config::Config;
+use crate::queue::activity::{activity, Counts, Reload};
+use crate::queue::listing::MessageSummary;
+use crate::queue::spool::millis;
+use crate::terminal::terminal_safe;
 
 /// Messages in the queue by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,10 +86,14 @@ pub struct StatusReport {
     pub disk_free: Option<u64>,
     pub disk_reserve: u64,
     pub last_reload: Option<Reload>,
+    /// The ACME task's latest outcome (`[acme]` on and the daemon running).
+    #[serde(default)]
+    pub acme: Option<Reload>,
 }
 
-/// What config, queue, certificate and disk say (both sides share it).
-fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport {
+/// What config, queue, certificate and disk say (both sides share it:
+/// `tern status` builds it alone when the daemon is down).
+pub fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport {
     let (file, _) = certs::served_file(config);
     let certificate = match certs::read_leaf(&file) {
         Ok(leaf) => CertificateView {
@@ -265,6 +128,7 @@ fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport {
         disk_free: crate::queue::free_space::available_now(&config.data_dir).ok(),
         disk_reserve: config.limits.free_space,
         last_reload: None,
+        acme: None,
     }
 }
 
@@ -275,14 +139,10 @@ pub fn snapshot(config: &Config, messages: &[MessageSummary]) -> StatusReport {
     report.running = true;
     report.pid = Some(std::process::id());
     report.uptime_secs = SystemTime::now()
-        .duration_since(a.started)
+        .duration_since(a.started())
         .ok()
         .map(|d| d.as_secs());
-    let bound = a
-        .listeners
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let bound = a.listeners();
     if !bound.is_empty() {
         report.listeners = bound
             .iter()
@@ -293,25 +153,9 @@ pub fn snapshot(config: &Config, messages: &[MessageSummary]) -> StatusReport {
             .collect();
     }
     report.last_hour = Some(a.last_hour());
-    report.last_reload = a.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    report.last_reload = a.last_reload();
+    report.acme = a.last_acme();
     report
-}
-
-/// `tern status`: asks the daemon, or reads the disk when it is down.
-pub fn report(source: &Source) -> Result<StatusReport, String> {
-    let config = source.load().map_err(|e| e.to_string())?;
-    let socket = control::socket_path(&config.data_dir);
-    let asked = Client::connect(&socket).and_then(|mut c| c.request(&Request::Status));
-    match asked {
-        Ok(Reply::Status { status }) => Ok(*status),
-        Ok(_) => Err("the daemon answered status with something else".into()),
-        Err(ControlError::NotRunning(_)) => {
-            let messages = listing::inspect_list(&config.spool_dir())
-                .map_err(|e| format!("cannot read the spool: {e}"))?;
-            Ok(from_config(&config, &messages))
-        }
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// `1h 5m`, `3d 2h`, `42s`.
@@ -441,50 +285,24 @@ pub fn format(r: &StatusReport, now: SystemTime) -> String {
         ),
     };
     let _ = writeln!(out, "last reload:  {reload}");
+    if let Some(acme) = &r.acme {
+        let _ = writeln!(
+            out,
+            "acme:         {} ago, {}: {}",
+            duration(now_ms.saturating_sub(acme.at) / 1000),
+            if acme.ok { "ok" } else { "FAILED" },
+            acme.message
+        );
+    }
     // Reload messages and paths are the owner's text; still, no escape
     // sequences reach the terminal.
     out.lines().map(|l| terminal_safe(l) + "\n").collect()
 }
 
-/// `tern status` on the command line; the exit code (0 also when the
-/// daemon is down: the screen says so).
-pub fn cli(source: &Source, json: bool) -> u8 {
-    let report = match report(source) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tern: {e}");
-            return 1;
-        }
-    };
-    let text = |r: &StatusReport| format(r, SystemTime::now());
-    u8::from(!crate::control::display::print_report(&report, json, text))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn x() -> crate::queue::Diagnostic {
-        crate::queue::Diagnostic::note(crate::smtp::EnhancedCode(2, 0, 0), "x")
-    }
     use std::time::Duration;
-
-    #[test]
-    fn counts_cover_the_last_hour() {
-        let a = activity();
-        let before = a.last_hour();
-        a.delivery(&Outcome::Delivered(x()), false);
-        a.delivery(&Outcome::Deferred(x()), false);
-        a.delivery(&Outcome::Deferred(x()), true);
-        a.received(true);
-        a.sent_over(false);
-        let after = a.last_hour();
-        assert_eq!(after.delivered, before.delivered + 1);
-        assert_eq!(after.deferred, before.deferred + 1);
-        assert_eq!(after.bounced, before.bounced + 1);
-        assert_eq!(after.inbound_tls, before.inbound_tls + 1);
-        assert_eq!(after.outbound_plain, before.outbound_plain + 1);
-    }
 
     #[test]
     fn the_screen_says_when_the_daemon_is_down() {
@@ -514,6 +332,7 @@ mod tests {
             disk_free: Some(3 << 30),
             disk_reserve: 1 << 30,
             last_reload: None,
+            acme: None,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
         let text = format(&report, now);

@@ -1,6 +1,9 @@
 //! Certificates and rustls configuration: loads the owner's PEM files, or
 //! generates (once) and reuses a self-signed certificate under
-//! `data_dir/tls/` until the owner installs a real one. TLS 1.2 and 1.3 only.
+//! `data_dir/tls/` until the owner installs a real one (or ACME issues one:
+//! [`store`] holds what every listener presents). TLS 1.2 and 1.3 only.
+
+pub mod store;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -45,10 +48,12 @@ pub fn certificate_files(config: &Config) -> Result<(PathBuf, PathBuf), TlsError
     }
 }
 
-/// The rustls server configuration for `config`.
-pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The configured certificate (the owner's files, or the self-signed pair)
+/// as rustls presents it.
+pub fn configured_key(config: &Config) -> Result<rustls::sign::CertifiedKey, TlsError> {
     let (cert, key) = certificate_files(config)?;
-    server_config_from_files(&cert, &key)
+    let (chain, key) = load_pem_files(&cert, &key)?;
+    store::certified_key(chain, key)
 }
 
 /// A server configuration from PEM files.
@@ -56,6 +61,19 @@ pub fn server_config_from_files(
     cert: &Path,
     key: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (chain, key_der) = load_pem_files(cert, key)?;
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    Ok(Arc::new(server))
+}
+
+/// A certificate chain and its private key from PEM files.
+pub fn load_pem_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let read = |path: &Path| {
         fs::read(path).map_err(|source| TlsError::Read {
             path: path.into(),
@@ -80,11 +98,7 @@ pub fn server_config_from_files(
         path: key.into(),
         detail: e.to_string(),
     })?;
-    let server = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
-    Ok(Arc::new(server))
+    Ok((chain, key_der))
 }
 
 /// Makes sure `dir/cert.pem` and `dir/key.pem` exist, generating a
@@ -150,8 +164,9 @@ fn self_signed(hostname: &str, now: SystemTime) -> Result<(String, String), TlsE
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// Writes `path` via a temporary file, fsync and rename.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+/// Writes `path` via a temporary file (created with `mode`), fsync and
+/// rename, then fsyncs the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)

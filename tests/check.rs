@@ -288,7 +288,7 @@ fn a_correct_zone_passes_every_check_and_broken_ones_fail_exactly_their_check() 
     };
     assert!(row("ok", "mx").ends_with(" 10 mx.example.org"));
     assert!(row("skipped", "mta-sts")
-        .ends_with(" not configured: tern does not serve an MTA-STS policy yet"));
+        .ends_with(" not configured: tern does not serve an MTA-STS policy ([mta_sts] is off)"));
     assert!(
         table
             .stdout
@@ -494,4 +494,59 @@ fn tern_dns_prints_every_record_the_checks_look_for() {
     assert_eq!(run.code, Some(0), "{run:#?}");
     // p=none is shown as the policy, not a failure.
     assert_eq!(not_ok(&json), skipped(), "{json:#}");
+}
+
+/// With `[mta_sts]`, `tern dns` prints the `_mta-sts` record of the policy
+/// tern serves (and TLS-RPT), and `tern check` wants exactly that id.
+#[test]
+fn mta_sts_wants_the_id_of_the_policy_tern_serves() {
+    let setup = Setup::new();
+    let with_sts = |dns: &DnsServer| {
+        let path = setup.config(dns);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(
+            "\n[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"https\"\n\
+             [mta_sts]\nmode = \"enforce\"\n",
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let dns = DnsServer::start();
+    let printed = tern(&["dns", "--config", &with_sts(&dns)]).ok().stdout;
+    let record = |prefix: &str| {
+        dkim_records(&printed)
+            .into_iter()
+            .find(|(name, _)| name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} record in:\n{printed}"))
+    };
+    let (sts_name, sts_value) = record("_mta-sts.example.org");
+    assert!(sts_value.starts_with("v=STSv1; id="), "{sts_value}");
+    let (_, rpt) = record("_smtp._tls.example.org");
+    assert_eq!(rpt, "v=TLSRPTv1; rua=mailto:postmaster@example.org");
+    assert!(printed.contains("mta-sts.example.org. IN CNAME mx.example.org."));
+
+    let check = |sts: &str| {
+        let mut zone = setup.zone();
+        zone.push(Rec::Txt(sts_name.clone(), sts.to_string()));
+        zone.push(Rec::Txt("_smtp._tls.example.org".into(), rpt.clone()));
+        let (dns, _) = setup.serve(&zone);
+        let config = with_sts(&dns);
+        let run = tern(&["check", "--config", &config, "--json"]);
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "mta-sts")
+            .unwrap()
+            .clone()
+    };
+    let good = check(&sts_value);
+    assert_eq!(good["status"], "ok", "{good:#}");
+    let stale = check("v=STSv1; id=20200101");
+    assert_eq!(stale["status"], "failed", "{stale:#}");
+    assert!(
+        stale["fix"].as_str().unwrap().contains(&sts_value),
+        "{stale:#}"
+    );
 }

@@ -393,3 +393,83 @@ fn the_public_addresses_and_the_commented_out_check_table_are_valid() {
         Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.check.blocklists, ["zen.spamhaus.org"]);
 }
+
+#[test]
+fn the_commented_out_acme_mta_sts_and_autoconfig_are_valid_when_uncommented() {
+    use tern::config::{Challenge, MtaStsMode, LETS_ENCRYPT};
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    let plain = Config::parse(&text, Path::new("tern.toml")).unwrap();
+    assert!(plain.acme.is_none() && plain.mta_sts.is_none() && plain.autoconfig.is_none());
+    let mut uncommented = text.clone();
+    for header in ["[[listener]]", "[acme]", "[mta_sts]", "[autoconfig]"] {
+        uncommented = uncomment(&uncommented, header);
+    }
+    for example in [
+        "\n[[listener]]\naddress = \"[::]:443\"\nrole = \"https\"\n",
+        "\n[[listener]]\naddress = \"[::]:80\"\nrole = \"http\"\n",
+        "\n[acme]\ncontact = ",
+        "\n[mta_sts]\nmode = ",
+        "\n[autoconfig]\nimap_port = ",
+    ] {
+        assert!(
+            uncommented.contains(example),
+            "{example:?} is not in the file"
+        );
+    }
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let roles: Vec<Role> = config.listeners.iter().map(|l| l.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::Mx,
+            Role::Submission,
+            Role::Submissions,
+            Role::Https,
+            Role::Http
+        ]
+    );
+    let acme = config.acme.clone().expect("[acme] is parsed");
+    assert_eq!(acme.directory, LETS_ENCRYPT);
+    assert_eq!(acme.contact, ["mailto:postmaster@example.org"]);
+    assert_eq!(acme.challenge, Challenge::TlsAlpn01);
+    assert_eq!(acme.reload_command, ["systemctl", "reload", "dovecot"]);
+    let sts = config.mta_sts.clone().expect("[mta_sts] is parsed");
+    assert_eq!(sts.mode, MtaStsMode::Testing);
+    assert_eq!(sts.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(config.autoconfig.clone().unwrap().imap_port, 993);
+    assert_eq!(
+        config.certificate_names(),
+        [
+            "mail.example.org",
+            "mta-sts.example.org",
+            "mta-sts.example.net",
+            "autoconfig.example.org",
+            "autoconfig.example.net"
+        ]
+    );
+}
+
+#[test]
+fn the_commented_out_spam_table_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(reference_path()).expect("readable");
+    assert_eq!(
+        Config::parse(&text, Path::new("tern.toml"))
+            .expect("valid")
+            .spam,
+        None,
+        "without [spam] nothing is scanned"
+    );
+    let uncommented = uncomment(&text, "[spam]");
+    assert!(
+        uncommented.contains("\n[spam]\nrspamd = "),
+        "the [spam] example is still in the file"
+    );
+    let config =
+        Config::parse(&uncommented, Path::new("tern.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let spam = config.spam.expect("[spam] is parsed");
+    assert_eq!(spam.rspamd, "127.0.0.1:11333".parse().unwrap());
+    assert_eq!(spam.timeout, Duration::from_secs(10));
+    assert_eq!(spam.on_failure, tern::config::SpamFailure::Accept);
+    assert!(!spam.scan_authenticated);
+}

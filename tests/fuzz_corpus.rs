@@ -81,6 +81,11 @@ fn smtp_auth() {
 }
 
 #[test]
+fn http_request() {
+    replay("http_request");
+}
+
+#[test]
 fn smtp_command() {
     replay("smtp_command");
 }

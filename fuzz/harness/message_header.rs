@@ -20,7 +20,7 @@ use tern::message::{
     addresses, author_domain, fields, header_fields_len, header_section, mailboxes,
 };
 
-use super::smtp_session::has_bare_line_ending;
+use super::smtp_data::has_bare_line_ending;
 
 /// A signer for example.org; the keys live in a directory kept for the
 /// process's lifetime.

@@ -5,6 +5,7 @@
 //! regression fails plain `cargo test` too.
 
 pub mod config;
+pub mod http_request;
 pub mod message_header;
 pub mod smtp_auth;
 pub mod smtp_command;
@@ -20,6 +21,7 @@ pub type Run = fn(&[u8]);
 /// fuzz/regressions/).
 pub const TARGETS: &[(&str, Run)] = &[
     ("config", config::run),
+    ("http_request", http_request::run),
     ("message_header", message_header::run),
     ("smtp_auth", smtp_auth::run),
     ("smtp_command", smtp_command::run),

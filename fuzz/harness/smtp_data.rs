@@ -17,7 +17,14 @@
 
 use tern::smtp::data::{ChunkChecker, DataOutcome, DataReceiver};
 
-use super::smtp_session::has_bare_line_ending;
+/// A CR not followed by LF, or an LF not preceded by CR (a trailing CR counts).
+pub fn has_bare_line_ending(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(i, &b)| match b {
+        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || bytes[i - 1] != b'\r',
+        _ => false,
+    })
+}
 
 /// What the reference decoder makes of a DATA stream.
 #[derive(Debug, PartialEq, Eq)]

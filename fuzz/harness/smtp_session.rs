@@ -30,7 +30,7 @@ use tern::smtp::{
     Action, Address, Answer, Check, Recipient, Reply, Route, Session, SessionConfig, Transaction,
 };
 
-use super::smtp_data::reference;
+use super::smtp_data::{has_bare_line_ending, reference};
 
 /// What one run of the session produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -332,15 +332,6 @@ pub fn encode_packets(reads: &[Vec<u8>]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// A CR not followed by LF, or an LF not preceded by CR (a trailing CR counts).
-pub fn has_bare_line_ending(bytes: &[u8]) -> bool {
-    bytes.iter().enumerate().any(|(i, &b)| match b {
-        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || bytes[i - 1] != b'\r',
-        _ => false,
-    })
 }
 
 /// A header field block: CRLF line ends only, every line after the first

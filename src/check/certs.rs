@@ -23,6 +23,11 @@ pub const RENEW_DAYS: i64 = 14;
 
 /// The certificate file tern serves, and whether tern makes it itself.
 pub fn served_file(config: &Config) -> (PathBuf, bool) {
+    // An ACME certificate, once there is one, outranks [tls].
+    let acme = crate::acme::files::AcmeFiles::new(&config.data_dir).cert_path();
+    if config.acme.is_some() && acme.exists() {
+        return (acme, true);
+    }
     match &config.tls {
         TlsConfig::Files { cert, .. } => (cert.clone(), false),
         TlsConfig::SelfSigned => (config.data_dir.join("tls").join("cert.pem"), true),

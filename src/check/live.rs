@@ -6,112 +6,13 @@
 
 use std::net::IpAddr;
 
-use hickory_resolver::proto::rr::RData;
-use hickory_resolver::TokioResolver;
-
+use super::dns::{tagged, Dns};
 use super::records::{self, Record};
 use super::{signing_keys, spf, Check, Status};
 use crate::config::Config;
 use crate::dkim::keys::{DomainKeys, KeyKind};
-use crate::outbound::resolver::{classify, fqdn, DnsError, HickoryResolver, Mx, Resolver};
-
-/// The lookups the checks make.
-pub struct Dns {
-    resolver: TokioResolver,
-    /// The same resolver behind tern's own MX and address lookups.
-    delivery: HickoryResolver,
-}
-
-impl Dns {
-    pub fn new(resolver: &TokioResolver) -> Dns {
-        Dns {
-            resolver: resolver.clone(),
-            delivery: HickoryResolver::from(resolver.clone()),
-        }
-    }
-
-    /// The resolver, for mail-auth.
-    pub fn resolver(&self) -> &TokioResolver {
-        &self.resolver
-    }
-
-    /// The TXT records at `name`, each one's strings joined.
-    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
-        let lookup = self
-            .resolver
-            .txt_lookup(fqdn(name))
-            .await
-            .map_err(classify)?;
-        let texts: Vec<String> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect();
-        if texts.is_empty() {
-            return Err(DnsError::NoRecords);
-        }
-        Ok(texts)
-    }
-
-    /// The names the PTR records of `ip` give (lowercase, no final dot).
-    pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
-        let lookup = self
-            .resolver
-            .reverse_lookup(records::reverse_name(ip))
-            .await
-            .map_err(classify)?;
-        let names: Vec<String> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::PTR(name) => Some(name.0.to_ascii().trim_end_matches('.').to_lowercase()),
-                _ => None,
-            })
-            .collect();
-        if names.is_empty() {
-            return Err(DnsError::NoRecords);
-        }
-        Ok(names)
-    }
-
-    /// The MX records of `domain`.
-    pub async fn mx(&self, domain: &str) -> Result<Vec<Mx>, DnsError> {
-        self.delivery.mx(domain).await
-    }
-
-    /// The IPv6 and IPv4 addresses of `host`.
-    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        self.delivery.addresses(host).await
-    }
-}
-
-/// The TXT records at `name` that start with `tag` (case-insensitive), e.g.
-/// `v=DMARC1`; `Ok(empty)` when there are none.
-pub async fn tagged(dns: &Dns, name: &str, tag: &str) -> Result<Vec<String>, DnsError> {
-    match dns.txt(name).await {
-        Ok(texts) => Ok(texts
-            .into_iter()
-            .filter(|t| {
-                t.get(..tag.len())
-                    .is_some_and(|start| start.eq_ignore_ascii_case(tag))
-                    && t[tag.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| c == ';' || c == ' ')
-            })
-            .collect()),
-        Err(DnsError::NoRecords | DnsError::NoSuchDomain) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
+use crate::outbound::resolver::DnsError;
+use hickory_resolver::TokioResolver;
 
 /// Zone-file lines, one per record.
 fn lines(records: &[Record]) -> String {
@@ -181,7 +82,7 @@ pub async fn run(config: &Config, resolver: &TokioResolver) -> Vec<Check> {
         checks.push(dmarc(&dns, domain).await);
     }
     for domain in &config.domains {
-        checks.extend(mta_sts(&dns, domain).await);
+        checks.extend(mta_sts(&dns, domain, records::mta_sts(config, domain)).await);
     }
     for zone in &config.check.blocklists {
         for ip in public {
@@ -431,16 +332,27 @@ async fn dmarc(dns: &Dns, domain: &str) -> Check {
     }
 }
 
-/// MTA-STS and TLS-RPT: tern serves no MTA-STS policy yet, so these are
-/// "not configured" unless the owner publishes them (then the policy must
-/// be served from elsewhere).
-async fn mta_sts(dns: &Dns, domain: &str) -> Vec<Check> {
-    let not_served = "not configured: tern does not serve an MTA-STS policy yet";
-    let sts = match tagged(dns, &format!("_mta-sts.{domain}"), "v=STSv1").await {
-        Ok(found) if found.is_empty() => {
+/// MTA-STS and TLS-RPT. With `[mta_sts]`, tern serves the policy and the
+/// `_mta-sts` record must carry its id (`expected`); without, they are "not
+/// configured" unless the owner publishes them (then the policy must be
+/// served from elsewhere).
+async fn mta_sts(dns: &Dns, domain: &str, expected: Option<records::Record>) -> Vec<Check> {
+    let not_served = "not configured: tern does not serve an MTA-STS policy ([mta_sts] is off)";
+    let found = tagged(dns, &format!("_mta-sts.{domain}"), "v=STSv1").await;
+    let sts = match (found, expected) {
+        (Ok(found), Some(want)) if found.iter().any(|f| tag(f, "id") == tag(&want.value, "id")) => {
+            Check::new("mta-sts", domain, Status::Ok).found(format!("published ({})", want.value))
+        }
+        (Ok(found), Some(want)) => Check::new("mta-sts", domain, Status::Failed)
+            .found(match found.first() {
+                Some(f) => format!("\"{f}\" does not name the policy tern serves"),
+                None => "not published".into(),
+            })
+            .fix(want.to_string()),
+        (Ok(found), None) if found.is_empty() => {
             Check::new("mta-sts", domain, Status::Skipped).found(not_served)
         }
-        Ok(found) => Check::new("mta-sts", domain, Status::Warning)
+        (Ok(found), None) => Check::new("mta-sts", domain, Status::Warning)
             .found(format!(
                 "published ({}), but tern does not serve the policy",
                 tag(&found[0], "id").map_or("no id".into(), |id| format!("id={id}"))
@@ -449,7 +361,7 @@ async fn mta_sts(dns: &Dns, domain: &str) -> Vec<Check> {
                 "make sure https://mta-sts.{domain}/.well-known/mta-sts.txt is served elsewhere \
                  and lists mx: of this server, or remove _mta-sts.{domain}"
             )),
-        Err(e) => Check::new("mta-sts", domain, Status::Warning).found(e.to_string()),
+        (Err(e), _) => Check::new("mta-sts", domain, Status::Warning).found(e.to_string()),
     };
     let rpt = match tagged(dns, &format!("_smtp._tls.{domain}"), "v=TLSRPTv1").await {
         Ok(found) if found.is_empty() => Check::new("tls-rpt", domain, Status::Skipped)

@@ -13,6 +13,7 @@
 //! check` never changes anything; it exits 1 when a check failed.
 
 pub mod certs;
+pub mod dns;
 pub mod live;
 pub mod records;
 pub mod spf;
@@ -24,11 +25,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::config::{Config, Source};
-use crate::control::display::terminal_safe;
-use crate::control::{self, Client, ControlError};
 use crate::dkim::keys::DomainKeys;
 use crate::dkim::Signer;
-use crate::queue::listing::{self, MessageSummary};
+use crate::queue::listing::MessageSummary;
+use crate::terminal::terminal_safe;
 
 /// Why `tern dns` or `tern check` could not run at all (a failed check is a
 /// result, not an error).
@@ -197,9 +197,13 @@ pub fn dns_command(source: &Source) -> Result<String, CheckError> {
 }
 
 /// `tern check`: every check, for the config at `path`, at `now`.
-pub fn check_command(source: &Source, now: SystemTime) -> Result<Report, CheckError> {
+pub fn check_command(
+    source: &Source,
+    now: SystemTime,
+    queue: impl FnOnce(&Config) -> Result<Vec<MessageSummary>, String>,
+) -> Result<Report, CheckError> {
     let config = source.load()?;
-    let queue = queue_checks(&config, now);
+    let queue = queue_checks(queue(&config), now);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -230,29 +234,29 @@ pub fn dns_cli(source: &Source) -> u8 {
 
 /// `tern check` on the command line: the table (or JSON) on stdout; exit
 /// code 0 when nothing failed, 1 when a check failed or none could run.
-pub fn check_cli(source: &Source, json: bool) -> u8 {
-    let report = match check_command(source, SystemTime::now()) {
+/// `queue` lists the queued messages (the daemon's list, or the spool's
+/// when it is down: `control::command::queued_messages`).
+pub fn check_cli(
+    source: &Source,
+    json: bool,
+    queue: impl FnOnce(&Config) -> Result<Vec<MessageSummary>, String>,
+) -> u8 {
+    let report = match check_command(source, SystemTime::now(), queue) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("tern: {e}");
             return 1;
         }
     };
-    if !crate::control::display::print_report(&report, json, Report::table) {
+    if !crate::terminal::print_report(&report, json, Report::table) {
         return 1;
     }
     u8::from(!report.ok)
 }
 
-/// The queue: from the daemon, or read-only from the spool when it is down.
-fn queue_checks(config: &Config, now: SystemTime) -> Vec<Check> {
-    let socket = control::socket_path(&config.data_dir);
-    let listed = match Client::connect(&socket).and_then(|mut c| c.list()) {
-        Ok(messages) => Ok(messages),
-        Err(ControlError::NotRunning(_)) => listing::inspect_list(&config.spool_dir())
-            .map_err(|e| format!("cannot read the spool: {e}")),
-        Err(e) => Err(e.to_string()),
-    };
+/// The queue's check, from the list of queued messages (or why there is
+/// none).
+fn queue_checks(listed: Result<Vec<MessageSummary>, String>, now: SystemTime) -> Vec<Check> {
     match listed {
         Ok(messages) => vec![queue_check(&messages, now)],
         Err(e) => vec![Check::new("queue", "deferred", Status::Warning).found(e)],

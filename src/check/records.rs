@@ -170,6 +170,44 @@ pub fn dmarc(domain: &str) -> Record {
     }
 }
 
+/// `_mta-sts.<domain>. IN TXT "v=STSv1; id=..."` (RFC 8461 §3.1) for the
+/// policy tern serves: the id is derived from the policy text, so it
+/// changes exactly when the policy does (senders then fetch it again).
+/// `None` when `[mta_sts]` is off.
+pub fn mta_sts(config: &Config, domain: &str) -> Option<Record> {
+    let policy = crate::web::pages::mta_sts_policy(config)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, policy.as_bytes());
+    let id: String = digest.as_ref()[..10]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(Record {
+        name: format!("_mta-sts.{}", fqdn(domain)),
+        kind: "TXT",
+        value: format!("v=STSv1; id={id}"),
+    })
+}
+
+/// `_smtp._tls.<domain>. IN TXT "v=TLSRPTv1; rua=mailto:postmaster@<domain>"`
+/// (RFC 8460 §3): where senders report TLS failures.
+pub fn tls_rpt(domain: &str) -> Record {
+    Record {
+        name: format!("_smtp._tls.{}", fqdn(domain)),
+        kind: "TXT",
+        value: format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
+    }
+}
+
+/// `<prefix>.<domain>. IN CNAME hostname.`: a name the https listener
+/// answers for (mta-sts, autoconfig).
+pub fn service_alias(prefix: &str, domain: &str, hostname: &str) -> Record {
+    Record {
+        name: format!("{prefix}.{}", fqdn(domain)),
+        kind: "CNAME",
+        value: fqdn(hostname),
+    }
+}
+
 /// The two DKIM key records of `keys` (RSA first).
 pub fn dkim(keys: &DomainKeys) -> Vec<Record> {
     keys.dns_records()
@@ -222,10 +260,31 @@ pub fn zone_snippets(config: &Config, keys: &[DomainKeys]) -> String {
             &"; DMARC: start by collecting reports; later p=quarantine, then p=reject",
         );
         line(&mut out, &dmarc(domain));
-        line(
-            &mut out,
-            &"; MTA-STS and TLS-RPT: none yet (tern serves no MTA-STS policy over HTTPS)",
-        );
+        match mta_sts(config, domain) {
+            Some(record) => {
+                line(
+                    &mut out,
+                    &format!(
+                        "; MTA-STS: tern serves the policy at \
+                         https://mta-sts.{domain}/.well-known/mta-sts.txt; TLS-RPT: reports to postmaster"
+                    ),
+                );
+                line(&mut out, &service_alias("mta-sts", domain, host));
+                line(&mut out, &record);
+                line(&mut out, &tls_rpt(domain));
+            }
+            None => line(
+                &mut out,
+                &"; MTA-STS and TLS-RPT: none yet (turn on [mta_sts] with an https listener)",
+            ),
+        }
+        if config.autoconfig.is_some() {
+            line(
+                &mut out,
+                &format!("; mail clients find their settings at https://autoconfig.{domain}/"),
+            );
+            line(&mut out, &service_alias("autoconfig", domain, host));
+        }
         out.push('\n');
     }
     let _ = writeln!(out, "; ---- the server {host} ----");
@@ -297,6 +356,41 @@ mod tests {
             dmarc("example.org").to_string(),
             "_dmarc.example.org. IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@example.org\""
         );
+    }
+
+    #[test]
+    fn mta_sts_records_follow_the_policy() {
+        let text = |mode: &str| {
+            format!(
+                "hostname = \"mx.example.org\"\ndata_dir = \"/tmp/x\"\ndomains = [\"example.org\"]\n\
+                 [[listener]]\naddress = \"127.0.0.1:443\"\nrole = \"https\"\n\
+                 [[user]]\nname = \"me\"\n[mta_sts]\nmode = \"{mode}\"\n[autoconfig]\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(t, std::path::Path::new("tern.toml")).unwrap();
+        let (testing, enforce) = (parse(&text("testing")), parse(&text("enforce")));
+        let a = mta_sts(&testing, "example.org").unwrap();
+        let b = mta_sts(&enforce, "example.org").unwrap();
+        assert_eq!(a.name, "_mta-sts.example.org.");
+        assert!(
+            a.value.starts_with("v=STSv1; id=") && a.value.len() == 32,
+            "{a}"
+        );
+        assert_ne!(a.value, b.value, "a new policy has a new id");
+        assert_eq!(a, mta_sts(&testing, "example.org").unwrap());
+        assert_eq!(
+            tls_rpt("example.org").to_string(),
+            "_smtp._tls.example.org. IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@example.org\""
+        );
+        let zone = zone_snippets(&testing, &[]);
+        for want in [
+            "mta-sts.example.org. IN CNAME mx.example.org.\n",
+            "autoconfig.example.org. IN CNAME mx.example.org.\n",
+            &format!("{a}\n"),
+            "_smtp._tls.example.org. IN TXT",
+        ] {
+            assert!(zone.contains(want), "no {want:?} in:\n{zone}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Spf};
 use mail_auth::{MessageAuthenticator, SpfResult};
 
-use super::live::{tagged, Dns};
+use super::dns::{tagged, Dns};
 use super::records;
 use super::{Check, Status};
 

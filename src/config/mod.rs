@@ -15,11 +15,15 @@ mod source;
 mod syntax;
 mod units;
 mod validate;
+mod web;
 
 pub use error::{ConfigError, Place, Position};
 pub(crate) use names::{dns_name_problem, selector_problem};
 pub use source::{Source, CONFIG_ENV, SYSTEM_CONFIG};
 pub use units::{parse_duration, parse_size};
+pub use web::{
+    Acme, Autoconfig, Challenge, MtaSts, MtaStsMode, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +85,40 @@ pub struct Config {
     /// empty after [`Config::parse`]), lowercased: mail to them at the
     /// hostname is system mail for the postmaster (see `routing::directory`).
     pub system_accounts: BTreeSet<String>,
+    /// Certificates from an ACME CA (`[acme]`); `None`: `[tls]` decides.
+    pub acme: Option<Acme>,
+    /// The MTA-STS policy on the https listener (`[mta_sts]`); `None`: off.
+    pub mta_sts: Option<MtaSts>,
+    /// Mail-client autoconfiguration on the https listener (`[autoconfig]`);
+    /// `None`: off.
+    pub autoconfig: Option<Autoconfig>,
+    /// The spam filter (`[spam]`); `None`: no message is scanned.
+    pub spam: Option<SpamFilter>,
+}
+
+/// `[spam]`: messages are scanned by rspamd after the data, before the
+/// reply (see `crate::inbound::spam`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpamFilter {
+    /// rspamd's normal worker (HTTP `/checkv2`), e.g. 127.0.0.1:11333.
+    pub rspamd: SocketAddr,
+    /// The longest a scan may take, connection to answer. Default 10 s.
+    pub timeout: Duration,
+    /// What a message gets when rspamd is down, slow or answers nonsense.
+    pub on_failure: SpamFailure,
+    /// Scan mail from logged-in users and local sendmail too. Default off:
+    /// only anonymous mail on the mx listeners is scanned.
+    pub scan_authenticated: bool,
+}
+
+/// What to do when rspamd cannot give an answer (`[spam] on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamFailure {
+    /// Deliver as if it had said "no action", with a warning in the journal
+    /// (the default: a broken filter loses no mail).
+    Accept,
+    /// 451 4.7.1: the sender retries later.
+    Tempfail,
 }
 
 /// `[check]`: settings of `tern check`.
@@ -358,6 +396,10 @@ pub enum Role {
     Submission,
     /// Port 465: implicit TLS from the first byte (RFC 8314).
     Submissions,
+    /// Port 443: ACME TLS-ALPN-01, the MTA-STS policy, client autoconfig.
+    Https,
+    /// Port 80: ACME HTTP-01; everything else is redirected to https.
+    Http,
 }
 
 /// Where the server certificate comes from.
@@ -467,6 +509,8 @@ pub struct RoleBudgets {
     pub mx: ConnectionBudget,
     pub submission: ConnectionBudget,
     pub submissions: ConnectionBudget,
+    /// The https and http listeners together (the `[limits]` defaults).
+    pub web: ConnectionBudget,
 }
 
 impl RoleBudgets {
@@ -476,6 +520,7 @@ impl RoleBudgets {
             Role::Mx => self.mx,
             Role::Submission => self.submission,
             Role::Submissions => self.submissions,
+            Role::Https | Role::Http => self.web,
         }
     }
 }
@@ -573,6 +618,27 @@ impl Config {
         )
     }
 
+    /// The names an ACME certificate covers: the hostname, then
+    /// `mta-sts.<domain>` and `autoconfig.<domain>` for each local domain
+    /// when those services are on.
+    pub fn certificate_names(&self) -> Vec<String> {
+        let mut names = vec![self.hostname.clone()];
+        for (on, prefix) in [
+            (self.mta_sts.is_some(), "mta-sts"),
+            (self.autoconfig.is_some(), "autoconfig"),
+        ] {
+            if on {
+                for domain in &self.domains {
+                    let name = format!("{prefix}.{domain}");
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
     /// Directory of the durable spool.
     pub fn spool_dir(&self) -> PathBuf {
         self.data_dir.join("spool")
@@ -591,7 +657,14 @@ impl Role {
             Role::Mx => "mx",
             Role::Submission => "submission",
             Role::Submissions => "submissions",
+            Role::Https => "https",
+            Role::Http => "http",
         }
+    }
+
+    /// Does this listener speak SMTP (rather than HTTP)?
+    pub fn is_smtp(self) -> bool {
+        matches!(self, Role::Mx | Role::Submission | Role::Submissions)
     }
 }
 

@@ -54,6 +54,58 @@ pub(crate) struct RawConfig {
     /// `[check]`: settings of `tern check`.
     #[serde(default)]
     pub check: RawCheck,
+    /// `[acme]`; absent means `[tls]` (or self-signed) decides.
+    pub acme: Option<Spanned<RawAcme>>,
+    /// `[mta_sts]`; absent means no policy is served.
+    pub mta_sts: Option<Spanned<RawMtaSts>>,
+    /// `[autoconfig]`; absent means no client autoconfiguration.
+    pub autoconfig: Option<Spanned<RawAutoconfig>>,
+    /// `[spam]`: the rspamd filter; absent (or without `rspamd`) means off.
+    #[serde(default)]
+    pub spam: RawSpam,
+}
+
+/// The `[acme]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [acme] table")]
+pub(crate) struct RawAcme {
+    pub directory: Option<Spanned<String>>,
+    pub staging: Option<Spanned<bool>>,
+    pub contact: Option<Spanned<String>>,
+    pub challenge: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub reload_command: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The `[mta_sts]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [mta_sts] table with mode and max_age"
+)]
+pub(crate) struct RawMtaSts {
+    pub mode: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<RawDuration>>,
+}
+
+/// The `[autoconfig]` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [autoconfig] table with imap_port"
+)]
+pub(crate) struct RawAutoconfig {
+    pub imap_port: Option<Spanned<RawCount>>,
+}
+
+/// The `[spam]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [spam] table")]
+pub(crate) struct RawSpam {
+    pub rspamd: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub scan_authenticated: Option<bool>,
 }
 
 /// The `[check]` table; every key is optional.

@@ -27,6 +27,8 @@ mod numbers;
 mod queue;
 mod relay;
 mod senders;
+mod spam;
+mod web;
 
 /// The default `recipient_delimiter`.
 const DEFAULT_DELIMITER: char = '+';
@@ -78,6 +80,10 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
     let (public_addresses, public_addresses_configured) =
         check.public_addresses(raw.public_addresses.as_ref(), &listeners)?;
     let check_settings = check.check_settings(&raw.check)?;
+    let acme = check.acme(raw.acme.as_ref(), &listeners)?;
+    let mta_sts = check.mta_sts(raw.mta_sts.as_ref(), &listeners)?;
+    let autoconfig = check.autoconfig(raw.autoconfig.as_ref(), &listeners)?;
+    let spam = check.spam(&raw.spam)?;
     Ok(Config {
         hostname,
         data_dir,
@@ -102,6 +108,10 @@ pub(crate) fn validate(raw: RawConfig, text: &str, origin: &Path) -> Result<Conf
         public_addresses_configured,
         check: check_settings,
         system_accounts: Default::default(),
+        acme,
+        mta_sts,
+        autoconfig,
+        spam,
     })
 }
 
@@ -239,7 +249,7 @@ impl Checker<'_> {
         let Some(role) = &table.get_ref().role else {
             return Err(self.at(
                 table,
-                "[[listener]] has no role: expected one of: mx, submission, submissions",
+                "[[listener]] has no role: expected one of: mx, submission, submissions, https, http",
             ));
         };
         let parsed: SocketAddr = address.get_ref().parse().map_err(|_| {
@@ -256,10 +266,15 @@ impl Checker<'_> {
             "mx" => Role::Mx,
             "submission" => Role::Submission,
             "submissions" => Role::Submissions,
+            "https" => Role::Https,
+            "http" => Role::Http,
             other => {
                 return Err(self.at(
                     role,
-                    format!("listener role \"{other}\" is not one of: mx, submission, submissions"),
+                    format!(
+                        "listener role \"{other}\" is not one of: mx, submission, submissions, \
+                         https, http"
+                    ),
                 ))
             }
         };
@@ -568,7 +583,7 @@ name = "bob"
         let text = BASE.replace("\"mx\"", "\"MX\"");
         assert_eq!(
             err(&text),
-            "tern.toml:7:8: listener role \"MX\" is not one of: mx, submission, submissions"
+            "tern.toml:7:8: listener role \"MX\" is not one of: mx, submission, submissions, https, http"
         );
     }
 

@@ -2,7 +2,9 @@
 //! control socket; `list` and `show` fall back to reading the spool when no
 //! daemon answers. Changes need the daemon: it alone writes the spool (two
 //! writers would corrupt its log). Also `tern reload`, which asks the
-//! daemon to re-read its configuration and prints its answer.
+//! daemon to re-read its configuration and prints its answer, and `tern
+//! status`, which asks for the daemon's [`StatusReport`] (or builds it
+//! from disk when no daemon answers).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,12 +12,14 @@ use std::time::SystemTime;
 
 use clap::Subcommand;
 
-use crate::config::Source;
-use crate::queue::listing;
+use crate::config::{Config, Source};
+use crate::queue::listing::{self, MessageSummary};
 use crate::queue::{QueueId, SpoolError};
+use crate::status::{self, StatusReport};
+use crate::terminal::{print_report, to_json};
 
 use super::display;
-use super::{socket_path, Client, ControlError};
+use super::{socket_path, Client, ControlError, Reply, Request};
 
 /// `tern queue …`
 #[derive(Debug, Subcommand)]
@@ -105,6 +109,49 @@ pub fn reload(source: &Source) -> ExitCode {
     }
 }
 
+/// `tern status`'s report: the daemon's answer, or what the disk says when
+/// it is down.
+pub fn status_report(source: &Source) -> Result<StatusReport, String> {
+    let config = source.load().map_err(|e| e.to_string())?;
+    let socket = socket_path(&config.data_dir);
+    let asked = Client::connect(&socket).and_then(|mut c| c.request(&Request::Status));
+    match asked {
+        Ok(Reply::Status { status }) => Ok(*status),
+        Ok(_) => Err("the daemon answered status with something else".into()),
+        Err(ControlError::NotRunning(_)) => {
+            let messages = listing::inspect_list(&config.spool_dir())
+                .map_err(|e| format!("cannot read the spool: {e}"))?;
+            Ok(status::from_config(&config, &messages))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `tern status` on the command line; the exit code (0 also when the
+/// daemon is down: the screen says so).
+pub fn status(source: &Source, json: bool) -> u8 {
+    let report = match status_report(source) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            return 1;
+        }
+    };
+    let text = |r: &StatusReport| status::format(r, SystemTime::now());
+    u8::from(!print_report(&report, json, text))
+}
+
+/// The queued messages: the daemon's list, or the spool's (read-only) when
+/// no daemon answers; for `tern check`.
+pub fn queued_messages(config: &Config) -> Result<Vec<MessageSummary>, String> {
+    match Client::connect(&socket_path(&config.data_dir)).and_then(|mut c| c.list()) {
+        Ok(messages) => Ok(messages),
+        Err(ControlError::NotRunning(_)) => listing::inspect_list(&config.spool_dir())
+            .map_err(|e| format!("cannot read the spool: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `tern queue …`, errors returned.
 pub fn queue(source: &Source, cmd: QueueCmd) -> anyhow::Result<()> {
     let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -132,7 +179,7 @@ pub fn queue(source: &Source, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", display::to_json(&messages)?);
+                println!("{}", to_json(&messages)?);
             } else {
                 print!("{}", display::format_list(&messages, now));
                 // Spool bytes the start-up scan could not read (issue 14.4).
@@ -156,7 +203,7 @@ pub fn queue(source: &Source, cmd: QueueCmd) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", display::to_json(&details)?);
+                println!("{}", to_json(&details)?);
             } else {
                 print!("{}", display::format_details(&details, now));
             }

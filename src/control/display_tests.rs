@@ -1,10 +1,13 @@
 //! Unit tests of how the queue looks on a terminal: exact `tern queue list`
-//! and `show` output at a fixed time, and nothing raw from strangers.
+//! and `show` output at a fixed time, and nothing raw from strangers (with
+//! the tests of [`crate::terminal`]'s escaping, on the same hostile text).
 
 use super::*;
 use crate::queue::listing::{Headers, RecipientState, RecipientView};
 use crate::queue::{Diagnostic, QueueId};
 use crate::smtp::EnhancedCode;
+use crate::terminal::to_json;
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 /// 2027-01-15 08:00:00 UTC.

@@ -134,6 +134,11 @@ pub enum FailureKind {
     /// The caller queued `limits.local_messages_per_hour` messages in the
     /// last hour; later is fine.
     RateLimited,
+    /// The spam filter refused a submitted message (`[spam]
+    /// scan_authenticated`).
+    Spam,
+    /// The spam filter said later, or could not be asked.
+    SpamDeferred,
     /// This socket does not serve that request (the submission socket
     /// only takes `ping` and `submit`).
     NotAllowed,

@@ -48,11 +48,15 @@ impl Origin {
 /// acceptance; nothing for our own users' mail.
 #[derive(Debug, Default)]
 pub struct Checked {
-    /// The `Authentication-Results:` field (CRLF-terminated), put above our
-    /// `Received:` (RFC 8601 §5); empty for none.
+    /// The `X-Spam-*` fields and the `Authentication-Results:` field
+    /// (CRLF-terminated), put above our `Received:` (RFC 8601 §5); empty
+    /// for none.
     pub header: String,
     /// Where local recipients' copies go.
     pub folder: Folder,
+    /// The queue id, when the checks needed it before acceptance (rspamd
+    /// logs it); `None`: [`accept`] assigns one.
+    pub id: Option<QueueId>,
 }
 
 /// Queues a message under the settings of `snapshot`. `sign`: DKIM-sign it
@@ -69,7 +73,7 @@ pub async fn accept(
     checked: Checked,
 ) -> Result<QueueId, SpoolError> {
     let (config, signer) = (&snapshot.config, snapshot.signer.as_ref());
-    let id = spool.new_id();
+    let id = checked.id.unwrap_or_else(|| spool.new_id());
     let now = spool.clock().now();
     let date = rfc5322(now);
     let single = match envelope.recipients.as_slice() {

@@ -3,6 +3,10 @@
 //! (RFC 8601 §5), so nobody can make our users' mail clients show a verdict
 //! we never gave. Fields of other authserv-ids are kept.
 //!
+//! The same goes for the spam filter's `X-Spam-Flag:`, `X-Spam-Score:` and
+//! `X-Spam-Status:` fields when tern scans a message ([`strip_spam_fields`]):
+//! only ours, on top, may say what rspamd thought.
+//!
 //! The body may be spilled to a file: the header section is read line by
 //! line (lines are bounded by the session's line limit), and only when a
 //! forged field is found is the message copied, streaming, into a new body
@@ -14,6 +18,37 @@ use std::path::Path;
 use crate::queue::{Body, BodyBuffer, BODY_MEMORY_LIMIT};
 
 const FIELD: &[u8] = b"authentication-results:";
+/// The spam filter's fields (`super::spam`), all of them ours to write.
+const SPAM_FIELDS: [&[u8]; 3] = [b"x-spam-flag:", b"x-spam-score:", b"x-spam-status:"];
+
+/// Which fields are forged.
+#[derive(Clone, Copy)]
+enum Forged<'a> {
+    /// `Authentication-Results:` claiming this authserv-id.
+    AuthResults(&'a str),
+    /// Any `X-Spam-Flag:`, `X-Spam-Score:` or `X-Spam-Status:`.
+    SpamFields,
+}
+
+impl Forged<'_> {
+    /// Whether a field starting with `line` is one to look at.
+    fn candidate(self, line: &[u8]) -> bool {
+        let starts =
+            |name: &[u8]| line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        match self {
+            Forged::AuthResults(_) => starts(FIELD),
+            Forged::SpamFields => SPAM_FIELDS.into_iter().any(starts),
+        }
+    }
+
+    /// Whether the whole candidate `field` is forged.
+    fn drops(self, field: &[u8]) -> bool {
+        match self {
+            Forged::AuthResults(id) => claims(&field[FIELD.len().min(field.len())..], id),
+            Forged::SpamFields => true,
+        }
+    }
+}
 /// A forged field longer than this (its continuation lines) is still
 /// recognised by its first line; only this much is kept to read its id.
 const MAX_FIELD: usize = 64 << 10;
@@ -55,17 +90,16 @@ pub fn claims(value: &[u8], authserv_id: &str) -> bool {
 /// receives what is kept (when given). Returns how many were dropped.
 fn filter(
     reader: &mut impl BufRead,
-    authserv_id: &str,
+    forged: Forged<'_>,
     mut out: Option<&mut BodyBuffer>,
 ) -> io::Result<usize> {
     let mut dropped = 0;
-    // The Authentication-Results field being read, and whether it is ours.
+    // The candidate field being read.
     let mut held: Option<Vec<u8>> = None;
     let mut line = Vec::new();
     let mut flush = |held: &mut Option<Vec<u8>>, out: &mut Option<&mut BodyBuffer>| {
         if let Some(field) = held.take() {
-            let value = &field[FIELD.len().min(field.len())..];
-            if claims(value, authserv_id) {
+            if forged.drops(&field) {
                 dropped += 1;
             } else if let Some(out) = out.as_deref_mut() {
                 out.write(&field)?;
@@ -94,10 +128,7 @@ fn filter(
         }
         flush(&mut held, &mut out)?;
         let end_of_header = line == b"\r\n" || line == b"\n";
-        if !end_of_header
-            && line.len() >= FIELD.len()
-            && line[..FIELD.len()].eq_ignore_ascii_case(FIELD)
-        {
+        if !end_of_header && forged.candidate(&line) {
             held = Some(line.clone());
             continue;
         }
@@ -117,13 +148,23 @@ fn filter(
 /// none; otherwise a copy, spilled to `tmp_dir` past the usual threshold.
 /// Blocking (reads a spilled body).
 pub fn strip(body: Body, authserv_id: &str, tmp_dir: &Path) -> io::Result<(Body, usize)> {
+    strip_forged(body, Forged::AuthResults(authserv_id), tmp_dir)
+}
+
+/// `body` without `X-Spam-Flag:`, `X-Spam-Score:` and `X-Spam-Status:`
+/// fields, and how many there were; as [`strip`].
+pub fn strip_spam_fields(body: Body, tmp_dir: &Path) -> io::Result<(Body, usize)> {
+    strip_forged(body, Forged::SpamFields, tmp_dir)
+}
+
+fn strip_forged(body: Body, forged: Forged<'_>, tmp_dir: &Path) -> io::Result<(Body, usize)> {
     let mut scan = BufReader::new(body.reader()?);
-    if filter(&mut scan, authserv_id, None)? == 0 {
+    if filter(&mut scan, forged, None)? == 0 {
         return Ok((body, 0));
     }
     let mut reader = BufReader::new(body.reader()?);
     let mut copy = BodyBuffer::new(tmp_dir, BODY_MEMORY_LIMIT);
-    let dropped = filter(&mut reader, authserv_id, Some(&mut copy))?;
+    let dropped = filter(&mut reader, forged, Some(&mut copy))?;
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         let n = reader.read(&mut chunk)?;
@@ -186,5 +227,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((n, body.len), (0, clean.len() as u64));
+    }
+
+    #[test]
+    fn spam_fields_are_all_removed_from_the_header_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = b"X-Spam-Flag: NO\r\nSubject: hi\r\nx-spam-status: No, score=-5\r\n\
+            \ttests=[ALL_GOOD]\r\nX-Spam-Score: -5\r\nX-Spam-Level: kept\r\n\r\n\
+            X-Spam-Flag: body line\r\n";
+        let (body, n) = strip_spam_fields(Body::from_bytes(message.to_vec()), dir.path()).unwrap();
+        assert_eq!(n, 3);
+        let mut out = Vec::new();
+        body.reader().unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Subject: hi\r\nX-Spam-Level: kept\r\n\r\nX-Spam-Flag: body line\r\n"
+        );
     }
 }

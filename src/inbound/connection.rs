@@ -24,6 +24,7 @@ use super::auth_results;
 use super::policy;
 use super::sender_domain;
 use super::senders::{self, Sender};
+use super::spam;
 use super::throttle::Throttle;
 use super::verify::{self, Disposition};
 use crate::outbound::resolver::Resolver;
@@ -307,7 +308,8 @@ impl Driver {
                 Action::Enqueue(tx) => {
                     let result = self.enqueue(*tx).await;
                     if result.is_ok() {
-                        crate::status::activity().received(matches!(self.conn, Conn::Tls(_)));
+                        crate::queue::activity::activity()
+                            .received(matches!(self.conn, Conn::Tls(_)));
                     }
                     self.session.queued(result);
                 }
@@ -504,13 +506,27 @@ impl Driver {
                 return Err(Reply::from(&e));
             }
         }
-        let (body, checked, summary) = match self.checks.take() {
+        let (mut body, mut checked, summary) = match self.checks.take() {
             Some(pending) => {
                 let (body, checked, summary) = self.verify(pending, body).await?;
                 (body, checked, Some(summary))
             }
             None => (body, Checked::default(), None),
         };
+        let config = &self.ctx.snapshot.config;
+        if let Some(filter) = spam::applies(config.spam.as_ref(), self.ctx.role, login.as_deref()) {
+            let id = self.ctx.spool.new_id();
+            let request = spam::smtp_request(&tx, &config.hostname, id, self.peer);
+            let peer = self.peer.ip().to_string();
+            let tmp_dir = self.ctx.spool.tmp_dir();
+            let scanned;
+            (body, scanned) = spam::scan(filter, request, body, id, &peer, &tmp_dir).await?;
+            checked.id = Some(id);
+            checked.header.insert_str(0, &scanned.header);
+            if scanned.folder == crate::queue::Folder::Junk {
+                checked.folder = scanned.folder;
+            }
+        }
         let show_peer = self.ctx.role == Role::Mx || self.ctx.snapshot.config.submission.trace;
         let origin = Origin::Smtp {
             trace: tx.trace,
@@ -641,6 +657,7 @@ impl Driver {
         let checked = Checked {
             header: verified.header,
             folder: verified.disposition.folder(),
+            id: None,
         };
         Ok((body, checked, summary))
     }

@@ -17,6 +17,7 @@ pub struct RoleLimits {
     mx: Arc<ConnectionLimits>,
     submission: Arc<ConnectionLimits>,
     submissions: Arc<ConnectionLimits>,
+    web: Arc<ConnectionLimits>,
 }
 
 impl RoleLimits {
@@ -26,6 +27,7 @@ impl RoleLimits {
             Role::Mx => &self.mx,
             Role::Submission => &self.submission,
             Role::Submissions => &self.submissions,
+            Role::Https | Role::Http => &self.web,
         }
     }
 }

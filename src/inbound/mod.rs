@@ -15,6 +15,8 @@
 //! - [`verify`]: SPF, DKIM, DMARC and iprev of mail from other servers, the
 //!   Authentication-Results field and the `[mx]` policy;
 //!   [`auth_results`]: forged Authentication-Results fields removed.
+//! - [`spam`]: the spam filter's verdict on a message (rspamd, through
+//!   the small HTTP client [`rspamd`]): refused, Junk or inbox.
 //! - [`senders`]: the sender rules, who may send as which address (MAIL
 //!   FROM, From:, Sender:), for logins and local Unix users alike.
 
@@ -25,8 +27,10 @@ pub mod connection;
 pub mod limits;
 pub mod passwd;
 pub mod policy;
+pub mod rspamd;
 pub mod sender_domain;
 pub mod senders;
+pub mod spam;
 pub mod submit;
 pub mod throttle;
 pub mod verify;
@@ -68,7 +72,8 @@ struct Shared {
 }
 
 impl Server {
-    /// Binds every listener of the config in force; each connection takes
+    /// Binds every SMTP listener of the config in force (the https and http
+    /// ones are [`crate::web`]'s); each connection takes
     /// the snapshot in force when it arrives. `resolver` answers the checks
     /// on mail from other servers.
     pub async fn bind(
@@ -78,7 +83,7 @@ impl Server {
     ) -> io::Result<Server> {
         let config = live.config();
         let mut listeners = Vec::new();
-        for l in &config.listeners {
+        for l in config.listeners.iter().filter(|l| l.role.is_smtp()) {
             let listener = TcpListener::bind(l.address).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
             })?;

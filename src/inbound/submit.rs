@@ -11,7 +11,8 @@
 //! mail whose From: is mapped is signed, it may name at most
 //! `limits.recipients` recipients and queue at most
 //! `limits.local_messages_per_hour` messages an hour. Recipients at our
-//! domains must exist, for everyone.
+//! domains must exist, for everyone. With `[spam] scan_authenticated`, the
+//! spam filter sees every local submission too.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -24,8 +25,9 @@ use crate::queue::{Body, QueueId, Spool, SpoolError};
 use crate::routing::{self, Relay};
 use crate::smtp::{Address, Envelope, Recipient};
 
-use super::accept::{accept, Origin};
+use super::accept::{accept, Checked, Origin};
 use super::senders::{self, AuthorError, Sender};
+use super::spam;
 
 /// Why a local submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,13 @@ pub enum SubmitError {
     RateLimited { login: String, limit: usize },
     #[error("the message was not queued: {0}")]
     Spool(#[from] SpoolError),
+    /// The spam filter refused it (`[spam] scan_authenticated`).
+    #[error("refused by the spam filter: {0}")]
+    Spam(String),
+    /// The spam filter said later, or did not answer (`on_failure =
+    /// "tempfail"`).
+    #[error("deferred by the spam filter: {0}; try again later")]
+    SpamDeferred(String),
 }
 
 /// Who handed a message over, as the socket tells (SO_PEERCRED).
@@ -153,7 +162,7 @@ impl Submitter {
         &self,
         sender: &str,
         recipients: &[String],
-        body: Body,
+        mut body: Body,
         caller: Caller,
     ) -> Result<QueueId, SubmitError> {
         let snapshot = self.live.get();
@@ -211,6 +220,25 @@ impl Submitter {
             eight_bit: !body_is_ascii(&body),
             smtputf8,
         };
+        let mut checked = Checked::default();
+        if let Some(filter) = config.spam.as_ref().filter(|f| f.scan_authenticated) {
+            let id = self.spool.new_id();
+            let request = spam::local_request(&envelope, &config.hostname, id, user.as_deref());
+            let peer = format!("local uid={uid}");
+            let tmp_dir = self.spool.tmp_dir();
+            let scanned;
+            (body, scanned) = spam::scan(filter, request, body, id, &peer, &tmp_dir)
+                .await
+                .map_err(|reply| match reply.code {
+                    500.. => SubmitError::Spam(reply.text.into_owned()),
+                    _ => SubmitError::SpamDeferred(reply.text.into_owned()),
+                })?;
+            checked = Checked {
+                header: scanned.header,
+                folder: scanned.folder,
+                id: Some(id),
+            };
+        }
         let origin = Origin::Local { uid, user };
         Ok(accept(
             &self.spool,
@@ -219,7 +247,7 @@ impl Submitter {
             origin,
             body,
             sign,
-            Default::default(),
+            checked,
         )
         .await?)
     }

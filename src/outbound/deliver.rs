@@ -182,7 +182,7 @@ impl Attempt<'_> {
             }
             _ => {}
         }
-        crate::status::activity().sent_over(conn.tls.is_some());
+        crate::queue::activity::activity().sent_over(conn.tls.is_some());
         if let Some((user, password)) = &plan.auth {
             let reply = conn
                 .authenticate(user, password)

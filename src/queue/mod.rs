@@ -23,6 +23,7 @@
 //! - [`scheduler`]: picks due messages and hands each recipient to its
 //!   delivery agent; records the outcome.
 
+pub mod activity;
 pub mod admin;
 pub mod agent;
 pub mod body;

@@ -180,7 +180,7 @@ impl Scheduler {
         let mut all_harmless = true;
         for (i, outcome) in outcomes {
             let to = &loaded.entry.message.envelope.recipients[i].original;
-            crate::status::activity().delivery(&outcome, expired);
+            crate::queue::activity::activity().delivery(&outcome, expired);
             let status = match outcome {
                 Outcome::Delivered(detail) => {
                     log::info!(queue_id:% = id, rcpt = to.as_str(), action = "sent"; "queue_id={id} to=<{to}> status=sent ({detail})");

@@ -139,9 +139,13 @@ pub fn run(args: &[OsString]) -> ExitCode {
                 FailureKind::BadAddress
                 | FailureKind::TooBig
                 | FailureKind::BadMessage
-                | FailureKind::TooManyRecipients => exit::DATAERR,
+                | FailureKind::TooManyRecipients
+                | FailureKind::Spam => exit::DATAERR,
                 FailureKind::SenderRefused => exit::NOPERM,
-                FailureKind::Io | FailureKind::Timeout | FailureKind::RateLimited => {
+                FailureKind::Io
+                | FailureKind::Timeout
+                | FailureKind::RateLimited
+                | FailureKind::SpamDeferred => {
                     exit::TEMPFAIL
                 }
                 _ => exit::SOFTWARE,

@@ -244,6 +244,25 @@ impl Reply {
         1,
         "DMARC could not be checked now (DNS error); try again later",
     );
+    /// The spam filter's `soft reject` or `greylist` (`inbound::spam`).
+    pub const SPAM_DEFERRED: Reply = r(
+        451,
+        4,
+        7,
+        1,
+        "Message deferred by the spam filter, try again later",
+    );
+    /// The spam filter did not answer and `[spam] on_failure = "tempfail"`.
+    pub const SPAM_FILTER_UNAVAILABLE: Reply = r(
+        451,
+        4,
+        7,
+        1,
+        "The spam filter is not available, try again later",
+    );
+    /// The spam filter's `reject`; the text becomes rspamd's message when
+    /// it gives one.
+    pub const SPAM_REJECT: Reply = r(550, 5, 7, 1, "Message refused as spam");
     /// RFC 7372 §3.2: MAIL FROM fails SPF (`[mx] spf_fail = "reject"`).
     pub const SPF_FAIL: Reply = r(
         550,

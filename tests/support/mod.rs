@@ -17,6 +17,8 @@
 //!   panics on a dead server, it reports what the server said.
 //! - [`mta`]: one tern in-process (spool, scheduler, relay agent,
 //!   bouncer), for the delivery tests.
+//! - [`pebble`]: a private pebble ACME server (scripts/pebble-instance),
+//!   and TLS clients (HTTPS, STARTTLS, port 465) that verify the chain.
 //! - [`rng`]: a small seeded PRNG, so random kill points can be replayed.
 //! - [`submitter`]: the kill -9 campaign's client: DATA or BDAT, and
 //!   STARTTLS with AUTH PLAIN for submission; says whether a dead
@@ -33,6 +35,7 @@ pub mod dns;
 pub mod harness;
 pub mod mailer;
 pub mod mta;
+pub mod pebble;
 pub mod peers;
 pub mod postfix;
 pub mod rng;

@@ -83,6 +83,7 @@ impl Checker<'_> {
             mx: self.budget(Role::Mx, raw.mx.as_ref(), default)?,
             submission: self.budget(Role::Submission, raw.submission.as_ref(), default)?,
             submissions: self.budget(Role::Submissions, raw.submissions.as_ref(), default)?,
+            web: default,
         };
         let free_space = match &raw.free_space {
             Some(size) => self.size("limits.free_space", size, 0, "0")?,
