@@ -171,7 +171,18 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(every, spool.clone()));
     }
-    systemd::notify("READY=1");
+    // A config still holding the documentation names (the appliance's
+    // placeholder) serves, but says what to edit in `systemctl status`.
+    match path
+        .as_deref()
+        .and_then(|p| live.config().placeholder_notice(p))
+    {
+        Some(notice) => {
+            log::warn!("{notice}");
+            systemd::notify(&format!("READY=1\nSTATUS={notice}"));
+        }
+        None => systemd::notify("READY=1"),
+    }
     log::info!("ready: {} message(s) in the queue", spool.len());
 
     let mut term = signal(SignalKind::terminate())?;
@@ -303,11 +314,18 @@ fn reload(path: Option<&Path>, live: &Live, certs: &Arc<CertStore>) -> Result<St
                 }
             }
             let summary = config.summary(path);
+            let status = match config.placeholder_notice(path) {
+                Some(notice) => {
+                    log::warn!("{notice}");
+                    notice
+                }
+                None => format!("reloaded {}", path.display()),
+            };
             write_dovecot_users(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
             crate::queue::activity::activity().reloaded(Ok(summary.clone()));
-            systemd::notify(&format!("READY=1\nSTATUS=reloaded {}", path.display()));
+            systemd::notify(&format!("READY=1\nSTATUS={status}"));
             Ok(summary)
         }
         Err(e) => {

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -113,24 +114,54 @@ pub fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBu
         move |source| TlsError::Write { path, source }
     };
     fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let (cert_pem, key_pem) = self_signed(hostname, SystemTime::now())?;
+    write_atomically(&key, key_pem.as_bytes(), 0o600).map_err(write_err(&key))?;
+    write_atomically(&cert, cert_pem.as_bytes(), 0o644).map_err(write_err(&cert))?;
+    log::info!(
+        "generated a self-signed certificate for {hostname} in {} (valid for {SELF_SIGNED_DAYS} days)",
+        dir.display()
+    );
+    Ok((cert, key))
+}
+
+/// How long a generated self-signed certificate is valid: 825 days, the
+/// longest Apple's clients (iOS 13 and macOS 10.15 on) accept for a TLS
+/// server certificate even when the user trusts it by hand; the phones and
+/// laptops that read mail over IMAP are what meets this certificate. Older
+/// tern wrote rcgen's default 1975-4096, which such clients refuse. To renew:
+/// remove `data_dir/tls/*.pem` and restart (or install a real certificate).
+pub const SELF_SIGNED_DAYS: i64 = 825;
+
+/// A self-signed certificate (PEM) and its private key (PEM) for
+/// `hostname`: the subject's common name and the first subject alternative
+/// name are the hostname (plus "localhost"), the extended key usage is TLS
+/// server authentication, and it is valid from the day before `now`
+/// (00:00 UTC: a clock a day behind still accepts it) for
+/// [`SELF_SIGNED_DAYS`] days.
+fn self_signed(hostname: &str, now: SystemTime) -> Result<(String, String), TlsError> {
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut names = vec![hostname.to_string()];
     if hostname != "localhost" {
         names.push("localhost".into());
     }
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_atomically(
-        &key,
-        generated.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )
-    .map_err(write_err(&key))?;
-    write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644).map_err(write_err(&cert))?;
-    log::info!(
-        "generated a self-signed certificate for {hostname} in {}",
-        dir.display()
-    );
-    Ok((cert, key))
+    let mut params = rcgen::CertificateParams::new(names).map_err(generate)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, hostname);
+    params.distinguished_name = subject;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let today = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| (d.as_secs() / 86_400) as i64)
+        .unwrap_or(0);
+    let day = |days: i64| {
+        let (y, m, d) = crate::date::civil_from_days(days);
+        rcgen::date_time_ymd(y as i32, m as u8, d as u8)
+    };
+    params.not_before = day(today - 1);
+    params.not_after = day(today - 1 + SELF_SIGNED_DAYS);
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = params.self_signed(&key).map_err(generate)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes `path` via a temporary file (created with `mode`), fsync and
@@ -275,6 +306,48 @@ mod tests {
         server_config_from_files(&cert, &key).unwrap();
         ensure_self_signed(dir.path(), "mx.example.org").unwrap();
         assert_eq!(fs::read(&cert).unwrap(), first);
+    }
+
+    #[test]
+    fn self_signed_names_the_host_and_has_a_sane_validity() {
+        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+        // 2026-12-06 12:00 UTC.
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_796_558_400);
+        let (pem, _) = self_signed("mail.example.org", now).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|cn| cn.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(cn, ["mail.example.org"]);
+        assert_eq!(cert.subject(), cert.issuer());
+        let sans: Vec<_> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => d.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sans, ["mail.example.org", "localhost"]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth, "{eku:?}");
+        // From 2026-12-05 00:00 UTC (a day of clock skew) for 825 days.
+        let validity = cert.validity();
+        assert_eq!(validity.not_before.timestamp(), 1_796_428_800);
+        assert_eq!(
+            validity.not_after.timestamp() - validity.not_before.timestamp(),
+            SELF_SIGNED_DAYS * 86_400
+        );
+        let now_secs = 1_796_558_400;
+        assert!(validity.not_before.timestamp() < now_secs);
+        assert!(validity.not_after.timestamp() > now_secs + 2 * 365 * 86_400);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod error;
 mod names;
+mod placeholder;
 mod raw;
 mod source;
 mod syntax;
