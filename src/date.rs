@@ -1,5 +1,6 @@
 //! RFC 5322 §3.3 date-time strings (`Sat, 28 Nov 2026 15:52:42 +0000`) from a
-//! `SystemTime`, always in UTC. The caller supplies the time (DESIGN invariant 8).
+//! `SystemTime`, always in UTC, and plain `YYYY-MM-DD` dates ([`ymd`]). The
+//! caller supplies the time (DESIGN invariant 8).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,6 +60,21 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `YYYY-MM-DD` (UTC) of `secs` since the epoch.
+pub fn ymd(secs: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +96,12 @@ mod tests {
     fn iso_dates() {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_881_162_123);
         assert_eq!(iso8601(t), "2026-11-28T15:52:42.123Z");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(ymd(951_782_400), "2000-02-29");
+        assert_eq!(ymd(1_798_761_600), "2027-01-01");
     }
 }

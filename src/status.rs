@@ -95,7 +95,7 @@ pub struct StatusReport {
 /// `tern status` builds it alone when the daemon is down).
 pub fn from_config(config: &Config, messages: &[MessageSummary]) -> StatusReport {
     let (file, _) = certs::served_file(config);
-    let certificate = match certs::read_leaf(&file) {
+    let certificate = match crate::tls::leaf::read_leaf(&file) {
         Ok(leaf) => CertificateView {
             file: file.display().to_string(),
             not_after: Some(leaf.not_after),
@@ -244,9 +244,9 @@ pub fn format(r: &StatusReport, now: SystemTime) -> String {
         (Some(until), _) => {
             let days = (until - now_ms as i64 / 1000).div_euclid(86_400);
             let when = if days < 0 {
-                format!("EXPIRED on {}", certs::date(until))
+                format!("EXPIRED on {}", crate::date::ymd(until))
             } else {
-                format!("valid until {} ({days} days)", certs::date(until))
+                format!("valid until {} ({days} days)", crate::date::ymd(until))
             };
             format!(
                 "{when}{}",

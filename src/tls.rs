@@ -3,6 +3,7 @@
 //! `data_dir/tls/` until the owner installs a real one (or ACME issues one:
 //! [`store`] holds what every listener presents). TLS 1.2 and 1.3 only.
 
+pub mod leaf;
 pub mod store;
 
 use std::fs::{self, OpenOptions};

@@ -15,7 +15,7 @@ use instant_acme::AccountCredentials;
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
-use crate::check::certs::{read_leaf, Leaf};
+use crate::tls::leaf::{read_leaf, Leaf};
 use crate::tls::write_atomically;
 
 /// The files of one data directory.

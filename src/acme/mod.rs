@@ -125,7 +125,7 @@ fn load(files: &AcmeFiles, certs: &CertStore) -> Option<Issued> {
                 "acme: certificate for {} from {} in force, valid until {}",
                 issued.leaf.names.join(", "),
                 files.cert_path().display(),
-                crate::check::certs::date(issued.leaf.not_after)
+                crate::date::ymd(issued.leaf.not_after)
             );
             certs.set_acme(issued.key.clone());
             crate::queue::activity::activity().acme(true, "certificate in force".into());
@@ -167,7 +167,7 @@ async fn step(
         )),
         Some(c) if now >= renewal_due(c.leaf.not_before, c.leaf.not_after) => Some(format!(
             "a third of its lifetime is left (valid until {})",
-            crate::check::certs::date(c.leaf.not_after)
+            crate::date::ymd(c.leaf.not_after)
         )),
         Some(c) => {
             let due = renewal_due(c.leaf.not_before, c.leaf.not_after);
@@ -197,7 +197,7 @@ async fn step(
             let message = format!(
                 "certificate for {} issued, valid until {}",
                 issued.leaf.names.join(", "),
-                crate::check::certs::date(issued.leaf.not_after)
+                crate::date::ymd(issued.leaf.not_after)
             );
             log::info!("acme: {message}; new TLS sessions present it");
             crate::queue::activity::activity().acme(true, message);
@@ -211,7 +211,7 @@ async fn step(
             let serving = match (current.as_ref(), acme.certs.has_acme()) {
                 (Some(c), true) => format!(
                     "the certificate valid until {} keeps serving",
-                    crate::check::certs::date(c.leaf.not_after)
+                    crate::date::ymd(c.leaf.not_after)
                 ),
                 _ => "the configured (or self-signed) certificate keeps serving".into(),
             };

@@ -12,11 +12,11 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{parse_x509_certificate, X509Certificate};
 
 use super::{Check, Status};
 use crate::config::{Config, TlsConfig};
+use crate::date::ymd;
+use crate::tls::leaf::{parse_leaf, read_chain, Leaf};
 
 /// Fewer days left than this is a warning.
 pub const RENEW_DAYS: i64 = 14;
@@ -32,78 +32,6 @@ pub fn served_file(config: &Config) -> (PathBuf, bool) {
         TlsConfig::Files { cert, .. } => (cert.clone(), false),
         TlsConfig::SelfSigned => (config.data_dir.join("tls").join("cert.pem"), true),
     }
-}
-
-/// What the leaf certificate says, for `tern status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leaf {
-    /// Seconds since the epoch.
-    pub not_before: i64,
-    pub not_after: i64,
-    /// The DNS names it is for (subjectAltName).
-    pub names: Vec<String>,
-    /// Issuer and subject are the same name.
-    pub self_signed: bool,
-    /// The issuer, as text.
-    pub issuer: String,
-}
-
-/// Reads the leaf of a parsed certificate.
-fn leaf_of(cert: &X509Certificate<'_>) -> Leaf {
-    let names = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(name) => Some(name.to_lowercase()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    Leaf {
-        not_before: cert.validity().not_before.timestamp(),
-        not_after: cert.validity().not_after.timestamp(),
-        names,
-        self_signed: cert.issuer().as_raw() == cert.subject().as_raw(),
-        issuer: cert.issuer().to_string(),
-    }
-}
-
-/// The certificates of a PEM file, leaf first.
-pub fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
-    if chain.is_empty() {
-        return Err("the file holds no CERTIFICATE block".into());
-    }
-    Ok(chain)
-}
-
-/// The leaf of the certificate file at `path`.
-pub fn read_leaf(path: &Path) -> Result<Leaf, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let chain = read_chain(&pem)?;
-    let (_, cert) =
-        parse_x509_certificate(&chain[0]).map_err(|e| format!("not a certificate: {e}"))?;
-    Ok(leaf_of(&cert))
-}
-
-/// `YYYY-MM-DD` (UTC) of `secs` since the epoch.
-pub fn date(secs: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Seconds since the epoch (negative before it).
@@ -148,9 +76,9 @@ pub fn check_pem(
         Ok(chain) => chain,
         Err(why) => return unreadable(why),
     };
-    let leaf = match parse_x509_certificate(&chain[0]) {
-        Ok((_, cert)) => leaf_of(&cert),
-        Err(e) => return unreadable(format!("not a certificate: {e}")),
+    let leaf = match parse_leaf(&chain[0]) {
+        Ok(leaf) => leaf,
+        Err(why) => return unreadable(why),
     };
     vec![
         expiry(&leaf, subject, now),
@@ -163,12 +91,12 @@ pub fn check_pem(
 fn expiry(leaf: &Leaf, subject: &str, now: SystemTime) -> Check {
     let now = epoch_secs(now);
     let days = (leaf.not_after - now).div_euclid(86_400);
-    let until = date(leaf.not_after);
+    let until = ymd(leaf.not_after);
     let renew = "renew it (or remove [tls] to fall back to a self-signed one), then \
                  systemctl reload tern";
     if leaf.not_before > now {
         return Check::new("tls-expiry", subject, Status::Failed)
-            .found(format!("not valid before {}", date(leaf.not_before)))
+            .found(format!("not valid before {}", ymd(leaf.not_before)))
             .fix("check the machine's clock, or install a certificate valid now");
     }
     if leaf.not_after <= now {
@@ -386,12 +314,5 @@ mod tests {
         assert!(checks[2].found.starts_with("the chain does not verify"));
         assert!(covers("*.example.org", HOST));
         assert!(!covers("*.org", HOST));
-    }
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_798_761_600), "2027-01-01");
     }
 }
