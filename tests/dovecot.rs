@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -27,20 +26,6 @@ struct Dovecot {
     imap: u16,
     imaps: u16,
     pop3s: u16,
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Dovecot {
@@ -91,36 +76,6 @@ fn require_dovecot() {
     );
 }
 
-fn gid_of(group: &str) -> u32 {
-    let out = Command::new("getent")
-        .args(["group", group])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split(':')
-        .nth(2)
-        .and_then(|g| g.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no group {group}: install Dovecot"))
-}
-
-/// `tern user passwd`, fed the password on stdin: the `password = ...` line.
-fn password_line(password: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(tern_bin())
-        .args(["user", "passwd", "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("password = "))
-        .expect("tern user passwd printed a password line")
-        .to_string()
-}
-
 struct Setup {
     server: TestServer,
     dovecot: Dovecot,
@@ -130,7 +85,7 @@ struct Setup {
 
 fn setup() -> Setup {
     require_dovecot();
-    let dovecot_gid = gid_of("dovecot");
+    let dovecot_gid = gid_of("dovecot", "apt-get install -y dovecot-core");
     let dir = tempfile::tempdir().unwrap();
     nix::unistd::chown(
         dir.path(),
@@ -188,7 +143,10 @@ fn imap_and_pop3_over_terns_maildirs_and_users() {
     let mode = std::fs::metadata(&s.users).unwrap();
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     assert_eq!(mode.permissions().mode() & 0o777, 0o640);
-    assert_eq!(mode.gid(), gid_of("dovecot"));
+    assert_eq!(
+        mode.gid(),
+        gid_of("dovecot", "apt-get install -y dovecot-core")
+    );
 
     // A message through SMTP, fetched over IMAP byte for byte.
     let token = "tok-fetch-1";

@@ -31,18 +31,6 @@ const CLEAN: &[u8] = b"From: <sender@example.com>\r\nTo: <me@example.org>\r\n\
 Subject: lunch\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n\
 Message-ID: <lunch.1@example.com>\r\n\r\nLunch at noon tomorrow?\r\n";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rspamd-instance")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running private rspamd; stopped when dropped.
 struct Rspamd {
     dir: tempfile::TempDir,
@@ -62,7 +50,7 @@ impl Rspamd {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let port = free_port();
-        let out = Command::new(script())
+        let out = Command::new(script("rspamd-instance"))
             .arg("start")
             .arg(dir.path().join("rspamd"))
             .args(["--port", &port.to_string()])
@@ -86,7 +74,7 @@ impl Rspamd {
 
     fn stop(&mut self) {
         if self.running {
-            let status = Command::new(script())
+            let status = Command::new(script("rspamd-instance"))
                 .arg("stop")
                 .arg(self.dir.path().join("rspamd"))
                 .status()
@@ -100,7 +88,7 @@ impl Rspamd {
 impl Drop for Rspamd {
     fn drop(&mut self) {
         if self.running {
-            let _ = Command::new(script())
+            let _ = Command::new(script("rspamd-instance"))
                 .arg("stop")
                 .arg(self.dir.path().join("rspamd"))
                 .status();
@@ -350,29 +338,6 @@ fn soft_reject_and_greylist_get_451() {
         let reply = send(&server, CLEAN);
         assert!(reply.starts_with("451 4.7.1 "), "{action}: {reply}");
     }
-}
-
-/// `tern user passwd` for `password`: the config line.
-fn password_line(password: &str) -> String {
-    let mut child = Command::new(tern_bin())
-        .args(["user", "passwd", "sub"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tern user passwd");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("tern user passwd");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .find(|l| l.starts_with("password = \"$argon2id$"))
-        .unwrap_or_else(|| panic!("no password line in {stdout:?}"))
-        .to_string()
 }
 
 /// Logs in as `sub` on the submissions port and sends CLEAN with Python's

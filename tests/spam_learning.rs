@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,54 +18,6 @@ use support::peers::{run, PYTHON};
 use support::*;
 
 const NOBODY: u32 = 65534;
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn gid_of(group: &str) -> u32 {
-    let groups = std::fs::read_to_string("/etc/group").unwrap();
-    groups
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&group)).then(|| f[2].parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no group {group}: apt-get install -y dovecot-core"))
-}
-
-fn password_line(password: &str) -> String {
-    let mut child = Command::new(tern_bin())
-        .args(["user", "passwd", "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tern user passwd");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("tern user passwd");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .find(|l| l.starts_with("password = \"$argon2id$"))
-        .unwrap_or_else(|| panic!("no password line in {stdout:?}"))
-        .to_string()
-}
 
 /// Stops the instance under `dir` with `script stop` when dropped.
 struct Instance {
@@ -189,7 +140,7 @@ fn moving_mail_into_and_out_of_junk_teaches_rspamd() {
     assert_eq!(learned(controller, "BAYES_SPAM"), 0);
     assert_eq!(learned(controller, "BAYES_HAM"), 0);
 
-    let dovecot_gid = gid_of("dovecot");
+    let dovecot_gid = gid_of("dovecot", "apt-get install -y dovecot-core");
     let dir = tempfile::tempdir().unwrap();
     nix::unistd::chown(
         dir.path(),

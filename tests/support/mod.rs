@@ -23,6 +23,8 @@
 //! - [`submitter`]: the kill -9 campaign's client: DATA or BDAT, and
 //!   STARTTLS with AUTH PLAIN for submission; says whether a dead
 //!   connection died before or after the end of the content.
+//! - [`tools`]: a repo script's path, a free port, `tern user passwd`'s
+//!   line, a group's id; re-exported here.
 //! - [`transcript_lang`]: the language of the SMTP transcripts under
 //!   `tests/transcripts/`.
 // Each test crate uses a part of the helpers, through `pub`.
@@ -41,7 +43,10 @@ pub mod postfix;
 pub mod rng;
 pub mod sink;
 pub mod submitter;
+pub mod tools;
 pub mod transcript_lang;
 
 #[allow(unused_imports)]
 pub use harness::*;
+#[allow(unused_imports)]
+pub use tools::*;

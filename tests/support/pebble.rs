@@ -21,10 +21,6 @@ pub struct Pebble {
     pub ca_file: PathBuf,
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pebble-instance")
-}
-
 impl Pebble {
     /// Starts pebble asking `dns` and validating on tern's `http_port` and
     /// `tls_port`; `validity`: the certificates' lifetime in seconds.
@@ -39,7 +35,7 @@ impl Pebble {
             Path::new("/usr/bin/pebble").exists(),
             "pebble is not installed: apt-get install -y pebble"
         );
-        let mut cmd = Command::new(script());
+        let mut cmd = Command::new(super::tools::script("pebble-instance"));
         cmd.arg("start")
             .arg(dir)
             .args(["--dns", &dns.to_string()])
@@ -96,17 +92,11 @@ impl Pebble {
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
+        let _ = Command::new(super::tools::script("pebble-instance"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
     }
-}
-
-/// A free port on 127.0.0.1 (bound and released: the kernel's choice).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A client config trusting only `roots`.
