@@ -98,6 +98,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = crate::tls::store::server_config(&certs, &[]).context("TLS setup failed")?;
     dkim::log_domains(signer.as_ref());
     write_dovecot_users(&config);
+    crate::acme::served::link(&config);
     let srs = crate::routing::srs::Srs::load_or_create(&config.data_dir)
         .context("cannot read or make the SRS secret in the data directory")?;
     let live = Arc::new(Live::new(
@@ -322,6 +323,7 @@ fn reload(path: Option<&Path>, live: &Live, certs: &Arc<CertStore>) -> Result<St
                 None => format!("reloaded {}", path.display()),
             };
             write_dovecot_users(config);
+            crate::acme::served::link(config);
             live.replace(snapshot);
             log::info!("reloaded: {summary}");
             crate::queue::activity::activity().reloaded(Ok(summary.clone()));

@@ -12,6 +12,7 @@
 
 pub mod files;
 pub mod order;
+pub mod served;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -83,6 +84,7 @@ pub async fn run(acme: Acme, mut stopped: watch::Receiver<bool>) {
                 if acme.certs.has_acme() {
                     log::info!("acme: [acme] is off now; the configured certificate serves again");
                     acme.certs.clear_acme();
+                    served::link(&config);
                     current = None;
                     loaded_from_disk = false;
                 }
@@ -93,6 +95,7 @@ pub async fn run(acme: Acme, mut stopped: watch::Receiver<bool>) {
                 if !loaded_from_disk {
                     loaded_from_disk = true;
                     current = load(&files, &acme.certs);
+                    served::link(&config);
                 }
                 // A stop does not wait for an order in progress (its
                 // answers are taken down as the order is dropped).
@@ -194,6 +197,7 @@ async fn step(
         Ok(issued) => {
             *failures = 0;
             acme.certs.set_acme(issued.key.clone());
+            served::link(config);
             let message = format!(
                 "certificate for {} issued, valid until {}",
                 issued.leaf.names.join(", "),

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::{Check, Status};
-use crate::config::{Config, TlsConfig};
+use crate::config::Config;
 use crate::date::ymd;
 use crate::tls::leaf::{parse_leaf, read_chain, Leaf};
 
@@ -23,15 +23,8 @@ pub const RENEW_DAYS: i64 = 14;
 
 /// The certificate file tern serves, and whether tern makes it itself.
 pub fn served_file(config: &Config) -> (PathBuf, bool) {
-    // An ACME certificate, once there is one, outranks [tls].
-    let acme = crate::acme::files::AcmeFiles::new(&config.data_dir).cert_path();
-    if config.acme.is_some() && acme.exists() {
-        return (acme, true);
-    }
-    match &config.tls {
-        TlsConfig::Files { cert, .. } => (cert.clone(), false),
-        TlsConfig::SelfSigned => (config.data_dir.join("tls").join("cert.pem"), true),
-    }
+    let served = crate::acme::served::served(config);
+    (served.cert, served.made_by_tern)
 }
 
 /// Seconds since the epoch (negative before it).
