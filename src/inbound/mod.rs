@@ -131,25 +131,9 @@ async fn accept_loop(
     grace: Duration,
 ) {
     let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        // Reap finished connection tasks so the set does not grow.
-        while connections.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off a little rather than spin.
-                log::warn!("accept on {role:?} listener failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // A dual-stack "[::]" listener sees IPv4 clients as ::ffff:a.b.c.d:
-        // they are IPv4 clients (SPF ip4:, Received:, logs, limits).
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    while let Some((stream, peer)) =
+        next_client(&listener, role, &mut shutdown, &mut connections).await
+    {
         let snapshot = shared.live.get();
         let budget = snapshot.config.limits.budget(role);
         let guard = match shared.limits.of(role).try_acquire(peer.ip(), budget) {
@@ -189,6 +173,40 @@ async fn accept_loop(
         );
         connections.abort_all();
         while connections.join_next().await.is_some() {}
+    }
+}
+
+/// The next client of `listener` and its address, or `None` once
+/// `shutdown` turns true; for every listener (SMTP here, https/http in
+/// `crate::web`). Finished tasks in `connections` are reaped first, so the
+/// set does not grow. A failed accept (EMFILE and friends) is logged and
+/// tried again after a short pause rather than spun on. A dual-stack
+/// "[::]" listener sees IPv4 clients as ::ffff:a.b.c.d: they are IPv4
+/// clients (SPF ip4:, Received:, logs, limits).
+pub async fn next_client<T: 'static>(
+    listener: &TcpListener,
+    role: Role,
+    shutdown: &mut watch::Receiver<bool>,
+    connections: &mut JoinSet<T>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return None,
+        };
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                return Some((
+                    stream,
+                    SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+                ))
+            }
+            Err(e) => {
+                log::warn!("accept on {} listener failed: {e}", role.name());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Role;
 use crate::inbound::limits::ConnectionLimits;
+use crate::inbound::next_client;
 use crate::live::Live;
 use crate::tls::store::{CertStore, ACME_TLS_ALPN};
 
@@ -138,21 +139,9 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("accept on {} listener failed: {e}", role.name());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    while let Some((stream, peer)) =
+        next_client(&listener, role, &mut shutdown, &mut connections).await
+    {
         let budget = shared.live.config().limits.budget(role);
         let Ok(guard) = shared.limits.try_acquire(peer.ip(), budget) else {
             log::info!(
