@@ -18,8 +18,6 @@ use std::time::Duration;
 use support::peers::{run, PYTHON};
 use support::*;
 
-const NOBODY: u32 = 65534;
-
 /// A running private Dovecot; stopped when dropped.
 struct Dovecot {
     dir: PathBuf,
@@ -85,24 +83,8 @@ struct Setup {
 
 fn setup() -> Setup {
     require_dovecot();
-    let dovecot_gid = gid_of("dovecot", "apt-get install -y dovecot-core");
-    let dir = tempfile::tempdir().unwrap();
-    nix::unistd::chown(
-        dir.path(),
-        Some(nix::unistd::Uid::from_raw(NOBODY)),
-        Some(nix::unistd::Gid::from_raw(dovecot_gid)),
-    )
-    .unwrap();
-    let users = dir.path().join("dovecot-users");
-    let config = format!(
-        "{}\n[[user]]\nname = \"alice\"\n{}\n[dovecot]\nusers_file = \"{}\"\ngroup = \"dovecot\"\n\
-         [relay]\nnameservers = [\"127.0.0.1:9\"]\n[mx]\nverify_sender_domain = false\n",
-        BASE_CONFIG.replace("{data}", dir.path().join("data").to_str().unwrap()),
-        password_line("alice's secret"),
-        users.display()
-    );
+    let (server, users) = tern_for_dovecot("alice's secret", "");
     let dovecot_dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with_config_as(dir, &config, Some((NOBODY, dovecot_gid)));
     let dovecot = Dovecot::start(dovecot_dir.path(), &users, &server.data().join("tls"));
     Setup {
         server,

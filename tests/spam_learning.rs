@@ -17,8 +17,6 @@ use support::dns::DnsServer;
 use support::peers::{run, PYTHON};
 use support::*;
 
-const NOBODY: u32 = 65534;
-
 /// Stops the instance under `dir` with `script stop` when dropped.
 struct Instance {
     script: &'static str,
@@ -140,24 +138,7 @@ fn moving_mail_into_and_out_of_junk_teaches_rspamd() {
     assert_eq!(learned(controller, "BAYES_SPAM"), 0);
     assert_eq!(learned(controller, "BAYES_HAM"), 0);
 
-    let dovecot_gid = gid_of("dovecot", "apt-get install -y dovecot-core");
-    let dir = tempfile::tempdir().unwrap();
-    nix::unistd::chown(
-        dir.path(),
-        Some(nix::unistd::Uid::from_raw(NOBODY)),
-        Some(nix::unistd::Gid::from_raw(dovecot_gid)),
-    )
-    .unwrap();
-    let users = dir.path().join("dovecot-users");
-    let config = format!(
-        "{}\n[[user]]\nname = \"alice\"\n{}\n[dovecot]\nusers_file = \"{}\"\ngroup = \"dovecot\"\n\
-         [relay]\nnameservers = [\"127.0.0.1:9\"]\n[mx]\nverify_sender_domain = false\n\
-         authenticate = false\n",
-        BASE_CONFIG.replace("{data}", dir.path().join("data").to_str().unwrap()),
-        password_line("alice's secret"),
-        users.display()
-    );
-    let server = TestServer::start_with_config_as(dir, &config, Some((NOBODY, dovecot_gid)));
+    let (server, users) = tern_for_dovecot("alice's secret", "");
     let dovecot_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dovecot_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let tls = server.data().join("tls");

@@ -58,3 +58,34 @@ pub fn gid_of(group: &str, install: &str) -> u32 {
         .and_then(|g| g.trim().parse().ok())
         .unwrap_or_else(|| panic!("no group {group}: {install}"))
 }
+
+/// The uid tern runs as beside Dovecot in the tests (nobody): Dovecot runs
+/// no mail process as root.
+pub const NOBODY: u32 = 65534;
+
+/// A tern for a private Dovecot: run as nobody with group dovecot, user
+/// alice with `password`, `[dovecot]` writing its user database in the
+/// test directory, no checks on incoming mail (the loopback DNS answers
+/// nothing); `extra` TOML is appended. Returns the server and the path of
+/// the user database.
+pub fn tern_for_dovecot(password: &str, extra: &str) -> (super::TestServer, PathBuf) {
+    let dovecot_gid = gid_of("dovecot", "apt-get install -y dovecot-core");
+    let dir = tempfile::tempdir().unwrap();
+    nix::unistd::chown(
+        dir.path(),
+        Some(nix::unistd::Uid::from_raw(NOBODY)),
+        Some(nix::unistd::Gid::from_raw(dovecot_gid)),
+    )
+    .unwrap();
+    let users = dir.path().join("dovecot-users");
+    let config = format!(
+        "{}\n[[user]]\nname = \"alice\"\n{}\n[dovecot]\nusers_file = \"{}\"\ngroup = \"dovecot\"\n\
+         [relay]\nnameservers = [\"127.0.0.1:9\"]\n[mx]\nverify_sender_domain = false\n\
+         authenticate = false\n{extra}",
+        super::BASE_CONFIG.replace("{data}", dir.path().join("data").to_str().unwrap()),
+        password_line(password),
+        users.display()
+    );
+    let server = super::TestServer::start_with_config_as(dir, &config, Some((NOBODY, dovecot_gid)));
+    (server, users)
+}
