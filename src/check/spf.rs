@@ -14,6 +14,7 @@ use mail_auth::{MessageAuthenticator, SpfResult};
 use super::dns::{tagged, Dns};
 use super::records;
 use super::{Check, Status};
+use crate::inbound::verify::spf_word;
 
 /// RFC 7208 §4.6.4: at most this many terms that cause DNS lookups.
 pub const LOOKUP_LIMIT: usize = 10;
@@ -97,25 +98,12 @@ async fn evaluate(dns: &Dns, domain: &str, host: &str, public: &[IpAddr], text: 
     }
     let shown: Vec<String> = failing
         .iter()
-        .map(|(ip, result)| format!("{ip}: {}", result_name(*result)))
+        .map(|(ip, result)| format!("{ip}: {}", spf_word(*result)))
         .collect();
     let missing: Vec<IpAddr> = failing.iter().map(|(ip, _)| *ip).collect();
     Check::new("spf", domain, Status::Failed)
         .found(format!("\"{text}\" does not pass for {}", shown.join(", ")))
         .fix(records::spf_with(domain, text, &missing).to_string())
-}
-
-/// The result's name in Received-SPF (RFC 7208 §2.6).
-fn result_name(result: SpfResult) -> &'static str {
-    match result {
-        SpfResult::Pass => "pass",
-        SpfResult::Fail => "fail",
-        SpfResult::SoftFail => "softfail",
-        SpfResult::Neutral => "neutral",
-        SpfResult::TempError => "temperror",
-        SpfResult::PermError => "permerror",
-        SpfResult::None => "none",
-    }
 }
 
 /// A macro that is a plain domain name (`include:_spf.example`).

@@ -397,7 +397,9 @@ fn from_domain(msg: &AuthenticatedMessage<'_>) -> String {
         .unwrap_or_default()
 }
 
-fn spf_word(result: SpfResult) -> &'static str {
+/// An SPF result's name, as in Received-SPF and Authentication-Results
+/// (RFC 7208 §2.6); `tern check` shows the same words.
+pub fn spf_word(result: SpfResult) -> &'static str {
     match result {
         SpfResult::Pass => "pass",
         SpfResult::Fail => "fail",
