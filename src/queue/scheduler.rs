@@ -115,7 +115,7 @@ impl Scheduler {
                 }
                 let now = self.spool.clock().now();
                 if let Some(id) = self.spool.lease_due(now, 1).pop() {
-                    let size = self.spool.entry(id).map_or(0, |e| e.message.body_len);
+                    let size = self.spool.body_len(id).unwrap_or(0);
                     let room = tokio::select! {
                         r = bytes.clone().acquire_many_owned(units(size, self.loaded_bytes)) => r.ok(),
                         _ = shutdown.changed() => None,

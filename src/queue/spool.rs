@@ -426,6 +426,12 @@ impl Spool {
         Ok(Loaded { entry, content })
     }
 
+    /// The body size of one message (for the scheduler's memory budget,
+    /// without copying its entry).
+    pub fn body_len(&self, id: QueueId) -> Option<u64> {
+        self.lock().messages.get(&id).map(|e| e.message.body_len)
+    }
+
     /// A copy of one entry.
     pub fn entry(&self, id: QueueId) -> Option<Entry> {
         self.lock().messages.get(&id).cloned()
