@@ -7,7 +7,8 @@ Method (also written into the results file):
     deliver bench@bench.test into a Maildir. Postfix is a private instance made
     by scripts/postfix-instance (queue fsync'd as always, virtual(8) delivery);
     tern runs `tern serve` with a generated config (250 only after the group
-    commit's fdatasync; Maildir tmp -> fsync -> new -> fsync dir).
+    commit's fdatasync; Maildir tmp -> flush -> new -> flush, each flush a
+    group-committed syncfs shared by the deliveries of that moment).
   * Load: Postfix's smtp-source with the same arguments for both, runs
     alternating Postfix, tern, Postfix, tern ... (>= 3 each; the median of the
     runs is reported). `new` = one connection per message, `reuse` = smtp-source
