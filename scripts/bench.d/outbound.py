@@ -1,19 +1,35 @@
 """scripts/bench.d/outbound.py — `scripts/bench --outbound N`: how fast tern and
-Postfix deliver N queued messages (4 KiB) to other servers, smtp-sink processes
-on loopback addresses standing in for them.
+Postfix deliver N queued messages (4 KiB) to other servers, and whether each
+arrives exactly once. The other servers are sink.c (compiled at run time): one
+epoll process listening on 10 loopback addresses, logging the recipient and
+Message-ID of every message it takes.
 
-Each run: the server gets N messages while nothing listens where they go
-(Postfix: `defer_transports = smtp`, so it makes no attempt; tern: every first
-attempt finds the port closed and defers for an hour), then the sinks start,
-the server is told to flush (Postfix: defer_transports emptied, `postfix
-reload`, `postqueue -f`; tern: `tern queue flush`) and the clock runs until the
-sinks have counted N messages. Two cases: (a) every message to one domain,
-(b) spread over 100 domains, their MX hosts on 10 loopback addresses. tern
-finds them in DNS (dns.py, answers cached); the private Postfix looks nothing
+Each run: the server gets N messages, each to its own recipient u<i>@domain
+with Message-ID <out<i>@bench.test> (tern through its control socket, Postfix
+over SMTP), while nothing listens where they go (Postfix: `defer_transports =
+smtp`, so it makes no attempt; tern: every first attempt finds the port closed
+and defers for an hour). Then the sink starts, both servers get the shortest
+retry schedule (tern: [queue] retry_first and retry_max 1s, `tern reload`;
+Postfix: minimal_backoff_time, maximal_backoff_time and queue_run_delay 1s, with
+defer_transports emptied, `postfix reload`), the server is told to flush
+(`tern queue flush`; `postqueue -f`) and the clock runs until the sink has
+taken N messages. Three cases: (a) every message to one domain, (b) spread over
+100 domains, their MX hosts on 10 loopback addresses, (c) as (b) with the sink
+answering `451 4.3.0` to 10% of RCPT commands, drawn afresh for each, so the
+server defers those messages and a retry can succeed. tern finds the
+destinations in DNS (dns.py, answers cached); the private Postfix looks nothing
 up, so its transport map names the same addresses. Both with their default
-concurrency: Postfix 20 connections per destination, 100 smtp processes;
-tern its 8 deliveries at once and `[relay] concurrency_per_destination` 4.
-No TLS (smtp-sink offers none).
+concurrency: Postfix 20 connections per destination, 100 smtp processes; tern
+32 deliveries at once and `[relay] concurrency_per_destination` 4. No TLS (the
+sink offers none).
+
+After each run the sink's log is checked: every recipient taken once, with its
+own message's Message-ID (a message missing, taken twice or mixed up fails the
+bench); the refusals the sink made are set beside the deferrals the server
+logged for them, and the time from each such deferral to the message's next
+attempt (the retry gap) is read from the server's log. CPU is the server's
+process tree's, per 1,000 messages; other load is the machine's busy time in
+the window minus the server's and the sink's, in cores.
 """
 
 import json
