@@ -63,7 +63,6 @@ struct conn {
     size_t inlen;
     char out[OUT_MAX];
     size_t outlen;
-    int want_out;                   /* EPOLLOUT registered */
 };
 
 static volatile sig_atomic_t stop;
@@ -106,11 +105,12 @@ static void reply(struct conn *c, const char *s) {
 
 static void set_events(struct conn *c) {
     struct epoll_event ev = {0};
-    int want = c->outlen > 0;
-    ev.events = (c->outlen >= OUT_HIGH ? 0 : EPOLLIN) | (want ? EPOLLOUT : 0);
+    /* No EPOLLIN while the replies are backed up or after QUIT: input then
+     * waits in the socket (level-triggered, it would wake us for nothing). */
+    int reading = c->outlen < OUT_HIGH && c->st != CLOSING;
+    ev.events = (reading ? EPOLLIN : 0) | (c->outlen > 0 ? EPOLLOUT : 0);
     ev.data.ptr = c;
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_out = want;
 }
 
 static void close_conn(struct conn *c) {
