@@ -48,7 +48,10 @@ Modules: common.py (paths, logging), procfs.py (/proc readings), servers.py
 ab.py (tern against tern: --checks, --baseline),
 dns.py (the loopback DNS server of --checks and --outbound), idle.py (--idle:
 the memory of idle sessions), outbound.py (--outbound: delivery to other
-servers), latency.c (the LD_PRELOAD shim).
+servers, cases (a) one domain, (b) 100 domains, (c) 10% of recipients refused
+with 451 and retried; exactly-once checked), latency.c (the LD_PRELOAD shim),
+sink.c (the remote servers of --outbound: an epoll SMTP sink that logs every
+message it takes and refuses a share of recipients).
 """
 
 import argparse
@@ -434,8 +437,11 @@ def main():
                     help="only measure N idle sessions (plain, then STARTTLS) held open on tern and on "
                     "Postfix: memory per session; writes idle.md")
     ap.add_argument("--outbound", type=int, metavar="N",
-                    help="only measure delivery of N queued messages to smtp-sinks on loopback, tern "
-                    "beside Postfix, (a) one domain and (b) 100 domains; writes outbound.md")
+                    help="only measure delivery of N queued messages to sinks on loopback (sink.c), tern "
+                    "beside Postfix, (a) one domain, (b) 100 domains, (c) as (b) with 10%% of recipients "
+                    "refused with 451 and retried; checks exactly-once; writes outbound.md")
+    ap.add_argument("--outbound-cases", default="abc", metavar="CASES",
+                    help="with --outbound: which of the cases a, b, c to run (default abc)")
     ap.add_argument("--checks", action="store_true",
                     help="only compare tern with the incoming-mail checks off and on (4 KiB, new "
                     "connections, --concurrency); writes checks.md")
@@ -507,7 +513,10 @@ def main():
             write_idle(args, idle_sessions(args, dns_port))
             return 0
         if args.outbound:
-            write_outbound(args, outbound(args))
+            cases = tuple(c for c in "abc" if c in args.outbound_cases)
+            if not cases or set(args.outbound_cases) - set("abc"):
+                raise RuntimeError(f"--outbound-cases takes letters of abc, not {args.outbound_cases!r}")
+            write_outbound(args, outbound(args, cases))
             return 0
 
         pf = Postfix(args.workdir, free_port())
