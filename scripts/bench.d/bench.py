@@ -75,6 +75,7 @@ from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_proces
 import dns as bench_dns
 from idle import idle_sessions, write_idle
 from outbound import outbound, write_outbound
+from submission import submission, write_submission
 
 TRASH = None
 
@@ -341,6 +342,11 @@ def build_tern():
     return r.stdout.strip().splitlines()[-1]
 
 
+def tern_version(binary):
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
 def build_shim(outdir):
     so = os.path.join(outdir, "latency.so")
     src = os.path.join(HERE, "latency.c")
@@ -522,6 +528,10 @@ def main():
     ap.add_argument("--checks", action="store_true",
                     help="only compare tern with the incoming-mail checks off and on (4 KiB, new "
                     "connections, --concurrency); writes checks.md")
+    ap.add_argument("--submission", action="store_true",
+                    help="only measure submission on 587 (STARTTLS + AUTH): tern with DKIM signing, tern "
+                    "without, Postfix with Dovecot SASL; --concurrency, --modes, --runs; writes submission.md")
+    ap.add_argument("--sub-messages", help="with --submission: messages per run, NEW,REUSE (default 600,3000)")
     ap.add_argument("--perf", action="store_true",
                     help="also profile a tern under perf record (two extra runs); writes perf-tern.txt")
     ap.add_argument("--perf-tern", help="binary for --perf (default --tern); give one with symbols, e.g. built "
@@ -582,6 +592,14 @@ def main():
         dns_port = dns.getsockname()[1]
         if args.idle:
             write_idle(args, idle_sessions(args, dns_port))
+            return 0
+        if args.submission:
+            args.dns_port, args.trash = dns_port, TRASH
+            new_n, reuse_n = (args.sub_messages or "600,3000").split(",")
+            args.sub_messages_new, args.sub_messages_reuse = int(new_n), int(reuse_n)
+            runs, meta = submission(args)
+            write_submission(args, runs, meta, f"binary {args.tern} ({tern_version(args.tern)}), "
+                             f"{Postfix.version()}, repo HEAD {git_info()}")
             return 0
         if args.outbound:
             write_outbound(args, outbound(args))
