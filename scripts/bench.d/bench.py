@@ -48,7 +48,9 @@ Modules: common.py (paths, logging), procfs.py (/proc readings), servers.py
 (the processes: Postfix, tern, cleanup by PID), report.py (results.md),
 dns.py (the loopback DNS server of --checks and --outbound), idle.py (--idle:
 the memory of idle sessions), outbound.py (--outbound: delivery to other
-servers), latency.c (the LD_PRELOAD shim).
+servers), submission.py (--submission: port 587 with STARTTLS, AUTH and DKIM
+signing) with submit.c (its TLS/AUTH load generator), latency.c (the
+LD_PRELOAD shim).
 """
 
 import argparse

@@ -362,6 +362,48 @@ def run_submit(args, srv, reuse, conc, n, tag, records=None):
 # --- the whole measurement --------------------------------------------------------
 
 
+def perf_submission(args, srv, records):
+    """`perf record` on tern+dkim while it takes N messages at c=10 with new
+    connections, then N with sessions reused; perf-submission.txt: by
+    thread, by DSO, hottest symbols (a stripped binary's own code shows as
+    addresses: give --perf-tern a build with symbols)."""
+    perf = shutil.which("perf")
+    if not perf:
+        log("perf not found; no profile")
+        return None
+    data = os.path.join(args.workdir, "perf-submission.data")
+    p = REG.popen("perf", [perf, "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(srv.pid),
+                           "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    runs = [run_submit(args, srv, False, 10, args.sub_messages_new, "perf-new", records),
+            run_submit(args, srv, True, 10, args.sub_messages_reuse, "perf-reuse", records)]
+    p.send_signal(2)
+    try:
+        p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        stop_process(p, "perf", grace=5)
+    REG.forget(p)
+    out = os.path.join(args.out, "perf-submission.txt")
+    report = [perf, "report", "-i", data, "--stdio"]
+    with open(out, "w") as f:
+        f.write(f"# perf record -e cpu-clock -F 999 -g on {srv.binary} (tern+dkim)\n")
+        for r in runs:
+            f.write(f"# {'reuse' if r['reuse'] else 'new'} c=10 N={r['n']}: {fmt(r['accept_rate'], 0)} msg/s, "
+                    f"CPU {r['cpu_per_1k']:.2f} s/1k\n")
+        f.flush()
+        for title, extra in (
+                ("by thread name", ["--no-children", "--sort", "comm", "-g", "none"]),
+                ("by DSO", ["--no-children", "--sort", "dso", "-g", "none"]),
+                ("by thread and DSO", ["--no-children", "--sort", "comm,dso", "-g", "none"]),
+                ("hottest symbols, exclusive", ["--no-children", "--sort", "dso,symbol", "-g", "none",
+                                                "--percent-limit", "0.5"])):
+            f.write(f"\n### {title}\n")
+            f.flush()
+            subprocess.run(report + extra, stdout=f, stderr=subprocess.DEVNULL, timeout=600)
+    log(f"perf report written to {out}")
+    return out
+
+
 def submission(args):
     """Returns (runs, meta)."""
     ensure_packages()
@@ -398,6 +440,8 @@ def submission(args):
                                    records if srv.key == "tern-dkim" else None)
                     r["run"] = run
                     runs.append(r)
+        if args.perf:
+            meta["perf"] = perf_submission(args, servers[2], records)
     finally:
         for srv in reversed(servers):
             srv.stop()
