@@ -533,7 +533,7 @@ def main():
     ap.add_argument("--submission", action="store_true",
                     help="only measure submission on 587 (STARTTLS + AUTH): tern with DKIM signing, tern "
                     "without, Postfix with Dovecot SASL; --concurrency, --modes, --runs; writes submission.md")
-    ap.add_argument("--sub-messages", help="with --submission: messages per run, NEW,REUSE (default 600,3000)")
+    ap.add_argument("--sub-messages", help="with --submission: messages per run, NEW,REUSE (default 300,1500)")
     ap.add_argument("--perf", action="store_true",
                     help="also profile a tern under perf record (two extra runs); writes perf-tern.txt")
     ap.add_argument("--perf-tern", help="binary for --perf (default --tern); give one with symbols, e.g. built "
@@ -597,7 +597,7 @@ def main():
             return 0
         if args.submission:
             args.dns_port, args.trash = dns_port, TRASH
-            new_n, reuse_n = (args.sub_messages or "600,3000").split(",")
+            new_n, reuse_n = (args.sub_messages or "300,1500").split(",")
             args.sub_messages_new, args.sub_messages_reuse = int(new_n), int(reuse_n)
             runs, meta = submission(args)
             write_submission(args, runs, meta, f"binary {args.tern} ({tern_version(args.tern)}), "
