@@ -29,11 +29,14 @@ public keys keygen printed; tern's and Postfix's deliveries must carry none.
 
 import datetime
 import glob
+import json
+import math
 import os
 import random
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import time
@@ -178,7 +181,6 @@ class DovecotAuth:
                               stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
         logf.close()
         deadline = time.monotonic() + 20
-        import socket
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dovecot exited; see {self.dir}/dovecot.log and stderr.log")
@@ -240,14 +242,13 @@ class SubPostfix:
 
 
 def percentile(values, p):
-    import math
     return values[max(0, math.ceil(p / 100 * len(values)) - 1)] if values else None
 
 
 def check_signatures(new_dir, records, sample=3):
     """dkimpy's verdict on `sample` delivered messages: (messages, rsa
     passes, ed25519 passes, messages with no signature)."""
-    import dkim
+    import dkim  # python3-dkim: only this check needs it (ensure_packages installs it)
 
     def dnsfunc(name, timeout=5):
         name = name.decode() if isinstance(name, bytes) else name
@@ -505,7 +506,6 @@ def write_submission(args, runs, meta, versions):
     out = os.path.join(args.out, "submission.md")
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
-    import json
     with open(os.path.join(args.out, "submission.json"), "w") as f:
         json.dump({"runs": runs, "meta": meta}, f, indent=1, default=str)
     print("\n".join(lines))
