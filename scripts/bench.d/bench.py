@@ -51,7 +51,9 @@ the memory of idle sessions), outbound.py (--outbound: delivery to other
 servers, cases (a) one domain, (b) 100 domains, (c) 10% of recipients refused
 with 451 and retried; exactly-once checked), latency.c (the LD_PRELOAD shim),
 sink.c (the remote servers of --outbound: an epoll SMTP sink that logs every
-message it takes and refuses a share of recipients).
+message it takes and refuses a share of recipients), submission.py
+(--submission: port 587 with STARTTLS, AUTH and DKIM signing) with submit.c
+(its TLS/AUTH load generator).
 """
 
 import argparse
@@ -78,6 +80,7 @@ from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_proces
 from idle import idle_sessions, write_idle
 from outbound import outbound, write_outbound
 from ab import baseline_ab, checks_ab
+from submission import submission, write_submission
 
 TRASH = None
 
@@ -344,6 +347,11 @@ def build_tern():
     return r.stdout.strip().splitlines()[-1]
 
 
+def tern_version(binary):
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
 def build_shim(outdir):
     so = os.path.join(outdir, "latency.so")
     src = os.path.join(HERE, "latency.c")
@@ -449,6 +457,10 @@ def main():
                     help="only compare the tern binary BIN (A) with --tern (B), same config, alternating "
                     "(4 KiB, --concurrency, --modes new or reuse); writes ab.md")
     ap.add_argument("--baseline-source", help="with --baseline: what BIN was built from, for the results")
+    ap.add_argument("--submission", action="store_true",
+                    help="only measure submission on 587 (STARTTLS + AUTH): tern with DKIM signing, tern "
+                    "without, Postfix with Dovecot SASL; --concurrency, --modes, --runs; writes submission.md")
+    ap.add_argument("--sub-messages", help="with --submission: messages per run, NEW,REUSE (default 300,1500)")
     ap.add_argument("--perf", action="store_true",
                     help="also profile a tern under perf record (two extra runs); writes perf-tern.txt")
     ap.add_argument("--perf-tern", help="binary for --perf (default --tern); give one with symbols, e.g. built "
@@ -511,6 +523,14 @@ def main():
             return 0
         if args.idle:
             write_idle(args, idle_sessions(args, dns_port))
+            return 0
+        if args.submission:
+            args.dns_port, args.trash = dns_port, TRASH
+            new_n, reuse_n = (args.sub_messages or "300,1500").split(",")
+            args.sub_messages_new, args.sub_messages_reuse = int(new_n), int(reuse_n)
+            runs, meta = submission(args)
+            write_submission(args, runs, meta, f"binary {args.tern} ({tern_version(args.tern)}), "
+                             f"{Postfix.version()}, repo HEAD {git_info()}")
             return 0
         if args.outbound:
             cases = tuple(c for c in "abc" if c in args.outbound_cases)
