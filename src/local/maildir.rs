@@ -3,13 +3,14 @@
 //! Only after that is the delivery durable and may the spool forget the
 //! recipient.
 //!
-//! "Durable" is one `syncfs` of the Maildir's filesystem, group-committed
-//! ([`flush_grouped`]): the deliveries that finished their step while a
-//! flush ran share the next one, so a burst of N messages costs two flushes
-//! of the filesystem per group instead of N file fsyncs, N directory fsyncs
-//! and N device cache flushes. A file never reaches `new/` before its
-//! content is on disk, and the spool records the delivery only after the
-//! rename is.
+//! "Durable" is one `syncfs` of the Maildir's filesystem ([`flush`]): it
+//! covers every file written before it, so a batch of deliveries shares two
+//! flushes (one before the renames, one after) instead of each costing a
+//! file fsync, a directory fsync and a flush of the disk's cache. The steps
+//! are separate ([`Maildir::begin`], [`flush`], [`Written::finish`]) so that
+//! the local delivery agent's writer ([`super::writer`]) can batch them; a
+//! file never reaches `new/` before its content is on disk, and the spool
+//! records a delivery only after the flush that follows the rename.
 //!
 //! File names are `<time>.Q<queue id>R<recipient>.<host>`: unique, and the same
 //! for a redelivery of the same recipient, so a delivery interrupted between
@@ -22,12 +23,12 @@
 //! count as an earlier delivery (the rename replaces the link itself), and a
 //! `tmp/` or `new/` that is a link is refused.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use nix::fcntl::OFlag;
 
@@ -125,26 +126,51 @@ impl Maildir {
         Ok(())
     }
 
-    /// Delivers `parts` (concatenated) as `name`, durably.
+    /// Delivers `parts` (concatenated) as `name`, durably: [`Maildir::begin`],
+    /// a flush, [`Written::finish`], a flush. (The local delivery agent does
+    /// the same for many deliveries at once, sharing the flushes:
+    /// [`super::writer`].)
     pub fn deliver(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
+        match self.begin(name, parts)? {
+            Begun::AlreadyThere(path) => {
+                flush(&File::open(&path)?)?;
+                Ok(Delivered::AlreadyThere(path))
+            }
+            Begun::Written(written) => {
+                if let Err(e) = flush(&written.file) {
+                    written.abandon();
+                    return Err(e);
+                }
+                let file = written.file.try_clone()?;
+                let path = written.finish()?;
+                flush(&file)?;
+                Ok(Delivered::New(path))
+            }
+        }
+    }
+
+    /// The first step of a delivery: writes `parts` (concatenated) under
+    /// `tmp/` as `name`, not yet durable; or finds `name` in `new/` from an
+    /// earlier attempt. Makes the Maildir's directories when missing.
+    pub fn begin(&self, name: &str, parts: &[&[u8]]) -> io::Result<Begun> {
         self.ensure(false)?;
-        match self.deliver_ready(name, parts) {
+        match self.begin_ready(name, parts) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.ensure(true)?;
-                self.deliver_ready(name, parts)
+                self.begin_ready(name, parts)
             }
             other => other,
         }
     }
 
-    fn deliver_ready(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
+    fn begin_ready(&self, name: &str, parts: &[&[u8]]) -> io::Result<Begun> {
         let tmp_dir = self.root.join("tmp");
         let new_dir = self.root.join("new");
         not_a_link(&tmp_dir)?;
         not_a_link(&new_dir)?;
         let new_path = new_dir.join(name);
         match fs::symlink_metadata(&new_path) {
-            Ok(meta) if meta.is_file() => return Ok(Delivered::AlreadyThere(new_path)),
+            Ok(meta) if meta.is_file() => return Ok(Begun::AlreadyThere(new_path)),
             // Anything else (a link) is replaced by the rename below, which
             // never follows a link; a directory makes the rename fail.
             Ok(_) => {}
@@ -162,25 +188,67 @@ impl Maildir {
             }
             other => other?,
         };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let written = (|| {
-            let mut out = io::BufWriter::with_capacity(64 << 10, &mut file);
+            let mut out = io::BufWriter::with_capacity(len.clamp(1, 64 << 10), &mut file);
             for part in parts {
                 out.write_all(part)?;
             }
-            out.flush()?;
-            drop(out);
-            // The content, the inode and tmp/'s entry: on disk before the
-            // name appears in new/.
-            flush_grouped(&file)?;
-            fs::rename(&tmp_path, &new_path)?;
-            flush_grouped(&file)
+            out.flush()
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
-        Ok(Delivered::New(new_path))
+        Ok(Begun::Written(Written {
+            file,
+            tmp_path,
+            new_path,
+        }))
     }
+}
+
+/// What [`Maildir::begin`] did.
+#[derive(Debug)]
+pub enum Begun {
+    /// The message is under `tmp/`, to be flushed and then renamed.
+    Written(Written),
+    /// `new/` has it from an earlier attempt (still to be flushed: the
+    /// attempt that put it there may have failed before its flush did).
+    AlreadyThere(PathBuf),
+}
+
+/// A message written under `tmp/` and not yet in `new/`.
+#[derive(Debug)]
+pub struct Written {
+    /// The open file (for the flush of its filesystem).
+    pub file: File,
+    tmp_path: PathBuf,
+    new_path: PathBuf,
+}
+
+impl Written {
+    /// Moves the file into `new/` (call only once its content is flushed);
+    /// returns its path there. The rename is durable after the next flush.
+    pub fn finish(self) -> io::Result<PathBuf> {
+        if let Err(e) = fs::rename(&self.tmp_path, &self.new_path) {
+            let _ = fs::remove_file(&self.tmp_path);
+            return Err(e);
+        }
+        Ok(self.new_path)
+    }
+
+    /// Gives up (the flush failed): removes the file from `tmp/`.
+    pub fn abandon(self) {
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Makes everything written to the filesystem that holds `file` durable:
+/// `syncfs`, one flush however many files are waiting (see the module's
+/// note).
+pub fn flush(file: &File) -> io::Result<()> {
+    nix::unistd::syncfs(file).map_err(io::Error::from)
 }
 
 /// Creates `path` (mode 0600) for writing; fails if anything, even a
@@ -206,63 +274,6 @@ fn not_a_link(dir: &Path) -> io::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// One filesystem's flush, shared by the deliveries that wait for it.
-#[derive(Default)]
-struct FsFlush {
-    state: Mutex<FlushState>,
-    done: Condvar,
-}
-
-#[derive(Default)]
-struct FlushState {
-    /// Deliveries that asked, in order.
-    requested: u64,
-    /// Every request up to this one is covered by a finished flush.
-    flushed: u64,
-    flushing: bool,
-}
-
-/// `syncfs` of the filesystem that holds `file`, group-committed: a delivery
-/// that asks while another flush of that filesystem runs waits for the next
-/// one, which then covers everything written before it started. Concurrent
-/// deliveries (into one Maildir or many on the same disk) share the flushes.
-/// A failed flush fails every delivery that waited for it.
-fn flush_grouped(file: &File) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    static FILESYSTEMS: OnceLock<Mutex<HashMap<u64, Arc<FsFlush>>>> = OnceLock::new();
-    let device = file.metadata()?.dev();
-    let flush = FILESYSTEMS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(device)
-        .or_default()
-        .clone();
-    let mut state = flush.state.lock().unwrap_or_else(|e| e.into_inner());
-    state.requested += 1;
-    let mine = state.requested;
-    loop {
-        if state.flushed >= mine {
-            return Ok(());
-        }
-        if !state.flushing {
-            state.flushing = true;
-            let target = state.requested;
-            drop(state);
-            let result = nix::unistd::syncfs(file).map_err(io::Error::from);
-            state = flush.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.flushing = false;
-            if result.is_ok() {
-                state.flushed = state.flushed.max(target);
-            }
-            flush.done.notify_all();
-            result?;
-            continue;
-        }
-        state = flush.done.wait(state).unwrap_or_else(|e| e.into_inner());
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Local delivery: writing mail into Maildirs ([`maildir`]). [`Maildirs`] is
 //! the queue's [`Agent`] for local routes: it writes a message's local
-//! recipients in one blocking task, the flushes that make them durable shared
-//! with concurrent deliveries ([`maildir`]). A message whose [`Folder`] is Junk goes to the Maildir++
+//! recipients through one writer thread ([`writer`]), which batches them with
+//! the other deliveries of the moment so that they share their flushes
+//! ([`maildir`]). A message whose [`Folder`] is Junk goes to the Maildir++
 //! folder `.Junk` of each local recipient. Who lives here is `crate::routing`'s to say.
 
 pub mod maildir;
+pub mod writer;
 
 use std::io;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::smtp::{EnhancedCode, Reply, Route};
 use crate::BoxFuture;
 
 pub use maildir::{Delivered, Maildir};
+use writer::{Content, Job, Writer};
 
 /// Why a local delivery did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +48,19 @@ impl From<&LocalError> for Reply {
     }
 }
 
-/// The local delivery agent: Maildirs, under the config in force.
+/// The local delivery agent: Maildirs, under the config in force, written
+/// by one [`Writer`] thread.
 pub struct Maildirs {
     live: Arc<Live>,
+    writer: Writer,
 }
 
 impl Maildirs {
     pub fn new(live: Arc<Live>) -> Maildirs {
-        Maildirs { live }
+        Maildirs {
+            live,
+            writer: Writer::default(),
+        }
     }
 }
 
@@ -64,29 +72,37 @@ impl Agent for Maildirs {
     ) -> BoxFuture<'a, Vec<(usize, Outcome)>> {
         let config = self.live.config();
         Box::pin(async move {
-            // Every recipient in one blocking task: one hand-off between
-            // threads per message, and their flushes shared.
-            let batch = recipients.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .map(|i| (i, outcome(deliver(&config, &message, i))))
-                    .collect()
-            });
-            match task.await {
-                Ok(outcomes) => outcomes,
-                Err(e) => {
-                    log::error!("local delivery task failed: {e}");
-                    let why = Diagnostic::note(
-                        EnhancedCode(4, 3, 0),
-                        format!("local delivery task failed: {e}"),
-                    );
-                    recipients
-                        .into_iter()
-                        .map(|i| (i, Outcome::Deferred(why.clone())))
-                        .collect()
+            // Every recipient's file in one request to the writer, which
+            // batches it with the other deliveries of the moment.
+            let content: Content = Arc::new(Shared(message.clone()));
+            let mut outcomes = Vec::with_capacity(recipients.len());
+            let mut jobs = Vec::new();
+            let mut written = Vec::new();
+            for i in recipients {
+                match job(&config, &message, i, &content) {
+                    Ok(job) => {
+                        written.push((i, job.maildir.root().display().to_string()));
+                        jobs.push(job);
+                    }
+                    Err(e) => outcomes.push((i, outcome(Err(e)))),
                 }
             }
+            if !jobs.is_empty() {
+                let results = self.writer.deliver(jobs).await;
+                for ((i, path), result) in written.into_iter().zip(results) {
+                    let result = match result {
+                        Ok(Delivered::New(p)) => {
+                            Ok(format!("delivered to maildir {}", p.display()))
+                        }
+                        Ok(Delivered::AlreadyThere(p)) => {
+                            Ok(format!("already in maildir {}", p.display()))
+                        }
+                        Err(source) => Err(LocalError::Io { path, source }),
+                    };
+                    outcomes.push((i, outcome(result)));
+                }
+            }
+            outcomes
         })
     }
 
@@ -94,6 +110,15 @@ impl Agent for Maildirs {
     /// per message and recipient) and keeps it.
     fn redo_is_harmless(&self) -> bool {
         true
+    }
+}
+
+/// A queued message's content, for the writer.
+struct Shared(Arc<Loaded>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.content
     }
 }
 
@@ -110,10 +135,15 @@ fn outcome(result: Result<String, LocalError>) -> Outcome {
     }
 }
 
-/// Delivers recipient `index` of `loaded` (a local route) into the user's
+/// The file for recipient `index` of `loaded` (a local route) in the user's
 /// Maildir, with `Return-Path:` and `Delivered-To:` in front (RFC 5321
-/// §4.4). Blocking. Returns where it went.
-fn deliver(config: &Config, loaded: &Loaded, index: usize) -> Result<String, LocalError> {
+/// §4.4).
+fn job(
+    config: &Config,
+    loaded: &Loaded,
+    index: usize,
+    content: &Content,
+) -> Result<Job, LocalError> {
     let message = &loaded.entry.message;
     let user = match &message.envelope.recipients[index].route {
         Route::Local(user) => user,
@@ -130,7 +160,7 @@ fn deliver(config: &Config, loaded: &Loaded, index: usize) -> Result<String, Loc
         .map(|a| a.to_string())
         .unwrap_or_default();
     let original = &message.envelope.recipients[index].original;
-    let header = format!("Return-Path: <{return_path}>\r\nDelivered-To: {original}\r\n");
+    let head = format!("Return-Path: <{return_path}>\r\nDelivered-To: {original}\r\n");
     let maildir = match message.folder {
         Folder::Inbox => Maildir::new(&account.maildir),
         Folder::Junk => Maildir::new(&account.maildir).folder("Junk"),
@@ -141,15 +171,10 @@ fn deliver(config: &Config, loaded: &Loaded, index: usize) -> Result<String, Loc
         index,
         &config.hostname,
     );
-    let io_error = |source| LocalError::Io {
-        path: account.maildir.display().to_string(),
-        source,
-    };
-    match maildir
-        .deliver(&name, &[header.as_bytes(), &loaded.content])
-        .map_err(io_error)?
-    {
-        Delivered::New(path) => Ok(format!("delivered to maildir {}", path.display())),
-        Delivered::AlreadyThere(path) => Ok(format!("already in maildir {}", path.display())),
-    }
+    Ok(Job {
+        maildir,
+        name,
+        head: head.into_bytes(),
+        content: content.clone(),
+    })
 }
