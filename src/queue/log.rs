@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -99,6 +100,9 @@ pub struct Log {
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     readers: Mutex<HashMap<u64, Arc<File>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The first segment this process wrote, and the one it writes now.
+    first_segment: u64,
+    newest_segment: Arc<AtomicU64>,
 }
 
 impl Drop for Log {
@@ -147,11 +151,13 @@ impl Log {
     pub fn start(dir: &Path, first_segment: u64, options: LogOptions) -> io::Result<Log> {
         let active = Segment::create(dir, first_segment)?;
         let (tx, rx) = mpsc::channel();
+        let newest_segment = Arc::new(AtomicU64::new(first_segment));
         let writer = Writer {
             dir: dir.to_path_buf(),
             options,
             active: Some(active),
             next_seq: first_segment + 1,
+            newest_segment: newest_segment.clone(),
             unsynced: false,
         };
         let handle = std::thread::Builder::new()
@@ -162,7 +168,19 @@ impl Log {
             requests: Mutex::new(Some(tx)),
             readers: Mutex::new(HashMap::new()),
             writer: Mutex::new(Some(handle)),
+            first_segment,
+            newest_segment,
         })
+    }
+
+    /// Did this process write `location` lately (in the segment it writes
+    /// now or the one before, at most twice the segment size back)? Such
+    /// bytes are as good as certainly still in the page cache, so reading
+    /// them does not wait for the disk; the scheduler reads them without
+    /// handing the read to a blocking thread.
+    pub fn is_recent(&self, location: Location) -> bool {
+        let newest = self.newest_segment.load(Ordering::Relaxed);
+        location.segment >= self.first_segment && location.segment + 1 >= newest
     }
 
     /// Appends frames (and bodies); returns once they are on disk, with the body
@@ -308,6 +326,8 @@ struct Writer {
     /// `None` after a failure that also failed to open a new segment.
     active: Option<Segment>,
     next_seq: u64,
+    /// What [`Log::is_recent`] compares with.
+    newest_segment: Arc<AtomicU64>,
     /// Lazily appended records are written but not flushed yet.
     unsynced: bool,
 }
@@ -489,6 +509,7 @@ impl Writer {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.active = Some(Segment::create(&self.dir, seq)?);
+        self.newest_segment.store(seq, Ordering::Relaxed);
         Ok(())
     }
 

@@ -166,8 +166,16 @@ impl Scheduler {
     }
 
     async fn process_leased(&self, id: QueueId) {
-        let spool = self.spool.clone();
-        let loaded = match tokio::task::spawn_blocking(move || spool.load(id)).await {
+        // A message written lately is read here (from the page cache);
+        // an older one by a blocking thread.
+        let loaded = match self.spool.load_if_recent(id) {
+            Some(result) => Ok(result),
+            None => {
+                let spool = self.spool.clone();
+                tokio::task::spawn_blocking(move || spool.load(id)).await
+            }
+        };
+        let loaded = match loaded {
             Ok(Ok(loaded)) => Arc::new(loaded),
             Ok(Err(SpoolError::NotFound(_))) => return,
             Ok(Err(SpoolError::Damaged(_))) => {

@@ -426,6 +426,15 @@ impl Spool {
         Ok(Loaded { entry, content })
     }
 
+    /// [`Spool::load`] when the message was written lately by this process
+    /// ([`super::log::Log::is_recent`]: its bytes are in the page cache, so
+    /// the read does not block); `None` when the read might wait for the
+    /// disk (or the message is gone), for a blocking thread to do.
+    pub fn load_if_recent(&self, id: QueueId) -> Option<Result<Loaded, SpoolError>> {
+        let location = self.lock().messages.get(&id)?.location;
+        self.inner.log.is_recent(location).then(|| self.load(id))
+    }
+
     /// The body size of one message (for the scheduler's memory budget,
     /// without copying its entry).
     pub fn body_len(&self, id: QueueId) -> Option<u64> {

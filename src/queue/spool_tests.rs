@@ -360,3 +360,29 @@ fn a_body_length_past_the_end_of_u64_is_damage() {
         assert_eq!(found, vec![Record::Done { id: QueueId(1) }], "{scan:?}");
     }
 }
+
+#[tokio::test]
+async fn only_what_this_process_wrote_lately_is_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = {
+        let spool = open(dir.path(), 64 << 20);
+        put(&spool, b"before the restart\r\n").await
+    };
+    // Small segments: every message below starts a new one.
+    let spool = open(dir.path(), 256);
+    assert!(
+        spool.load_if_recent(old).is_none(),
+        "written before the restart"
+    );
+    assert!(spool.load(old).is_ok());
+    let first = put(&spool, b"first\r\n").await;
+    let loaded = spool.load_if_recent(first).unwrap().unwrap();
+    assert_eq!(loaded.content, b"Received: test\r\nfirst\r\n");
+    let mut last = first;
+    for _ in 0..10 {
+        last = put(&spool, &[b'x'; 300]).await;
+    }
+    assert!(spool.load_if_recent(first).is_none(), "ten segments back");
+    assert!(spool.load(first).is_ok());
+    assert!(spool.load_if_recent(last).unwrap().is_ok());
+}
