@@ -168,16 +168,18 @@ def write_results(args, res, method_doc):
         P("")
         size = fmt_size(res["params"].get("scale_size", 4096))
         P(f"Messages of {size} to stuck@{DOMAIN}, whose Maildir cannot be created (it would lie under a plain "
-          "file), fail temporarily once each and stay queued (retry in 1 h). At each level: an accept probe of "
-          f"{res['params']['scale_probe']} messages ({size}, c=10, one connection per message), the RSS, then a "
+          "file), fail temporarily once each and stay queued (retry in 1 h). At each level: "
+          f"{res['params'].get('scale_runs', 1)} accept probe(s) of "
+          f"{res['params']['scale_probe']} messages each ({size}, c=10, one connection per message; the median "
+          "probe's figures, every rate in the last column), the RSS, then a "
           "restart: time from exec to the \"ready:\" log line and to the first 220 greeting (spool recovery "
           "happens before the listeners are bound), the CPU used until ready, the RSS a second later. "
           "Bytes per queued message = (RSS after recovery − RSS of the empty server) / queued.")
         P("")
         P("| queued | accept msg/s | vs 0 queued | p99 ms | server CPU s/1k | other load cores "
           "| fill msg/s (c=20, reuse) | RSS MiB at level | queued at restart | recovery to ready s | to 220 s "
-          "| recovery CPU s | RSS after recovery MiB | bytes per queued message |")
-        P("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| recovery CPU s | RSS after recovery MiB | bytes per queued message | every probe msg/s |")
+        P("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
         base = res["scaling"][0]["accept_rate"]
         for row in res["scaling"]:
             restart = f"{row['queued_after']:,}" if row.get("recovery_ready_s") else "—"
@@ -187,7 +189,8 @@ def write_results(args, res, method_doc):
               f"| {fmt(row.get('fill_rate'), 0)} | {mib(row.get('rss_at_level') or row['rss_after'])} "
               f"| {restart} | {fmt(row.get('recovery_ready_s'), 3)} "
               f"| {fmt(row.get('recovery_220_s'), 3)} | {fmt(row.get('recovery_cpu_s'), 2)} "
-              f"| {mib(row.get('rss_after_recovery'))} | {fmt(row.get('rss_per_queued'), 0)} |")
+              f"| {mib(row.get('rss_after_recovery'))} | {fmt(row.get('rss_per_queued'), 0)} "
+              f"| {', '.join(fmt(r, 0) for r in row.get('probe_rates', []))} |")
         if res["scaling"][0].get("rss_empty"):
             P("")
             P(f"RSS of the empty server: {mib(res['scaling'][0]['rss_empty'])} MiB.")
@@ -204,8 +207,14 @@ def write_results(args, res, method_doc):
             a, b = rec[0], rec[-1]
             qa, qb = a["queued_after"], b["queued_after"]
             grow = b["recovery_ready_s"] / a["recovery_ready_s"] if a["recovery_ready_s"] else None
+            # The CPU it took, which the machine's other load does not stretch.
+            cpu_grow = (b["recovery_cpu_s"] / a["recovery_cpu_s"]
+                        if a.get("recovery_cpu_s") and b.get("recovery_cpu_s") else None)
             verdict = ("looks linear" if grow is not None and grow <= 1.5 * qb / qa
-                       else "grows faster than linear — look at it")
+                       else "the wall time grows faster than linear — look at it")
+            if cpu_grow is not None:
+                verdict += (f"; its CPU {a['recovery_cpu_s']:.2f} s vs {b['recovery_cpu_s']:.2f} s, ×{cpu_grow:.1f}: "
+                            + ("linear" if cpu_grow <= 1.5 * qb / qa else "faster than linear"))
             P("")
             P(f"Recovery of {qb:,} vs {qa:,} queued: {b['recovery_ready_s']:.3f} s vs {a['recovery_ready_s']:.3f} s, "
               f"×{grow:.1f} for ×{qb / qa:.1f} the messages: {verdict}. Per 1,000 queued: "
