@@ -7,7 +7,8 @@ Method (also written into the results file):
     deliver bench@bench.test into a Maildir. Postfix is a private instance made
     by scripts/postfix-instance (queue fsync'd as always, virtual(8) delivery);
     tern runs `tern serve` with a generated config (250 only after the group
-    commit's fdatasync; Maildir tmp -> fsync -> new -> fsync dir).
+    commit's fdatasync; Maildir tmp -> flush -> new -> flush, each flush a
+    group-committed syncfs shared by the deliveries of that moment).
   * Load: Postfix's smtp-source with the same arguments for both, runs
     alternating Postfix, tern, Postfix, tern ... (>= 3 each; the median of the
     runs is reported). `new` = one connection per message, `reuse` = smtp-source
@@ -38,17 +39,21 @@ Method (also written into the results file):
 
 `--checks` instead compares tern with itself: the checks on incoming mail off
 (as in the matrix) against all of them on (sender domain, SPF for HELO and
-MAIL FROM, iprev, DKIM, DMARC), every lookup answered by a DNS server on
-loopback (dns.py) that publishes what an honest sender has: client.test's A
-and MX, an SPF record allowing 127.0.0.1, a DMARC record, and the PTR of
-127.0.0.1. Same load, alternating runs, medians and the ratio on/off, into
-checks.md.
+MAIL FROM, iprev, DKIM, DMARC), into checks.md; `--baseline BIN` compares the
+tern binary BIN with --tern (the same config), into ab.md: the A/B for a
+change. Same load, alternating runs, medians and the ratio (ab.py).
 
 Modules: common.py (paths, logging), procfs.py (/proc readings), servers.py
 (the processes: Postfix, tern, cleanup by PID), report.py (results.md),
+ab.py (tern against tern: --checks, --baseline),
 dns.py (the loopback DNS server of --checks and --outbound), idle.py (--idle:
 the memory of idle sessions), outbound.py (--outbound: delivery to other
-servers), latency.c (the LD_PRELOAD shim).
+servers, cases (a) one domain, (b) 100 domains, (c) 10% of recipients refused
+with 451 and retried; exactly-once checked), latency.c (the LD_PRELOAD shim),
+sink.c (the remote servers of --outbound: an epoll SMTP sink that logs every
+message it takes and refuses a share of recipients), submission.py
+(--submission: port 587 with STARTTLS, AUTH and DKIM signing) with submit.c
+(its TLS/AUTH load generator).
 """
 
 import argparse
@@ -72,9 +77,10 @@ from procfs import (HZ, Sampler, busy_share, machine_ticks, thread_cpu, tree_cpu
                     tree_write_bytes)
 from report import fmt, fmt_size, mib, parse_size, write_results
 from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_process
-import dns as bench_dns
 from idle import idle_sessions, write_idle
 from outbound import outbound, write_outbound
+from ab import baseline_ab, checks_ab
+from submission import submission, write_submission
 
 TRASH = None
 
@@ -368,6 +374,11 @@ def build_tern():
     return r.stdout.strip().splitlines()[-1]
 
 
+def tern_version(binary):
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
 def build_shim(outdir):
     so = os.path.join(outdir, "latency.so")
     src = os.path.join(HERE, "latency.c")
@@ -437,89 +448,6 @@ def perf_profile(args, dns_port):
     return out
 
 
-# --- the incoming-mail checks, on against off ---------------------------------------
-
-# What the DNS says of the load generator's domain (smtp-source -M client.test
-# -f load@client.test, From: load@client.test) and of 127.0.0.1.
-CHECKS_RECORDS = {
-    ("client.test", bench_dns.A): ["127.0.0.1"],
-    ("client.test", bench_dns.MX): [(10, "client.test")],
-    ("client.test", bench_dns.TXT): ["v=spf1 ip4:127.0.0.1 -all"],
-    ("_dmarc.client.test", bench_dns.TXT): ["v=DMARC1; p=reject"],
-    ("1.0.0.127.in-addr.arpa", bench_dns.PTR): ["client.test"],
-}
-
-
-def checks_ab(args):
-    """tern with the incoming-mail checks off and on, alternating, 4 KiB, one
-    connection per message, at each concurrency; returns the runs."""
-    server = bench_dns.DnsServer(CHECKS_RECORDS)
-    log(f"loopback DNS on 127.0.0.1:{server.port} for the checks")
-    off = Tern(args.tern, args.workdir, free_port(), server.port, sub="tern-checks-off")
-    on = Tern(args.tern, args.workdir, free_port(), server.port, sub="tern-checks-on", checks=True)
-    on.name, on.key = "checks", "tern-checks"
-    runs = []
-    try:
-        for srv in (off, on):
-            srv.start()
-        log("warm-up: 200 messages to each")
-        for srv in (off, on):
-            run_once(args, srv, 4096, False, 10, 200, f"warmup-{srv.key}")
-        q0 = server.queries
-        for c in args.conc:
-            log(f"checks: 4 KiB, new, c={c}, N={args.messages}, {args.runs} run(s) each, alternating")
-            for run in range(args.runs):
-                for srv in (off, on):
-                    r = run_once(args, srv, 4096, False, c, args.messages, f"{srv.key}-{c}-{run}")
-                    r["run"] = run
-                    runs.append(r)
-        queries = server.queries - q0
-        with open(on.log_path, "rb") as f:
-            text = f.read().decode(errors="replace")
-        # What the checks concluded, from the journal fields of the log.
-        verdicts = {k: text.count(k) for k in ("spf=pass", "dmarc=pass", "iprev=pass", "dkim=none")}
-    finally:
-        on.stop()
-        off.stop()
-        server.close()
-    return runs, queries, verdicts
-
-
-def write_checks(args, runs, queries, verdicts):
-    lines = ["# tern: incoming-mail checks on vs off — scripts/bench --checks", "",
-             f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; "
-             f"binary {args.tern}; repo HEAD {git_info()}",
-             f"- N = {args.messages} messages of 4 KiB per run, one connection each, {args.runs} run(s) "
-             "per side and concurrency, alternating off/on; medians",
-             f"- on = [mx] verify_sender_domain and authenticate (SPF HELO + MAIL FROM, iprev, DKIM, "
-             f"DMARC) against a loopback DNS server: {queries} queries answered during the measured runs; "
-             f"in the log of the checked tern (warm-up included): " + ", ".join(f"{k} x{v}" for k, v in verdicts.items()),
-             "", "| c | accept off | accept on | on/off | p50 off | p50 on | p99 off | p99 on | "
-             "CPU/1k off | CPU/1k on | other load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    med = lambda rs, k: statistics.median([r[k] for r in rs if r.get(k) is not None]) if rs else None
-    for c in args.conc:
-        off = [r for r in runs if r["conc"] == c and r["server"] == "tern" and r["ok"]]
-        on = [r for r in runs if r["conc"] == c and r["server"] == "tern-checks" and r["ok"]]
-        a_off, a_on = med(off, "accept_rate"), med(on, "accept_rate")
-        ratio = a_on / a_off if a_off and a_on else None
-        load = med(off + on, "other_load")
-        lines.append(f"| {c} | {fmt(a_off, 0)} | {fmt(a_on, 0)} | {fmt(ratio, 2)} | "
-                     f"{fmt(med(off, 'p50_ms'), 2)} | {fmt(med(on, 'p50_ms'), 2)} | "
-                     f"{fmt(med(off, 'p99_ms'), 2)} | {fmt(med(on, 'p99_ms'), 2)} | "
-                     f"{fmt(med(off, 'cpu_per_1k'), 2)} | {fmt(med(on, 'cpu_per_1k'), 2)} | {fmt(load, 2)} |")
-    failed = [r for r in runs if not r["ok"]]
-    if failed:
-        lines.append("")
-        lines.append(f"{len(failed)} run(s) failed: " + "; ".join(
-            f"{r['server']} c={r['conc']}: {r['accepted']} accepted, {r['refused']} refused" for r in failed))
-    out = os.path.join(args.out, "checks.md")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    log(f"written to {out}")
-
-
 def main():
     global TRASH
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
@@ -548,11 +476,22 @@ def main():
                     help="only measure N idle sessions (plain, then STARTTLS) held open on tern and on "
                     "Postfix: memory per session; writes idle.md")
     ap.add_argument("--outbound", type=int, metavar="N",
-                    help="only measure delivery of N queued messages to smtp-sinks on loopback, tern "
-                    "beside Postfix, (a) one domain and (b) 100 domains; writes outbound.md")
+                    help="only measure delivery of N queued messages to sinks on loopback (sink.c), tern "
+                    "beside Postfix, (a) one domain, (b) 100 domains, (c) as (b) with 10%% of recipients "
+                    "refused with 451 and retried; checks exactly-once; writes outbound.md")
+    ap.add_argument("--outbound-cases", default="abc", metavar="CASES",
+                    help="with --outbound: which of the cases a, b, c to run (default abc)")
     ap.add_argument("--checks", action="store_true",
                     help="only compare tern with the incoming-mail checks off and on (4 KiB, new "
                     "connections, --concurrency); writes checks.md")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="only compare the tern binary BIN (A) with --tern (B), same config, alternating "
+                    "(4 KiB, --concurrency, --modes new or reuse); writes ab.md")
+    ap.add_argument("--baseline-source", help="with --baseline: what BIN was built from, for the results")
+    ap.add_argument("--submission", action="store_true",
+                    help="only measure submission on 587 (STARTTLS + AUTH): tern with DKIM signing, tern "
+                    "without, Postfix with Dovecot SASL; --concurrency, --modes, --runs; writes submission.md")
+    ap.add_argument("--sub-messages", help="with --submission: messages per run, NEW,REUSE (default 300,1500)")
     ap.add_argument("--perf", action="store_true",
                     help="also profile a tern under perf record (two extra runs); writes perf-tern.txt")
     ap.add_argument("--perf-tern", help="binary for --perf (default --tern); give one with symbols, e.g. built "
@@ -605,18 +544,31 @@ def main():
         TRASH = Trash(args.workdir)
         log(f"scratch directory {args.workdir}")
         if args.checks:
-            runs, queries, verdicts = checks_ab(args)
-            write_checks(args, runs, queries, verdicts)
+            checks_ab(args, run_once)
             return 0
         # A loopback UDP socket that never answers: tern's resolver points here.
         dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         dns.bind(("127.0.0.1", 0))
         dns_port = dns.getsockname()[1]
+        if args.baseline:
+            baseline_ab(args, run_once, dns_port, args.baseline, args.baseline_source)
+            return 0
         if args.idle:
             write_idle(args, idle_sessions(args, dns_port))
             return 0
+        if args.submission:
+            args.dns_port, args.trash = dns_port, TRASH
+            new_n, reuse_n = (args.sub_messages or "300,1500").split(",")
+            args.sub_messages_new, args.sub_messages_reuse = int(new_n), int(reuse_n)
+            runs, meta = submission(args)
+            write_submission(args, runs, meta, f"binary {args.tern} ({tern_version(args.tern)}), "
+                             f"{Postfix.version()}, repo HEAD {git_info()}")
+            return 0
         if args.outbound:
-            write_outbound(args, outbound(args))
+            cases = tuple(c for c in "abc" if c in args.outbound_cases)
+            if not cases or set(args.outbound_cases) - set("abc"):
+                raise RuntimeError(f"--outbound-cases takes letters of abc, not {args.outbound_cases!r}")
+            write_outbound(args, outbound(args, cases))
             return 0
 
         pf = Postfix(args.workdir, free_port())

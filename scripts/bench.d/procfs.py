@@ -26,12 +26,13 @@ def proc_stats():
 
 
 def tree_pids(root, table=None):
-    """root and all its descendants."""
+    """root and all its descendants; `root` may be a list of roots (a server
+    made of two process trees: Postfix with Dovecot's auth)."""
     table = table if table is not None else proc_stats()
     children = {}
     for pid, fields in table.items():
         children.setdefault(int(fields[1]), []).append(pid)
-    out, todo = [], [root]
+    out, todo = [], list(root) if isinstance(root, (list, tuple)) else [root]
     while todo:
         pid = todo.pop()
         if pid in table:

@@ -1,6 +1,15 @@
 //! Maildir delivery (the `tmp` → `new` protocol): write the message under
-//! `tmp/`, fsync it, rename it into `new/`, fsync `new/`. Only after that is the
-//! delivery durable and may the spool forget the recipient.
+//! `tmp/`, make it durable, rename it into `new/`, make the rename durable.
+//! Only after that is the delivery durable and may the spool forget the
+//! recipient.
+//!
+//! "Durable" is one `syncfs` of the Maildir's filesystem, group-committed
+//! ([`flush_grouped`]): the deliveries that finished their step while a
+//! flush ran share the next one, so a burst of N messages costs two flushes
+//! of the filesystem per group instead of N file fsyncs, N directory fsyncs
+//! and N device cache flushes. A file never reaches `new/` before its
+//! content is on disk, and the spool records the delivery only after the
+//! rename is.
 //!
 //! File names are `<time>.Q<queue id>R<recipient>.<host>`: unique, and the same
 //! for a redelivery of the same recipient, so a delivery interrupted between
@@ -160,9 +169,11 @@ impl Maildir {
             }
             out.flush()?;
             drop(out);
-            file.sync_all()?;
+            // The content, the inode and tmp/'s entry: on disk before the
+            // name appears in new/.
+            flush_grouped(&file)?;
             fs::rename(&tmp_path, &new_path)?;
-            sync_dir_grouped(&new_dir)
+            flush_grouped(&file)
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp_path);
@@ -197,60 +208,60 @@ fn not_a_link(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// One directory's fsync, shared by the deliveries that wait for it.
+/// One filesystem's flush, shared by the deliveries that wait for it.
 #[derive(Default)]
-struct DirSync {
-    state: Mutex<DirSyncState>,
+struct FsFlush {
+    state: Mutex<FlushState>,
     done: Condvar,
 }
 
 #[derive(Default)]
-struct DirSyncState {
+struct FlushState {
     /// Deliveries that asked, in order.
     requested: u64,
-    /// Every request up to this one is covered by a finished fsync.
-    synced: u64,
-    syncing: bool,
+    /// Every request up to this one is covered by a finished flush.
+    flushed: u64,
+    flushing: bool,
 }
 
-/// fsync of directory `dir`, group-committed: a delivery that renamed its
-/// file in while another fsync of the same directory runs waits for the next
-/// one, which then covers every rename made before it started. Concurrent
-/// deliveries into one Maildir (a burst for one user) share the flushes.
-fn sync_dir_grouped(dir: &Path) -> io::Result<()> {
-    static DIRS: OnceLock<Mutex<HashMap<PathBuf, Arc<DirSync>>>> = OnceLock::new();
-    let sync = {
-        let mut dirs = DIRS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if dirs.len() > 10_000 {
-            dirs.retain(|_, s| Arc::strong_count(s) > 1);
-        }
-        dirs.entry(dir.to_path_buf()).or_default().clone()
-    };
-    let mut state = sync.state.lock().unwrap_or_else(|e| e.into_inner());
+/// `syncfs` of the filesystem that holds `file`, group-committed: a delivery
+/// that asks while another flush of that filesystem runs waits for the next
+/// one, which then covers everything written before it started. Concurrent
+/// deliveries (into one Maildir or many on the same disk) share the flushes.
+/// A failed flush fails every delivery that waited for it.
+fn flush_grouped(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    static FILESYSTEMS: OnceLock<Mutex<HashMap<u64, Arc<FsFlush>>>> = OnceLock::new();
+    let device = file.metadata()?.dev();
+    let flush = FILESYSTEMS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(device)
+        .or_default()
+        .clone();
+    let mut state = flush.state.lock().unwrap_or_else(|e| e.into_inner());
     state.requested += 1;
     let mine = state.requested;
     loop {
-        if state.synced >= mine {
+        if state.flushed >= mine {
             return Ok(());
         }
-        if !state.syncing {
-            state.syncing = true;
+        if !state.flushing {
+            state.flushing = true;
             let target = state.requested;
             drop(state);
-            let result = File::open(dir).and_then(|d| d.sync_all());
-            state = sync.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.syncing = false;
+            let result = nix::unistd::syncfs(file).map_err(io::Error::from);
+            state = flush.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.flushing = false;
             if result.is_ok() {
-                state.synced = state.synced.max(target);
+                state.flushed = state.flushed.max(target);
             }
-            sync.done.notify_all();
+            flush.done.notify_all();
             result?;
             continue;
         }
-        state = sync.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        state = flush.done.wait(state).unwrap_or_else(|e| e.into_inner());
     }
 }
 

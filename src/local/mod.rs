@@ -1,7 +1,7 @@
 //! Local delivery: writing mail into Maildirs ([`maildir`]). [`Maildirs`] is
 //! the queue's [`Agent`] for local routes: it writes a message's local
-//! recipients in one blocking task, their Maildirs' directory fsyncs grouped
-//! ([`maildir`]). A message whose [`Folder`] is Junk goes to the Maildir++
+//! recipients in one blocking task, the flushes that make them durable shared
+//! with concurrent deliveries ([`maildir`]). A message whose [`Folder`] is Junk goes to the Maildir++
 //! folder `.Junk` of each local recipient. Who lives here is `crate::routing`'s to say.
 
 pub mod maildir;
@@ -65,7 +65,7 @@ impl Agent for Maildirs {
         let config = self.live.config();
         Box::pin(async move {
             // Every recipient in one blocking task: one hand-off between
-            // threads per message, and their directory fsyncs grouped.
+            // threads per message, and their flushes shared.
             let batch = recipients.clone();
             let task = tokio::task::spawn_blocking(move || {
                 batch

@@ -7,7 +7,7 @@
 //!
 //! An agent gets a whole batch (every pending recipient of one message that
 //! it serves) in one call, so it can share work across them: one blocking
-//! task and grouped directory fsyncs for Maildirs, one SMTP transaction per
+//! task and group-committed filesystem flushes for Maildirs, one SMTP transaction per
 //! destination domain for the relay.
 
 use std::sync::Arc;
