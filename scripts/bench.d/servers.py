@@ -117,18 +117,23 @@ class LogCounter:
         self.counts = {m: 0 for m in markers}
 
     def update(self):
+        # In pieces of 16 MiB: a million deferrals make a log of hundreds
+        # of MiB between two calls.
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                data = f.read()
+                while True:
+                    data = f.read(16 << 20)
+                    if not data:
+                        break
+                    self.offset += len(data)
+                    data = self.rest + data
+                    cut = data.rfind(b"\n") + 1
+                    self.rest, data = data[cut:], data[:cut]
+                    for m in self.counts:
+                        self.counts[m] += data.count(m.encode())
         except FileNotFoundError:
-            return self.counts
-        self.offset += len(data)
-        data = self.rest + data
-        cut = data.rfind(b"\n") + 1
-        self.rest, data = data[cut:], data[:cut]
-        for m in self.counts:
-            self.counts[m] += data.count(m.encode())
+            pass
         return self.counts
 
 

@@ -53,7 +53,7 @@ impl Admin {
                     id,
                     attempts: entry.attempts,
                     next_attempt: 0,
-                    errors: entry.last_errors,
+                    errors: entry.last_errors.to_vec(),
                 },
             ])
             .await?;
@@ -75,7 +75,7 @@ impl Admin {
                 id: e.message.id,
                 attempts: e.attempts,
                 next_attempt: 0,
-                errors: e.last_errors,
+                errors: e.last_errors.to_vec(),
             })
             .collect();
         let n = records.len();

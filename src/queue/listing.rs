@@ -94,7 +94,7 @@ impl MessageSummary {
         MessageSummary {
             id: message.id,
             received_at: message.received_at,
-            size: message.prepend.len() as u64 + message.body_len,
+            size: entry.size(),
             sender: message
                 .envelope
                 .sender
@@ -113,7 +113,7 @@ impl MessageSummary {
             attempts: entry.attempts,
             next_attempt: entry.next_attempt,
             held: entry.held,
-            last_errors: entry.last_errors.clone(),
+            last_errors: entry.last_errors.to_vec(),
         }
     }
 }

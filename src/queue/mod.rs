@@ -16,8 +16,9 @@
 //!   and long delay gets (the [`dsn::Notifier`] is no option).
 //! - [`free_space`]: the free space on the spool's filesystem, for the reserve.
 //! - [`body`]: buffering of a body while it arrives (memory, then a temp file).
-//! - [`spool`]: the index of queued messages over the log; the API the rest of
-//!   tern uses (enqueue, update, load, lease).
+//! - [`spool`]: the queue over the log; the API the rest of tern uses
+//!   (enqueue, update, load, lease).
+//! - `index`: the spool's in-memory index (what one queued message costs).
 //! - [`retry`]: when to try again (backoff with jitter), when to give up,
 //!   when to tell the sender of a delay.
 //! - [`scheduler`]: picks due messages and hands each recipient to its
@@ -31,6 +32,7 @@ pub mod diagnostic;
 pub mod dsn;
 pub mod free_space;
 pub mod id;
+mod index;
 pub mod listing;
 pub mod log;
 pub mod record;

@@ -135,6 +135,17 @@ pub struct MessageRecord {
     pub folder: Folder,
 }
 
+impl MessageRecord {
+    /// How many bytes before the body its trace lines (`prepend`) end: a
+    /// message frame ends with `prepend`, `body_len:u64`, `body_crc:u32`
+    /// and, for another folder than the inbox, `folder:u8`, and the body
+    /// follows the frame. The spool's index reads the trace lines back from
+    /// there instead of holding them in memory. The same in both formats.
+    pub fn prepend_gap(&self) -> u64 {
+        12 + u64::from(self.folder != Folder::Inbox)
+    }
+}
+
 /// One entry of the spool log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -541,6 +552,25 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepend_ends_prepend_gap_before_the_body() {
+        for folder in [Folder::Inbox, Folder::Junk] {
+            let Record::Message(mut m) = sample() else {
+                unreachable!()
+            };
+            m.folder = folder;
+            m.prepend = b"Received: from somewhere\r\n\tby here; now\r\n".to_vec();
+            let frame = Record::Message(m.clone()).encode();
+            // The body would start at frame.len().
+            let end = frame.len() - m.prepend_gap() as usize;
+            assert_eq!(
+                &frame[end - m.prepend.len()..end],
+                &m.prepend[..],
+                "{folder:?}"
+            );
+        }
+    }
 
     fn sample() -> Record {
         Record::Message(MessageRecord {

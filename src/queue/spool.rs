@@ -1,12 +1,11 @@
-//! The durable spool: the in-memory index of queued messages over the on-disk
-//! log (`log.rs`). Every change is appended to the log and flushed *before* the
+//! The durable spool: the in-memory index of queued messages (`index.rs`)
+//! over the on-disk log (`log.rs`). Every change is appended to the log and flushed *before* the
 //! index changes, so the index never claims more than the disk holds, and
 //! recovery (replaying the log) rebuilds exactly what was acknowledged.
 //!
 //! Layout of `data_dir/spool/`: `NNNNNNNNNNNN.log` segment files, and `tmp/`
 //! for spilled bodies (unlinked at once, so never left behind).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,9 +15,10 @@ use crate::clock::Clock;
 use crate::smtp::Envelope;
 
 use super::body::Body;
-use super::diagnostic::Diagnostic;
 use super::free_space::FreeSpace;
 use super::id::{IdGenerator, QueueId};
+pub use super::index::Entry;
+use super::index::Index;
 use super::log::{
     list_segments, segment_path, Append, BodyData, Location, Log, LogOptions, OnDurable,
 };
@@ -36,53 +36,12 @@ pub enum SpoolError {
     Damaged(QueueId),
 }
 
-/// One queued message, as the scheduler and `tern queue` see it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub message: MessageRecord,
-    location: Location,
-    /// Failed delivery attempts so far.
-    pub attempts: u32,
-    /// Not before this time (ms since epoch); 0 = at once.
-    pub next_attempt: u64,
-    /// Why the last attempt did not deliver every recipient.
-    pub last_errors: Vec<Diagnostic>,
-    pub held: bool,
-    /// The sender was told of the delay.
-    pub delay_notified: bool,
-}
-
-impl Entry {
-    /// The reasons of the last attempt as one line (`; ` between them), as
-    /// the log shows them; `None` when there are none.
-    pub fn last_error(&self) -> Option<String> {
-        if self.last_errors.is_empty() {
-            return None;
-        }
-        let texts: Vec<String> = self.last_errors.iter().map(ToString::to_string).collect();
-        Some(texts.join("; "))
-    }
-}
-
 /// A message read back for delivery: envelope, state and body.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub entry: Entry,
     /// The prepended trace headers followed by the body as received.
     pub content: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    messages: BTreeMap<QueueId, Entry>,
-    /// Live messages per segment; every segment on disk has a key.
-    segments: BTreeMap<u64, usize>,
-    /// Messages handed to a delivery worker and not yet given back.
-    leased: HashSet<QueueId>,
-    /// Messages waiting for their turn, by next attempt time: every message
-    /// that is neither held nor leased. Keeps leasing O(log n) per message
-    /// with 100,000 queued.
-    due: BTreeSet<(u64, QueueId)>,
 }
 
 /// Spool settings.
@@ -183,7 +142,7 @@ impl Spool {
                 index.apply(found.record, found.location)
             })?;
         }
-        Ok(index.messages.into_values().collect())
+        Ok(index.messages.into_values().map(|e| *e).collect())
     }
 
     /// Reads the content (trace headers and body) of an entry found by
@@ -192,17 +151,27 @@ impl Spool {
         use std::os::unix::fs::FileExt;
         let id = entry.message.id;
         let file = std::fs::File::open(segment_path(dir, entry.location.segment))?;
-        let len = usize::try_from(entry.message.body_len).map_err(|_| SpoolError::Damaged(id))?;
-        let mut body = vec![0; len];
-        file.read_exact_at(&mut body, entry.location.body_offset)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => SpoolError::Damaged(id),
-                _ => SpoolError::Io(e),
-            })?;
+        let read = |location: Location, len: u64| {
+            let len = usize::try_from(len).map_err(|_| SpoolError::Damaged(id))?;
+            let mut buf = vec![0; len];
+            file.read_exact_at(&mut buf, location.body_offset)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => SpoolError::Damaged(id),
+                    _ => SpoolError::Io(e),
+                })?;
+            Ok::<_, SpoolError>(buf)
+        };
+        let (at, len) = entry.prepend_at().ok_or(SpoolError::Damaged(id))?;
+        let mut content = entry
+            .clone()
+            .with_prepend(read(at, len)?)
+            .ok_or(SpoolError::Damaged(id))?
+            .message
+            .prepend;
+        let body = read(entry.location, entry.message.body_len)?;
         if crc32fast::hash(&body) != entry.message.body_crc {
             return Err(SpoolError::Damaged(id));
         }
-        let mut content = entry.message.prepend.clone();
         content.extend_from_slice(&body);
         Ok(content)
     }
@@ -410,19 +379,27 @@ impl Spool {
             .lock()
             .messages
             .get(&id)
-            .cloned()
+            .map(|e| (**e).clone())
             .ok_or(SpoolError::NotFound(id))?;
-        let body = self
+        let damaged = || {
+            log::error!("spool: message {id} is damaged on disk; it stays queued");
+            SpoolError::Damaged(id)
+        };
+        // The trace lines, the frame's last fields and the body lie one
+        // after the other: one read, then the fields cut out.
+        let (at, len) = entry.prepend_at().ok_or_else(damaged)?;
+        let (len, gap) = (len as usize, entry.message.prepend_gap() as usize);
+        let mut content = self
             .inner
             .log
-            .read_at(entry.location, entry.message.body_len)?;
-        if crc32fast::hash(&body) != entry.message.body_crc {
-            log::error!("spool: message {id} is damaged on disk; it stays queued");
-            return Err(SpoolError::Damaged(id));
+            .read_at(at, (len + gap) as u64 + entry.message.body_len)?;
+        content.drain(len..len + gap);
+        let entry = entry
+            .with_prepend(content[..len].to_vec())
+            .ok_or_else(damaged)?;
+        if crc32fast::hash(&content[len..]) != entry.message.body_crc {
+            return Err(damaged());
         }
-        let mut content = Vec::with_capacity(entry.message.prepend.len() + body.len());
-        content.extend_from_slice(&entry.message.prepend);
-        content.extend_from_slice(&body);
         Ok(Loaded { entry, content })
     }
 
@@ -443,12 +420,16 @@ impl Spool {
 
     /// A copy of one entry.
     pub fn entry(&self, id: QueueId) -> Option<Entry> {
-        self.lock().messages.get(&id).cloned()
+        self.lock().messages.get(&id).map(|e| (**e).clone())
     }
 
     /// Copies of every entry, oldest first.
     pub fn entries(&self) -> Vec<Entry> {
-        self.lock().messages.values().cloned().collect()
+        self.lock()
+            .messages
+            .values()
+            .map(|e| (**e).clone())
+            .collect()
     }
 
     /// How many messages are queued.
@@ -598,7 +579,7 @@ impl Spool {
                 id,
                 attempts: entry.attempts,
                 next_attempt: entry.next_attempt,
-                errors: entry.last_errors.clone(),
+                errors: entry.last_errors.to_vec(),
             });
         }
         if entry.held {
@@ -625,100 +606,6 @@ impl Spool {
             return Ok(false);
         }
         Ok(true)
-    }
-}
-
-impl Index {
-    /// Applies one durable record.
-    fn apply(&mut self, record: Record, location: Location) {
-        self.segments.entry(location.segment).or_insert(0);
-        match record {
-            Record::Message(message) => {
-                let id = message.id;
-                if let Some(old) = self.messages.remove(&id) {
-                    self.release_segment(old.location.segment);
-                    self.due.remove(&(old.next_attempt, id));
-                }
-                *self.segments.entry(location.segment).or_insert(0) += 1;
-                self.messages.insert(
-                    id,
-                    Entry {
-                        message,
-                        location,
-                        attempts: 0,
-                        next_attempt: 0,
-                        last_errors: Vec::new(),
-                        held: false,
-                        delay_notified: false,
-                    },
-                );
-                self.schedule(id);
-            }
-            Record::Recipient { id, index, status } => {
-                if let Some(slot) = self
-                    .messages
-                    .get_mut(&id)
-                    .and_then(|e| e.message.statuses.get_mut(index as usize))
-                {
-                    *slot = status;
-                }
-            }
-            Record::Attempt {
-                id,
-                attempts,
-                next_attempt,
-                errors,
-            } => {
-                if let Some(e) = self.messages.get_mut(&id) {
-                    self.due.remove(&(e.next_attempt, id));
-                    e.attempts = attempts;
-                    e.next_attempt = next_attempt;
-                    e.last_errors = errors;
-                    self.schedule(id);
-                }
-            }
-            Record::Hold { id, held } => {
-                if let Some(e) = self.messages.get_mut(&id) {
-                    e.held = held;
-                    self.due.remove(&(e.next_attempt, id));
-                    self.schedule(id);
-                }
-            }
-            Record::DelayNotified { id } => {
-                if let Some(e) = self.messages.get_mut(&id) {
-                    e.delay_notified = true;
-                }
-            }
-            Record::Done { id } => {
-                if let Some(old) = self.messages.remove(&id) {
-                    self.release_segment(old.location.segment);
-                    self.due.remove(&(old.next_attempt, id));
-                }
-            }
-        }
-    }
-
-    /// Takes `id` out of the due set and marks it leased.
-    fn lease(&mut self, id: QueueId) {
-        if let Some(e) = self.messages.get(&id) {
-            self.due.remove(&(e.next_attempt, id));
-        }
-        self.leased.insert(id);
-    }
-
-    /// Puts `id` in the due set if it is queued, not held and not leased.
-    fn schedule(&mut self, id: QueueId) {
-        if let Some(e) = self.messages.get(&id) {
-            if !e.held && !self.leased.contains(&id) {
-                self.due.insert((e.next_attempt, id));
-            }
-        }
-    }
-
-    fn release_segment(&mut self, seq: u64) {
-        if let Some(live) = self.segments.get_mut(&seq) {
-            *live = live.saturating_sub(1);
-        }
     }
 }
 

@@ -191,6 +191,50 @@ async fn finished_segments_are_deleted_oldest_first() {
 }
 
 #[tokio::test]
+async fn trace_lines_are_read_back_from_disk_in_every_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = b"Received: from client\r\n\tby here; Sun, 6 Dec 2026\r\n".to_vec();
+    let mut ids = Vec::new();
+    {
+        let spool = open(dir.path(), 64 << 20);
+        for folder in [Folder::Inbox, Folder::Junk, Folder::Inbox] {
+            let id = spool.new_id();
+            let body = Body::from_bytes(format!("{folder:?} body\r\n").into_bytes());
+            spool
+                .enqueue_into(id, envelope(1), trace.clone(), body, folder)
+                .await
+                .unwrap();
+            // In memory the index holds no trace lines; the size counts them.
+            let entry = spool.entry(id).unwrap();
+            assert!(entry.message.prepend.is_empty());
+            assert_eq!(
+                entry.size(),
+                (trace.len() + format!("{folder:?} body\r\n").len()) as u64
+            );
+            ids.push((id, folder));
+        }
+        // Before and after a restart, and read-only while the daemon is down.
+        for &(id, folder) in &ids {
+            let want = [&trace[..], format!("{folder:?} body\r\n").as_bytes()].concat();
+            let loaded = spool.load(id).unwrap();
+            assert_eq!(loaded.content, want);
+            assert_eq!(loaded.entry.message.prepend, trace);
+            assert_eq!(loaded.entry.message.folder, folder);
+        }
+    }
+    for entry in Spool::inspect(dir.path()).unwrap() {
+        let folder = entry.message.folder;
+        let want = [&trace[..], format!("{folder:?} body\r\n").as_bytes()].concat();
+        assert_eq!(Spool::inspect_content(dir.path(), &entry).unwrap(), want);
+    }
+    let spool = open(dir.path(), 64 << 20);
+    for &(id, folder) in &ids {
+        let want = [&trace[..], format!("{folder:?} body\r\n").as_bytes()].concat();
+        assert_eq!(spool.load(id).unwrap().content, want);
+    }
+}
+
+#[tokio::test]
 async fn compaction_moves_a_long_lived_message_and_frees_its_segment() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path(), 1024);
