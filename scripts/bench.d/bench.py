@@ -29,7 +29,7 @@ Method (also written into the results file):
     children); other load = the machine's busy time (/proc/stat) minus
     server and client, in cores: the noise of that run.
   * Both servers run with their defaults otherwise (Postfix: in_flow_delay
-    1s, virtual delivery concurrency 20; tern: its built-in 8 deliveries at
+    1s, virtual delivery concurrency 20; tern: its built-in 32 deliveries at
     once), and log to a file (Postfix: maillog_file; tern: stderr).
   * Before each run: the Maildir's new/ is moved aside (deleted at the end;
     deleting thousands of files just before a run makes file creation slow

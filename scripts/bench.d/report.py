@@ -183,8 +183,8 @@ def write_results(args, res, method_doc):
         base = res["scaling"][0]["accept_rate"]
         for row in res["scaling"]:
             restart = f"{row['queued_after']:,}" if row.get("recovery_ready_s") else "—"
-            ratio = f"{row['accept_rate'] / base:.2f}×" if base else "—"
-            P(f"| {row['queued_before']:,} | {fmt(row['accept_rate'], 0)} | {ratio} | {fmt(row.get('p99_ms'), 2)} "
+            vs0 = f"{row['accept_rate'] / base:.2f}×" if base else "—"
+            P(f"| {row['queued_before']:,} | {fmt(row['accept_rate'], 0)} | {vs0} | {fmt(row.get('p99_ms'), 2)} "
               f"| {fmt(row.get('probe_cpu_per_1k'), 2)} | {fmt(row.get('other_load'), 2)} "
               f"| {fmt(row.get('fill_rate'), 0)} | {mib(row.get('rss_at_level') or row['rss_after'])} "
               f"| {restart} | {fmt(row.get('recovery_ready_s'), 3)} "
