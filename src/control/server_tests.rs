@@ -6,13 +6,12 @@
 //! reloads as it is told.
 
 use super::*;
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::control::Client;
 use crate::live::Live;
 use crate::queue::dsn::Notifier;
 use crate::queue::listing::RecipientState;
-use crate::queue::{Body, QueueId, Spool, SpoolOptions};
+use crate::queue::{Body, QueueId, Spool};
 use crate::smtp::{Address, Envelope, Recipient, Route};
 use std::io::{BufRead, Write};
 
@@ -76,13 +75,7 @@ struct Daemon {
 }
 
 async fn daemon() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(
-        &dir.path().join("spool"),
-        Arc::new(SystemClock),
-        SpoolOptions::default(),
-    )
-    .unwrap();
+    let (dir, spool) = crate::queue::spool::scratch();
     let live = Arc::new(Live::new(Config::default_config()));
     let admin = Arc::new(Admin::new(
         spool.clone(),

@@ -345,17 +345,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_bounce_quotes_at_most_64_kib_of_headers_and_says_so() {
-        use crate::clock::SystemClock;
-        use crate::queue::{Spool, SpoolOptions};
         use crate::smtp::Address;
 
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(
-            &dir.path().join("spool"),
-            Arc::new(SystemClock),
-            SpoolOptions::default(),
-        )
-        .unwrap();
+        let (dir, spool) = crate::queue::spool::scratch();
         let config = Config::parse(
             &format!(
                 "hostname = \"mx.example.org\"\ndata_dir = \"{}\"\ndomains = [\"example.org\"]\n\

@@ -609,6 +609,20 @@ impl Spool {
     }
 }
 
+/// A spool in a new temporary directory, for unit tests elsewhere in the
+/// crate (the directory goes when the returned guard is dropped).
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Spool) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(
+        &dir.path().join("spool"),
+        Arc::new(crate::clock::SystemClock),
+        SpoolOptions::default(),
+    )
+    .unwrap();
+    (dir, spool)
+}
+
 #[cfg(test)]
 #[path = "spool_tests.rs"]
 mod tests;
