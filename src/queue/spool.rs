@@ -375,12 +375,13 @@ impl Spool {
 
     /// Reads a message's envelope, state and content. Blocking.
     pub fn load(&self, id: QueueId) -> Result<Loaded, SpoolError> {
-        let entry = self
-            .lock()
-            .messages
-            .get(&id)
-            .map(|e| (**e).clone())
-            .ok_or(SpoolError::NotFound(id))?;
+        let entry = self.entry(id).ok_or(SpoolError::NotFound(id))?;
+        self.read(entry)
+    }
+
+    /// The content of `entry`, read and checked. Blocking.
+    fn read(&self, entry: Entry) -> Result<Loaded, SpoolError> {
+        let id = entry.message.id;
         let damaged = || {
             log::error!("spool: message {id} is damaged on disk; it stays queued");
             SpoolError::Damaged(id)
@@ -408,8 +409,11 @@ impl Spool {
     /// the read does not block); `None` when the read might wait for the
     /// disk (or the message is gone), for a blocking thread to do.
     pub fn load_if_recent(&self, id: QueueId) -> Option<Result<Loaded, SpoolError>> {
-        let location = self.lock().messages.get(&id)?.location;
-        self.inner.log.is_recent(location).then(|| self.load(id))
+        let entry = self.entry(id)?;
+        self.inner
+            .log
+            .is_recent(entry.location)
+            .then(|| self.read(entry))
     }
 
     /// The body size of one message (for the scheduler's memory budget,
