@@ -222,12 +222,16 @@ impl Index {
     }
 
     /// Puts `id` in the due set if it is queued, not held and not leased.
-    pub(super) fn schedule(&mut self, id: QueueId) {
+    /// True when it is now the first due.
+    pub(super) fn schedule(&mut self, id: QueueId) -> bool {
         if let Some(e) = self.messages.get(&id) {
             if !e.held && !self.leased.contains(&id) {
-                self.due.insert((e.next_attempt, id));
+                let key = (e.next_attempt, id);
+                self.due.insert(key);
+                return self.due.first() == Some(&key);
             }
         }
+        false
     }
 
     fn release_segment(&mut self, seq: u64) {

@@ -467,9 +467,17 @@ impl Spool {
 
     /// Gives a leased message back to the scheduler.
     pub fn release(&self, id: QueueId) {
-        let mut index = self.lock();
-        index.leased.remove(&id);
-        index.schedule(id);
+        let first = {
+            let mut index = self.lock();
+            index.leased.remove(&id);
+            index.schedule(id)
+        };
+        // A message given back still queued (deferred) and due before
+        // anything else: the scheduler may be asleep until a later time,
+        // computed while this one was leased, so it must look again.
+        if first {
+            self.inner.wake.notify_one();
+        }
     }
 
     /// The earliest `next_attempt` of any message that is not held or leased.
