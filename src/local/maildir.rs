@@ -126,29 +126,6 @@ impl Maildir {
         Ok(())
     }
 
-    /// Delivers `parts` (concatenated) as `name`, durably: [`Maildir::begin`],
-    /// a flush, [`Written::finish`], a flush. (The local delivery agent does
-    /// the same for many deliveries at once, sharing the flushes:
-    /// [`super::writer`].)
-    pub fn deliver(&self, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-        match self.begin(name, parts)? {
-            Begun::AlreadyThere(path) => {
-                flush(&File::open(&path)?)?;
-                Ok(Delivered::AlreadyThere(path))
-            }
-            Begun::Written(written) => {
-                if let Err(e) = flush(&written.file) {
-                    written.abandon();
-                    return Err(e);
-                }
-                let file = written.file.try_clone()?;
-                let path = written.finish()?;
-                flush(&file)?;
-                Ok(Delivered::New(path))
-            }
-        }
-    }
-
     /// The first step of a delivery: writes `parts` (concatenated) under
     /// `tmp/` as `name`, not yet durable; or finds `name` in `new/` from an
     /// earlier attempt. Makes the Maildir's directories when missing.
@@ -280,15 +257,26 @@ fn not_a_link(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// One delivery the way the local delivery agent makes it (a batch of
+    /// one through its writer): `parts[0]` in front of the rest.
+    fn deliver(md: &Maildir, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
+        let job = super::super::writer::Job {
+            maildir: md.clone(),
+            name: name.into(),
+            head: parts[0].to_vec(),
+            content: std::sync::Arc::new(parts[1..].concat()),
+        };
+        let (mut results, _) = super::super::writer::write_batch([&[job][..]].into_iter());
+        results.remove(0).remove(0)
+    }
+
     #[test]
     fn delivers_into_new_and_leaves_tmp_empty() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::new(dir.path().join("me"));
         let name = Maildir::file_name(1_800_000_000, "ABC", 0, "mx.example.org");
         assert_eq!(name, "1800000000.QABCR0.mx.example.org");
-        let got = md
-            .deliver(&name, &[b"Return-Path: <>\r\n", b"body\r\n"])
-            .unwrap();
+        let got = deliver(&md, &name, &[b"Return-Path: <>\r\n", b"body\r\n"]).unwrap();
         let Delivered::New(path) = got else {
             panic!("expected a new file")
         };
@@ -308,11 +296,11 @@ mod tests {
         let md = Maildir::new(dir.path().join("me"));
         let name = Maildir::file_name(1, "X", 2, "h");
         assert!(matches!(
-            md.deliver(&name, &[b"one"]).unwrap(),
+            deliver(&md, &name, &[b"one"]).unwrap(),
             Delivered::New(_)
         ));
         assert!(matches!(
-            md.deliver(&name, &[b"two"]).unwrap(),
+            deliver(&md, &name, &[b"two"]).unwrap(),
             Delivered::AlreadyThere(_)
         ));
         assert_eq!(fs::read(md.root().join("new").join(&name)).unwrap(), b"one");
@@ -328,7 +316,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..20 {
                         let name = Maildir::file_name(1, &format!("T{t}"), i, "h");
-                        md.deliver(&name, &[b"x"]).unwrap();
+                        deliver(md, &name, &[b"x"]).unwrap();
                     }
                 });
             }
@@ -341,8 +329,7 @@ mod tests {
     fn with_outside_file() -> (tempfile::TempDir, Maildir, String, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::new(dir.path().join("me"));
-        md.deliver(&Maildir::file_name(1, "FIRST", 0, "h"), &[b"first"])
-            .unwrap();
+        deliver(&md, &Maildir::file_name(1, "FIRST", 0, "h"), &[b"first"]).unwrap();
         let outside = dir.path().join("outside");
         fs::write(&outside, b"precious").unwrap();
         let name = Maildir::file_name(2, "NEXT", 0, "h");
@@ -353,7 +340,7 @@ mod tests {
     fn a_link_planted_in_tmp_is_not_written_through() {
         let (_dir, md, name, outside) = with_outside_file();
         std::os::unix::fs::symlink(&outside, md.root().join("tmp").join(&name)).unwrap();
-        let got = md.deliver(&name, &[b"the message"]).unwrap();
+        let got = deliver(&md, &name, &[b"the message"]).unwrap();
         assert_eq!(got, Delivered::New(md.root().join("new").join(&name)));
         assert_eq!(fs::read(&outside).unwrap(), b"precious");
         assert_eq!(
@@ -366,7 +353,7 @@ mod tests {
         let target = outside.with_file_name("created-through-link");
         let name = Maildir::file_name(3, "DANGLING", 0, "h");
         std::os::unix::fs::symlink(&target, md.root().join("tmp").join(&name)).unwrap();
-        md.deliver(&name, &[b"x"]).unwrap();
+        deliver(&md, &name, &[b"x"]).unwrap();
         assert!(!target.exists());
     }
 
@@ -374,7 +361,7 @@ mod tests {
     fn a_file_left_in_tmp_by_a_crash_is_replaced() {
         let (_dir, md, name, _) = with_outside_file();
         fs::write(md.root().join("tmp").join(&name), b"half a mess").unwrap();
-        md.deliver(&name, &[b"whole"]).unwrap();
+        deliver(&md, &name, &[b"whole"]).unwrap();
         assert_eq!(
             fs::read(md.root().join("new").join(&name)).unwrap(),
             b"whole"
@@ -388,7 +375,7 @@ mod tests {
         let planted = md.root().join("new").join(&name);
         std::os::unix::fs::symlink(&outside, &planted).unwrap();
         assert_eq!(
-            md.deliver(&name, &[b"mine"]).unwrap(),
+            deliver(&md, &name, &[b"mine"]).unwrap(),
             Delivered::New(planted.clone())
         );
         assert!(!fs::symlink_metadata(&planted).unwrap().is_symlink());
@@ -405,7 +392,7 @@ mod tests {
             let path = md.root().join(sub);
             fs::rename(&path, dir.path().join("moved")).unwrap();
             std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
-            let err = md.deliver(&name, &[b"x"]).unwrap_err();
+            let err = deliver(&md, &name, &[b"x"]).unwrap_err();
             assert!(err.to_string().contains("symbolic link"), "{sub}: {err}");
             assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{sub}");
         }

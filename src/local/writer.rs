@@ -121,7 +121,7 @@ enum Step {
 
 /// Writes the files of several deliveries together; returns their results
 /// (grouped as given) and how many flushes that took.
-fn write_batch<'a>(
+pub(super) fn write_batch<'a>(
     deliveries: impl Iterator<Item = &'a [Job]>,
 ) -> (Vec<Vec<io::Result<Delivered>>>, usize) {
     let mut steps: Vec<Vec<Step>> = deliveries
