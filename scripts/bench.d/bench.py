@@ -72,11 +72,11 @@ import sys
 import tempfile
 import time
 
-from common import DOMAIN, HERE, POSTFIX_INSTANCE, REPO, SMTP_SOURCE, Interrupted, log, on_signal
+from common import DOMAIN, POSTFIX_INSTANCE, REPO, SMTP_SOURCE, Interrupted, compile_c, log, on_signal
 from procfs import (HZ, Sampler, busy_share, machine_ticks, thread_cpu, tree_cpu, tree_memory,
                     tree_write_bytes)
 from report import fmt, fmt_size, mib, parse_size, write_results
-from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_process
+from servers import REG, Postfix, Tern, Trash, count_dir, free_port, stop_process, wait_delivered
 from idle import idle_sessions, write_idle
 from outbound import outbound, write_outbound
 from ab import baseline_ab, checks_ab
@@ -157,18 +157,7 @@ def run_once(args, srv, size, reuse, conc, n, tag):
                                     f"bench@{DOMAIN}", latfile, timeout)
     client1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # End to end: until all N are in new/ (bounded).
-    e2e_s = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if count_dir(new_dir) >= n:
-            e2e_s = time.monotonic() - t_start
-            break
-        time.sleep(0.02)
-    # Let the server finish its bookkeeping (queue file removal, Done record)
-    # so the CPU counted is all the work for these messages.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not srv.queue_empty():
-        time.sleep(0.05)
+    e2e_s = wait_delivered(srv, new_dir, n, t_start, timeout)
     cpu1 = tree_cpu(srv.pid)
     machine1 = machine_ticks()
     wall = time.monotonic() - t_start
@@ -380,14 +369,8 @@ def tern_version(binary):
 
 
 def build_shim(outdir):
-    so = os.path.join(outdir, "latency.so")
-    src = os.path.join(HERE, "latency.c")
-    if not os.path.exists(so) or os.path.getmtime(so) < os.path.getmtime(src):
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if not cc:
-            raise RuntimeError("a C compiler (cc) is needed for the latency shim: apt-get install gcc")
-        subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
-    return so
+    return compile_c("latency.c", os.path.join(outdir, "latency.so"), ["-shared", "-fPIC", "-ldl"],
+                     "the latency shim")
 
 
 def idle_memory(root, seconds=1.0):

@@ -2,7 +2,9 @@
 the test domain, logging to stderr, and the exception a signal raises."""
 
 import os
+import shutil
 import signal
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -10,6 +12,20 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 DOMAIN = "bench.test"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 POSTFIX_INSTANCE = os.path.join(REPO, "scripts", "postfix-instance")
+
+
+def compile_c(name, out, flags, what):
+    """Compiles scripts/bench.d/NAME into OUT (cc FLAGS), unless OUT is newer
+    than the source; `what` names it in the error when there is no compiler.
+    Returns OUT."""
+    src = os.path.join(HERE, name)
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            raise RuntimeError(f"a C compiler (cc) is needed for {what}: apt-get install gcc")
+        # Options and libraries after the source, where the linker wants them.
+        subprocess.run([cc, "-O2", "-o", out, src, *flags], check=True)
+    return out
 
 
 def log(msg):

@@ -35,7 +35,6 @@ the window minus the server's and the sink's, in cores.
 import json
 import os
 import re
-import shutil
 import smtplib
 import socket
 import statistics
@@ -44,7 +43,7 @@ import threading
 import time
 
 import dns as bench_dns
-from common import DOMAIN, HERE, log
+from common import DOMAIN, compile_c, log
 from procfs import HZ, machine_ticks, tree_cpu
 from report import fmt
 from servers import REG, Postfix, Tern, free_port, stop_process
@@ -60,14 +59,7 @@ POSTFIX_RETRY = {"minimal_backoff_time": "1s", "maximal_backoff_time": "1s", "qu
 
 def build_sink(outdir):
     """Compiles sink.c (the bench's remote servers) into outdir."""
-    src = os.path.join(HERE, "sink.c")
-    binary = os.path.join(outdir, "sink")
-    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(src):
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if not cc:
-            raise RuntimeError("a C compiler (cc) is needed for the bench's sink: apt-get install gcc")
-        subprocess.run([cc, "-O2", "-Wall", "-o", binary, src], check=True)
-    return binary
+    return compile_c("sink.c", os.path.join(outdir, "sink"), ["-Wall"], "the bench's sink")
 
 
 class Sink:
@@ -149,6 +141,17 @@ def message(i, size):
     return head + line * max(1, (size - len(head)) // len(line))
 
 
+def in_threads(recipients, threads, worker):
+    """Runs worker(part) in `threads` threads, the (i, recipient) pairs dealt
+    out among them in turn; returns when all are done."""
+    items = list(enumerate(recipients))
+    ts = [threading.Thread(target=worker, args=(items[k::threads],)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 def fill_tern(tern, recipients, size, threads=4):
     """Queues each message through the control socket (as local sendmail
     run by root does: relaying allowed), a few connections at once."""
@@ -169,13 +172,7 @@ def fill_tern(tern, recipients, size, threads=4):
                 break
         s.close()
 
-    items = list(enumerate(recipients))
-    parts = [items[k::threads] for k in range(threads)]
-    ts = [threading.Thread(target=worker, args=(p,)) for p in parts]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    in_threads(recipients, threads, worker)
     if errors:
         raise RuntimeError(f"tern refused a submission: {errors[0]}")
 
@@ -193,12 +190,7 @@ def fill_smtp(port, recipients, size, threads=8):
         except (smtplib.SMTPException, OSError) as e:
             errors.append(repr(e))
 
-    items = list(enumerate(recipients))
-    ts = [threading.Thread(target=worker, args=(items[k::threads],)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    in_threads(recipients, threads, worker)
     if errors:
         raise RuntimeError(f"Postfix refused a submission: {errors[0]}")
 

@@ -71,6 +71,24 @@ def count_dir(path):
         return 0
 
 
+def wait_delivered(srv, new_dir, n, t0, timeout):
+    """Until `n` messages are in `new_dir` (at most `timeout` s): seconds from
+    `t0` (time.monotonic()) to then, or None. Then until the server's queue
+    is empty (at most 30 s more), so that the CPU counted afterwards is all
+    the work for these messages (queue file removal, Done record)."""
+    e2e_s = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count_dir(new_dir) >= n:
+            e2e_s = time.monotonic() - t0
+            break
+        time.sleep(0.02)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not srv.queue_empty():
+        time.sleep(0.05)
+    return e2e_s
+
+
 class Trash:
     """Where delivered mail goes between runs. Moving a Maildir's new/ aside
     (one rename) instead of deleting its files matters here: on ext4 without

@@ -41,10 +41,10 @@ import statistics
 import subprocess
 import time
 
-from common import DOMAIN, HERE, POSTFIX_INSTANCE, log
+from common import DOMAIN, POSTFIX_INSTANCE, compile_c, log
 from procfs import HZ, Sampler, busy_share, machine_ticks, tree_cpu
 from report import fmt, mib
-from servers import REG, Postfix, Tern, count_dir, free_port, stop_process
+from servers import REG, Postfix, Tern, count_dir, free_port, stop_process, wait_delivered
 
 USER, PASSWORD = "bench", "submission-bench-password"
 ADDRESS = f"bench@{DOMAIN}"
@@ -74,11 +74,8 @@ def ensure_packages():
 
 
 def build_submit(outdir):
-    exe = os.path.join(outdir, "submit")
-    src = os.path.join(HERE, "submit.c")
-    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
-        subprocess.run(["gcc", "-O2", "-pthread", "-o", exe, src, "-lssl", "-lcrypto"], check=True)
-    return exe
+    return compile_c("submit.c", os.path.join(outdir, "submit"), ["-pthread", "-lssl", "-lcrypto"],
+                     "the submission load generator")
 
 
 def make_certificate(d):
@@ -305,16 +302,7 @@ def run_submit(args, srv, reuse, conc, n, tag, records=None):
     client1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     err = err.decode(errors="replace").strip()
     summary = dict(kv.split("=") for kv in re.findall(r"\b\w+=\d+", err))
-    e2e_s = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if count_dir(new_dir) >= n:
-            e2e_s = time.monotonic() - t0
-            break
-        time.sleep(0.02)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not srv.queue_empty():
-        time.sleep(0.05)
+    e2e_s = wait_delivered(srv, new_dir, n, t0, timeout)
     cpu1 = tree_cpu(srv.pid)
     machine1 = machine_ticks()
     wall = time.monotonic() - t0
