@@ -43,6 +43,9 @@ impl Tmpfs {
             .status();
         match status {
             Ok(s) if s.success() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("mount is not installed: apt-get install -y mount")
+            }
             other => panic!(
                 "cannot mount a {size} tmpfs on {} ({other:?}): this test needs root \
                  (CAP_SYS_ADMIN) to make a small filesystem; run the tests as root",
