@@ -242,7 +242,7 @@ fn create_new_file(path: &Path) -> io::Result<File> {
 
 /// Fails when `dir` is a symbolic link: whoever planted it would have our
 /// deliveries written wherever it points. (`NotFound` when it is missing,
-/// which makes [`Maildir::deliver`] create it again.)
+/// which makes [`Maildir::begin`] create it again.)
 fn not_a_link(dir: &Path) -> io::Result<()> {
     if fs::symlink_metadata(dir)?.file_type().is_symlink() {
         return Err(io::Error::other(format!(
